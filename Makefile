@@ -1,0 +1,34 @@
+# ha-gitops: every target runs as root on a Debian/Ubuntu machine.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+.PHONY: setup demo demo-down test lint bench clean
+
+setup:
+	@bash deploy/install-debian-packages.sh
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/ha-gitops demo
+
+demo-down: setup
+	$(VENV)/bin/ha-gitops sandbox down
+
+test: setup
+	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check controller tests bench
+
+bench: setup
+	$(PY) bench/sandbox_updown.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

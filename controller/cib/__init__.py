@@ -1,0 +1,1 @@
+"""CIB XML: hardened parsing, normalisation, id adoption, the v2 patchset diff, human rendering."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ha-gitops needs, only when missing (idempotent, as root).
+# Used by `make setup` and by the production install steps in the README.
+set -euo pipefail
+packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents
+          iproute2 procps psmisc iputils-ping git python3 python3-venv postgresql)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian packages enable corosync/pacemaker services; on a machine that is not itself a cluster node
+# (a CI runner, a laptop running the sandbox) they must not run in the root namespace.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ] && [ "${HA_GITOPS_KEEP_SERVICES:-0}" != 1 ]; then
+  systemctl disable --now pacemaker corosync >/dev/null 2>&1 || true
+fi
