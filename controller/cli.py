@@ -51,6 +51,46 @@ def main() -> None:
 # Command groups are added below, one section per verb, each calling into the package.
 
 
+# ---- corosync
+
+
+@main.group()
+def corosync() -> None:
+    """corosync.conf tools."""
+
+
+@corosync.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@FORMAT_OPTION
+@handles_errors
+def corosync_diff(old: Path, new: Path, fmt: str) -> None:
+    """Key-level changes from OLD to NEW corosync.conf, each classed reload / rolling-restart /
+    cluster-restart. Exit 0: no change, 1: changes, 2: error."""
+    from controller.corosync import diff_corosync, parse_corosync
+    from controller.errors import InputError
+
+    docs = []
+    for path in (old, new):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+        docs.append(parse_corosync(data, source=str(path)))
+    changes = diff_corosync(docs[0], docs[1])
+    if fmt == "json":
+        print_json([c.as_dict() for c in changes])
+    elif not changes:
+        out.print("no change")
+    else:
+        for c in changes:
+            out.print(f"{c.change_class:<16} {c.path}: {c.old if c.old is not None else '(unset)'} -> "
+                      f"{c.new if c.new is not None else '(unset)'}", markup=False)
+    sys.exit(1 if changes else 0)
+
+# ---- end corosync
+
+
 def run() -> None:
     main()
 
