@@ -131,8 +131,6 @@ _ARROW = re.compile(r"\s*(?:->|=>|→)\s*")
 
 def _mask_text(text: str, found: set[str], *, corosync: bool = False) -> str:
     def kv(m: re.Match[str]) -> str:
-        if not is_secret_name(m.group("name"), corosync=corosync):
-            return m.group(0)
         parts = _ARROW.split(m.group("val"))
         arrows = _ARROW.findall(m.group("val"))
         for p in parts:
@@ -141,7 +139,19 @@ def _mask_text(text: str, found: set[str], *, corosync: bool = False) -> str:
         out = masked[0] + "".join(a + v for a, v in zip(arrows, masked[1:], strict=True))
         return f"{m.group('name')}{m.group('sep')}{out}"
 
-    return _KV.sub(kv, _mask_tags_text(text, found))
+    text = _mask_tags_text(text, found)
+    # A non-secret match gives back its value part, so `error: password=x` still finds `password`.
+    parts: list[str] = []
+    pos = 0
+    while (m := _KV.search(text, pos)) is not None:
+        if is_secret_name(m.group("name"), corosync=corosync):
+            parts.append(text[pos:m.start()] + kv(m))
+            pos = m.end()
+        else:
+            parts.append(text[pos:m.start("val")])
+            pos = m.start("val")
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def mask_text(text: str | None, found: set[str] | None = None, *, corosync: bool = False) -> str | None:

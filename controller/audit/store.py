@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from controller.audit import chain
+from controller.audit import DEFAULT_URL, URL_ENV, chain
 from controller.audit.models import (
     GENESIS_HASH,
     AgentState,
@@ -40,8 +40,6 @@ from controller.audit.models import (
 from controller.audit.orm import CHAIN_NAME, AgentStateRow, ChainHeadRow, EventRow
 from controller.errors import HaGitopsError, InputError
 
-DEFAULT_URL = "sqlite:////var/lib/ha-gitops/audit.db"
-URL_ENV = "HA_GITOPS_AUDIT_URL"
 MIGRATIONS_INI = Path(__file__).parent / "migrations" / "alembic.ini"
 # Events whose config_after is what the cluster ran afterwards: the candidates for a rollback target.
 APPLYING_KINDS = (EventKind.APPLY, EventKind.DRIFT_CORRECTED, EventKind.ROLLBACK, EventKind.AUTO_ROLLBACK)
