@@ -1,0 +1,350 @@
+"""The sandbox as the CLI and the tests use it: up, down, status, exec, failure injection."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from controller.cluster.adapter import LiveCluster
+from controller.cluster.models import ClusterStatus
+from controller.cluster.runner import ToolRunner
+from controller.command import Result, run
+from controller.errors import CommandError, HaGitopsError
+from controller.sandbox.fence_agent import render_plugin
+from controller.sandbox.layout import Layout
+from controller.sandbox.network import SandboxNetwork
+from controller.sandbox.topology import SandboxSpec, build_spec
+
+
+class SandboxError(HaGitopsError):
+    pass
+
+
+class NodeStatus(BaseModel):
+    name: str
+    address: str
+    nodeid: int
+    powered: bool
+    cut: bool
+    init_pid: int | None
+    corosync: bool | None = None
+    pacemaker: bool | None = None
+    cluster_online: bool | None = None
+    standby: bool | None = None
+    is_dc: bool | None = None
+
+
+class SandboxStatus(BaseModel):
+    running: bool
+    state_dir: str
+    cluster_dir: str | None = None
+    quorate: bool | None = None
+    dc: str | None = None
+    nodes: list[NodeStatus] = []
+    resources: list[dict[str, Any]] = []
+
+
+class UpResult(BaseModel):
+    seconds: float
+    dc: str
+    nodes: list[str]
+    state_dir: str
+
+
+class Sandbox:
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        self.layout = Layout(state_dir)
+        self.net = SandboxNetwork(self.layout.tag)
+
+    # ------------------------------------------------------------ state
+    def spec(self) -> SandboxSpec:
+        if not self.layout.spec.exists():
+            raise SandboxError(f"no sandbox in {self.layout.root} (run `ha-gitops sandbox up`)")
+        return SandboxSpec.model_validate_json(self.layout.spec.read_text())
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.layout.state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def supervisor_alive(self) -> bool:
+        pid = self._state().get("supervisor_pid")
+        return bool(pid) and _pid_alive(int(pid)) and self.layout.control_socket.exists()
+
+    def request(self, op: str, node: str | None = None, timeout: float = 60) -> dict[str, Any]:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(str(self.layout.control_socket))
+        except OSError as exc:
+            raise SandboxError(f"sandbox supervisor not reachable at {self.layout.control_socket}: {exc}"
+                               " (is the sandbox up?)") from exc
+        with s, s.makefile("rw") as f:
+            f.write(json.dumps({"op": op, "node": node}) + "\n")
+            f.flush()
+            resp = json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+        if not resp.get("ok"):
+            raise SandboxError(f"{op} {node or ''}: {resp.get('error')}")
+        return resp
+
+    def node_request(self, node: str, req: dict[str, Any], timeout: float = 90) -> dict[str, Any]:
+        """Ask a node's init (PID 1 inside the node) to start, stop or kill its cluster services."""
+        self.spec().node(node)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(str(self.layout.node_dir(node) / "init.sock"))
+        except OSError as exc:
+            raise SandboxError(f"node {node} is not running (powered off?): {exc}") from exc
+        with s, s.makefile("rw") as f:
+            f.write(json.dumps(req) + "\n")
+            f.flush()
+            resp = json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+        if not resp.get("ok"):
+            raise SandboxError(f"node {node}: {resp.get('error')}")
+        return resp
+
+    def init_pid(self, node: str) -> int:
+        self.spec().node(node)
+        pid = self._state().get("nodes", {}).get(node, {}).get("init_pid")
+        if not pid or not _pid_alive(int(pid)):
+            raise SandboxError(f"node {node} is powered off")
+        return int(pid)
+
+    # ------------------------------------------------------------ running things inside a node
+    def prefix(self, node: str) -> list[str]:
+        return ["nsenter", "-t", str(self.init_pid(node)), "-m", "-u", "-i", "-n", "-p", "--"]
+
+    def runner(self, node: str) -> ToolRunner:
+        return ToolRunner(lambda: self.prefix(node))
+
+    def cluster(self, node: str) -> LiveCluster:
+        return LiveCluster(self.runner(node))
+
+    def exec(self, node: str, argv: Sequence[str], *, timeout: float = 120, check: bool = False,
+             input: str | None = None) -> Result:
+        return run([*self.prefix(node), *argv], timeout=timeout, check=check, input=input)
+
+    # ------------------------------------------------------------ up / down
+    def up(self, cluster_dir: str | Path = "desired/kamailio", *, timeout: float = 60) -> UpResult:
+        if os.geteuid() != 0:
+            raise SandboxError("the sandbox needs root (namespaces, mounts, veth)")
+        for tool in ("corosync", "pacemakerd", "nsenter", "unshare", "ip"):
+            if shutil.which(tool) is None:
+                raise SandboxError(f"{tool} not found: run `make setup` (installs pacemaker, corosync, ...)")
+        spec = build_spec(cluster_dir)
+        if self.supervisor_alive():
+            raise SandboxError(f"a sandbox is already running in {self.layout.root}; "
+                               "`ha-gitops sandbox down` first")
+        self._force_cleanup()
+        started = time.monotonic()
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.spec.write_text(spec.model_dump_json(indent=1))
+        self.layout.fence_plugin.write_text(render_plugin(str(self.layout.control_socket)))
+        self.layout.fence_plugin.chmod(0o755)
+        log = open(self.layout.supervisor_log, "ab")  # noqa: SIM115 - handed to the daemon
+        # The package must be importable from the daemon and from inside the nodes (same filesystem).
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        subprocess.Popen([sys.executable, "-m", "controller.sandbox.supervisor", str(self.layout.root)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                         close_fds=True, env=env)
+        log.close()
+        status = self.wait_healthy(timeout=timeout, expect_online=[n.name for n in spec.nodes])
+        assert status.dc is not None
+        return UpResult(seconds=round(time.monotonic() - started, 2), dc=status.dc,
+                        nodes=[n.name for n in spec.nodes], state_dir=str(self.layout.root))
+
+    def wait_healthy(self, *, timeout: float = 60, expect_online: Sequence[str] | None = None,
+                     via: str | None = None) -> ClusterStatus:
+        """Until the cluster is quorate with a DC (and the named nodes online), or a clear error."""
+        deadline = time.monotonic() + timeout
+        last: str = "no answer yet"
+        while time.monotonic() < deadline:
+            try:
+                spec = self.spec()
+                nodes = [via] if via else [n.name for n in spec.nodes]
+                for node in nodes:
+                    try:
+                        st = self.cluster(node).status()
+                    except HaGitopsError as exc:
+                        last = f"{node}: {exc}"
+                        continue
+                    online = {n.name for n in st.nodes if n.online}
+                    missing = [n for n in (expect_online or []) if n not in online]
+                    if st.quorate and st.dc and not missing:
+                        return st
+                    last = (f"{node}: quorate={st.quorate} dc={st.dc} online={sorted(online)}"
+                            + (f" waiting for {missing}" if missing else ""))
+                    break
+            except HaGitopsError as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        logs = [str(p) for n in self._spec_or_none_nodes() for p in self.layout.node_logs(n)]
+        raise SandboxError(f"cluster not quorate with a DC after {timeout:g}s ({last}); logs: "
+                           f"{self.layout.supervisor_log} " + " ".join(logs))
+
+    def _spec_or_none_nodes(self) -> list[str]:
+        try:
+            return [n.name for n in self.spec().nodes]
+        except HaGitopsError:
+            return []
+
+    def down(self, *, keep_logs: bool = False) -> float:
+        started = time.monotonic()
+        if self.supervisor_alive():
+            try:
+                self.request("shutdown", timeout=30)
+            except (SandboxError, OSError):
+                pass
+            pid = self._state().get("supervisor_pid")
+            if pid:
+                _wait_gone(int(pid), 10)
+        self._force_cleanup()
+        if self.layout.root.exists():
+            if keep_logs:
+                for p in self.layout.root.iterdir():
+                    if p.name not in ("nodes", "supervisor.log"):
+                        _remove(p)
+                for node_dir in self.layout.nodes_dir.glob("*"):
+                    for p in node_dir.iterdir():
+                        if p.name not in ("logs", "var-log-pacemaker", "var-log-corosync"):
+                            _remove(p)
+            else:
+                shutil.rmtree(self.layout.root, ignore_errors=True)
+        return round(time.monotonic() - started, 3)
+
+    def _force_cleanup(self) -> None:
+        """Whatever a crashed supervisor left: its recorded processes (by PID) and our namespaces."""
+        state = self._state()
+        pids = [n.get("init_pid") for n in state.get("nodes", {}).values()]
+        sup = state.get("supervisor_pid")
+        for pid in [*pids, sup]:
+            if pid and _pid_alive(int(pid)) and _is_ours(int(pid)):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for pid in [*pids, sup]:
+            if pid:
+                _wait_gone(int(pid), 5)
+        self.net.destroy()
+        if self.layout.control_socket.exists():
+            self.layout.control_socket.unlink()
+
+    # ------------------------------------------------------------ status
+    def status(self) -> SandboxStatus:
+        if not self.supervisor_alive():
+            return SandboxStatus(running=False, state_dir=str(self.layout.root))
+        spec = self.spec()
+        sup = self.request("status")["nodes"]
+        cluster: ClusterStatus | None = None
+        for n in spec.nodes:
+            if sup[n.name]["powered"]:
+                try:
+                    cluster = self.cluster(n.name).status()
+                    break
+                except HaGitopsError:
+                    continue
+        nodes = []
+        for n in spec.nodes:
+            s = sup[n.name]
+            services: dict[str, Any] = {}
+            if s["powered"]:
+                try:
+                    services = self.node_request(n.name, {"op": "status"}, timeout=5)
+                except SandboxError:
+                    services = {}
+            cn = cluster.node(n.name) if cluster else None
+            nodes.append(NodeStatus(name=n.name, address=n.address, nodeid=n.nodeid, powered=s["powered"],
+                                    cut=s["cut"], init_pid=s["init_pid"], corosync=services.get("corosync"),
+                                    pacemaker=services.get("pacemaker"),
+                                    cluster_online=cn.online if cn else None,
+                                    standby=cn.standby if cn else None, is_dc=cn.is_dc if cn else None))
+        return SandboxStatus(
+            running=True, state_dir=str(self.layout.root), cluster_dir=spec.cluster_dir,
+            quorate=cluster.quorate if cluster else None, dc=cluster.dc if cluster else None, nodes=nodes,
+            resources=[{"id": r.id, "agent": r.agent, "role": r.role, "nodes": r.nodes}
+                       for r in (cluster.resources if cluster else [])])
+
+    # ------------------------------------------------------------ failure injection
+    def kill(self, node: str, service: str) -> dict[str, Any]:
+        return self.node_request(node, {"op": "kill", "service": service})
+
+    def stop_services(self, node: str, timeout: float = 120) -> dict[str, Any]:
+        return self.node_request(node, {"op": "stop", "timeout": timeout}, timeout=timeout + 10)
+
+    def start_services(self, node: str) -> dict[str, Any]:
+        return self.node_request(node, {"op": "start"})
+
+    def poweroff(self, node: str) -> dict[str, Any]:
+        return self.request("poweroff", node)
+
+    def start(self, node: str) -> dict[str, Any]:
+        """Power a node on; if it is on but its cluster services are down, start them."""
+        resp = self.request("start", node)
+        if resp.get("already"):
+            self.start_services(node)
+        return resp
+
+    def cut(self, node: str) -> None:
+        self.net.cut(self.spec().node(node).index)
+
+    def heal(self, node: str) -> None:
+        self.net.heal(self.spec().node(node).index)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What of this sandbox still exists on the host: the tests assert this is empty after down."""
+        procs = []
+        state = self._state()
+        for pid in [n.get("init_pid") for n in state.get("nodes", {}).values()] + [state.get("supervisor_pid")]:
+            if pid and _pid_alive(int(pid)):
+                procs.append(str(pid))
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if str(self.layout.root) in line.split()[4] or f"hgs-{self.layout.tag}-" in line.split()[4]]
+        return {"processes": procs, "netns": self.net.namespaces(), "mounts": mounts}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    # A zombie is dead: it only waits for its parent (maybe the host's PID 1) to reap it.
+    return "\nState:\tZ" not in status
+
+
+def _is_ours(pid: int) -> bool:
+    """Only kill a recorded PID if it is still a sandbox process (PIDs get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"controller.sandbox" in cmdline
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+__all__ = ["CommandError", "Sandbox", "SandboxError", "SandboxStatus", "UpResult"]

@@ -1,0 +1,243 @@
+"""PID 1 of one sandbox node: private mounts, hostname, then corosync and pacemaker as its children.
+
+Runs inside `unshare --pid --fork --mount-proc --mount --uts --ipc` joined to the node's network
+namespace. It serves a small control socket (JSON lines) on a path the host sees, so the sandbox can
+start, stop or kill the node's cluster services without touching any process it did not start.
+Stdlib only: it must start fast and never depend on the cluster tools it supervises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# Host paths hidden behind per-node directories (host path -> name of the per-node directory).
+BIND_DIRS: dict[str, str] = {
+    "/etc/corosync": "etc-corosync",
+    "/var/lib/corosync": "var-lib-corosync",
+    "/var/lib/pacemaker": "var-lib-pacemaker",
+    "/var/lib/heartbeat": "var-lib-heartbeat",
+    "/var/log/pacemaker": "var-log-pacemaker",
+    "/var/log/corosync": "var-log-corosync",
+    "/etc/ha-gitops": "etc-ha-gitops",
+    "/var/lib/ha-gitops": "var-lib-ha-gitops",
+}
+PRIVATE_TMPFS = ("/run", "/dev/shm", "/tmp")
+# The sandbox's power switch stands in for the SSH fence plugin (nodes are namespaces, not hosts).
+FENCE_PLUGIN = "/usr/lib/stonith/plugins/external/ssh"
+
+
+# PID 1 must reap orphans, but must not steal the exit status of children it waits for itself.
+_children_lock = threading.Lock()
+_managed: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    with _children_lock:
+        p = subprocess.Popen(argv, **kwargs)
+        _managed[p.pid] = p
+    return p
+
+
+def _run(argv: list[str], timeout: float = 10) -> int:
+    p = _popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, errout = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return -9
+    finally:
+        with _children_lock:
+            _managed.pop(p.pid, None)
+    if p.returncode and argv[0] == "mount":
+        raise RuntimeError(f"{' '.join(argv)}: {errout.decode(errors='replace').strip()}")
+    return p.returncode
+
+
+def _mount(*args: str) -> None:
+    _run(["mount", *args])
+
+
+def setup_node(node_dir: Path, hostname: str) -> None:
+    socket.sethostname(hostname)
+    _mount("--make-rprivate", "/")
+    for path in PRIVATE_TMPFS:
+        _mount("-t", "tmpfs", "-o", "mode=1777" if path != "/run" else "mode=755", "tmpfs", path)
+    for host_path, name in BIND_DIRS.items():
+        src = node_dir / name
+        if src.is_dir() and Path(host_path).is_dir():
+            _mount("--bind", str(src), host_path)
+    fence = node_dir.parent.parent / "fence-agent"
+    if fence.exists() and Path(FENCE_PLUGIN).exists():
+        _mount("--bind", "-o", "ro", str(fence), FENCE_PLUGIN)
+    for d in ("/run/corosync", "/run/crm", "/run/pacemaker", "/run/resource-agents", "/run/lock"):
+        Path(d).mkdir(parents=True, exist_ok=True)
+    _run(["ip", "link", "set", "lo", "up"])
+
+
+class Services:
+    """corosync then pacemakerd, as children of this init; all output to log files."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log = open(self.log_dir / f"{name}.out", "ab")  # noqa: SIM115 - handed to the child
+        self.procs[name] = _popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                  close_fds=True)
+        log.close()
+
+    def running(self, name: str) -> bool:
+        p = self.procs.get(name)
+        return p is not None and p.poll() is None
+
+    def start(self) -> dict[str, Any]:
+        with self.lock:
+            env = dict(os.environ)
+            if not self.running("corosync"):
+                self._spawn("corosync", ["corosync", "-f"], env)
+                # pacemakerd refuses to start before corosync's IPC is up.
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    if _run(["corosync-cfgtool", "-s"], 5) == 0 or not self.running("corosync"):
+                        break
+                    time.sleep(0.1)
+                if not self.running("corosync"):
+                    return {"ok": False, "error": f"corosync exited; see {self.log_dir}/corosync.out"}
+            if not self.running("pacemaker"):
+                env.update(PCMK_logfile="/var/log/pacemaker/pacemaker.log", PCMK_logfacility="none",
+                           PCMK_debug="no")
+                self._spawn("pacemaker", ["pacemakerd"], env)
+            return {"ok": True}
+
+    def stop(self, timeout: float = 60) -> dict[str, Any]:
+        """Clean shutdown, the way systemctl stop pacemaker corosync would do it."""
+        with self.lock:
+            for name in ("pacemaker", "corosync"):
+                p = self.procs.get(name)
+                if p is None or p.poll() is not None:
+                    continue
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._kill_tree(name)
+            return {"ok": True}
+
+    def _kill_tree(self, name: str) -> list[int]:
+        """SIGKILL a service: pacemakerd's subdaemons are separate processes, find them by name."""
+        names = {"corosync": ("corosync",), "pacemaker": ("pacemakerd", "pacemaker-")}[name]
+        killed = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == 1:
+                continue
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(names):
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.append(int(entry.name))
+                except ProcessLookupError:
+                    pass
+        p = self.procs.get(name)
+        if p is not None:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        return killed
+
+    def kill(self, name: str) -> dict[str, Any]:
+        if name not in ("corosync", "pacemaker"):
+            return {"ok": False, "error": f"unknown service {name!r} (corosync or pacemaker)"}
+        with self.lock:
+            return {"ok": True, "killed": self._kill_tree(name)}
+
+    def status(self) -> dict[str, Any]:
+        return {"ok": True, "corosync": self.running("corosync"), "pacemaker": self.running("pacemaker")}
+
+
+def reap_forever() -> None:
+    """As PID 1, reap orphans (resource agents double-fork) so no zombie piles up."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            time.sleep(0.5)
+            continue
+        if info is None:
+            continue
+        with _children_lock:
+            owned = _managed.get(info.si_pid)
+            if owned is None:
+                try:
+                    os.waitpid(info.si_pid, 0)
+                except ChildProcessError:
+                    pass
+                continue
+        if owned.poll() is not None:  # a service that died: record its status through its Popen
+            with _children_lock:
+                _managed.pop(info.si_pid, None)
+        else:
+            time.sleep(0.05)  # a short-lived helper whose owner is about to wait for it
+
+
+def serve(sock_path: Path, services: Services) -> None:
+    if sock_path.exists():
+        sock_path.unlink()
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(sock_path))
+    srv.listen(8)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=_handle, args=(conn, services), daemon=True).start()
+
+
+def _handle(conn: socket.socket, services: Services) -> None:
+    with conn, conn.makefile("rw") as f:
+        try:
+            req = json.loads(f.readline() or "{}")
+            op = req.get("op")
+            if op == "start":
+                resp = services.start()
+            elif op == "stop":
+                resp = services.stop(float(req.get("timeout", 60)))
+            elif op == "kill":
+                resp = services.kill(str(req.get("service")))
+            elif op == "status":
+                resp = services.status()
+            else:
+                resp = {"ok": False, "error": f"unknown op {op!r}"}
+        except Exception as exc:  # the control socket must outlive any bad request
+            resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        f.write(json.dumps(resp) + "\n")
+        f.flush()
+
+
+def main() -> None:
+    node_dir = Path(sys.argv[1])
+    spec = json.loads((node_dir / "node.json").read_text())
+    setup_node(node_dir, spec["name"])
+    services = Services(node_dir / "logs")
+    threading.Thread(target=reap_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: (services.stop(30), os._exit(0)))
+    if spec.get("autostart", True):
+        threading.Thread(target=services.start, daemon=True).start()
+    serve(node_dir / "init.sock", services)
+
+
+if __name__ == "__main__":
+    main()

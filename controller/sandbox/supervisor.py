@@ -1,0 +1,256 @@
+"""The sandbox's hypervisor: a daemon on the host that owns the node processes and the power switch.
+
+It builds the network, starts one node (namespaces + our init) per spec entry, and answers JSON-line
+requests on a unix socket: from the CLI (power off/on, status, shutdown) and from the fence plugin inside
+the nodes (a path-bound unix socket works across network namespaces, so fencing needs no IP route out).
+It is the parent of every node process, so it reaps them at once and kills only what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from controller.sandbox.layout import Layout
+from controller.sandbox.network import NETNS_DIR, SandboxNetwork
+from controller.sandbox.topology import NodeSpec, SandboxSpec
+
+HACLUSTER_DIRS = {  # per-node dirs Pacemaker writes as hacluster:haclient, with the package's modes
+    "var-lib-pacemaker": 0o750, "var-lib-pacemaker/cib": 0o750, "var-lib-pacemaker/pengine": 0o750,
+    "var-lib-pacemaker/blackbox": 0o750, "var-lib-pacemaker/cores": 0o750, "var-log-pacemaker": 0o770,
+    "var-log-pacemaker/bundles": 0o770,
+}
+ROOT_DIRS = ("etc-corosync", "etc-corosync/uidgid.d", "var-lib-corosync", "var-lib-heartbeat",
+             "var-lib-heartbeat/lrm", "var-lib-heartbeat/cores", "var-log-corosync", "etc-ha-gitops",
+             "var-lib-ha-gitops", "logs")
+
+
+def seed_cib(spec: SandboxSpec) -> str:
+    """The CIB a freshly set up cluster has (as `crm cluster init` leaves it): nodes, no resources.
+
+    dc-deadtime is short so the first DC election does not wait the 20 s default.
+    """
+    nodes = "".join(f'<node id="{n.nodeid}" uname="{n.name}"/>' for n in spec.nodes)
+    return (
+        '<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" '
+        'admin_epoch="0"><configuration><crm_config><cluster_property_set id="cib-bootstrap-options">'
+        '<nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>'
+        f'<nvpair id="cib-bootstrap-options-cluster-name" name="cluster-name" value="{spec.cluster_name}"/>'
+        f"</cluster_property_set></crm_config><nodes>{nodes}</nodes><resources/><constraints/>"
+        "</configuration><status/></cib>\n"
+    )
+
+
+def prepare_node_dir(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> None:
+    """A node's disks: fresh on `up`, kept across power cycles (the CIB survives a reboot)."""
+    import grp
+    import pwd
+
+    d = layout.node_dir(node.name)
+    uid, gid = pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid
+    for sub in ROOT_DIRS:
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    for sub, mode in HACLUSTER_DIRS.items():
+        p = d / sub
+        p.mkdir(parents=True, exist_ok=True)
+        os.chown(p, uid, gid)
+        p.chmod(mode)
+    (d / "etc-corosync" / "corosync.conf").write_text(spec.corosync_conf)
+    cib = d / "var-lib-pacemaker" / "cib" / "cib.xml"
+    cib.write_text(seed_cib(spec))
+    os.chown(cib, uid, gid)
+    cib.chmod(0o600)
+    (d / "node.json").write_text(json.dumps({"name": node.name, "address": node.address}))
+
+
+class Supervisor:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.spec = SandboxSpec.model_validate_json(layout.spec.read_text())
+        self.net = SandboxNetwork(layout.tag)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.init_pids: dict[str, int] = {}
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+
+    # ------------------------------------------------------------ nodes
+    def _write_state(self) -> None:
+        state = {
+            "supervisor_pid": os.getpid(),
+            "nodes": {n.name: {"init_pid": self.init_pids.get(n.name), "netns": self.net.node_ns(n.index),
+                               "powered": n.name in self.procs and self.procs[n.name].poll() is None}
+                      for n in self.spec.nodes},
+            "bridge_netns": self.net.bridge_ns,
+        }
+        tmp = self.layout.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.layout.state)
+
+    def start_node(self, name: str) -> dict[str, Any]:
+        node = self.spec.node(name)
+        with self.lock:
+            p = self.procs.get(name)
+            if p is not None and p.poll() is None:
+                return {"ok": True, "already": True}
+            if not self.net.exists(self.net.node_ns(node.index)):
+                self.net.create_node(node.index, node.address, self.spec.prefixlen)
+            log = open(self.layout.node_dir(name) / "logs" / "init.out", "ab")  # noqa: SIM115
+            argv = ["nsenter", f"--net={NETNS_DIR / self.net.node_ns(node.index)}", "--",
+                    "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount",
+                    "--uts", "--ipc", "--", sys.executable, "-m", "controller.sandbox.node_init",
+                    str(self.layout.node_dir(name))]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
+            log.close()
+            self.procs[name] = proc
+            init_pid = _wait_child_pid(proc.pid, 5.0)
+            if init_pid is None:
+                return {"ok": False, "error": f"node {name} did not start; see {log.name}"}
+            self.init_pids[name] = init_pid
+            self._write_state()
+            return {"ok": True, "init_pid": init_pid}
+
+    def poweroff(self, name: str) -> dict[str, Any]:
+        """Pull the plug: SIGKILL the node's PID 1, which takes every process of the node with it."""
+        self.spec.node(name)
+        with self.lock:
+            p = self.procs.get(name)
+            if p is None or p.poll() is not None:
+                return {"ok": True, "already": True}
+            pid = self.init_pids.get(name)
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                p.wait(10)  # unshare returns once its child, the namespace's init, has been reaped
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            self.init_pids.pop(name, None)
+            self._write_state()
+            return {"ok": True}
+
+    def reboot(self, name: str) -> dict[str, Any]:
+        off = self.poweroff(name)
+        if not off.get("ok"):
+            return off
+        # Answer the fencer once the node is really off; bring it back in the background, as a BMC would.
+        threading.Thread(target=self._delayed_start, args=(name,), daemon=True).start()
+        return {"ok": True}
+
+    def _delayed_start(self, name: str) -> None:
+        time.sleep(1.0)
+        if not self.stopping.is_set():
+            self.start_node(name)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            nodes = {}
+            for n in self.spec.nodes:
+                p = self.procs.get(n.name)
+                nodes[n.name] = {"powered": p is not None and p.poll() is None,
+                                 "init_pid": self.init_pids.get(n.name),
+                                 "netns": self.net.node_ns(n.index), "cut": self.net.is_cut(n.index)}
+            return {"ok": True, "supervisor_pid": os.getpid(), "nodes": nodes}
+
+    def shutdown(self) -> dict[str, Any]:
+        self.stopping.set()
+        with self.lock:
+            for name in list(self.procs):
+                self.poweroff(name)
+            self.net.destroy()
+            if self.layout.control_socket.exists():
+                self.layout.control_socket.unlink()
+        return {"ok": True}
+
+    # ------------------------------------------------------------ serving
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op, node = req.get("op"), req.get("node")
+        if op == "ping":
+            return {"ok": True}
+        if op == "status":
+            return self.status()
+        if op in ("start", "poweroff", "reboot"):
+            names = [n.name for n in self.spec.nodes]
+            if node not in names:
+                return {"ok": False, "error": f"no node {node!r} (nodes: {', '.join(names)})"}
+            print(f"{time.strftime('%H:%M:%S')} {op} {node} (from {req.get('origin', 'cli')})", flush=True)
+            return {"start": self.start_node, "poweroff": self.poweroff, "reboot": self.reboot}[op](node)
+        if op == "shutdown":
+            return self.shutdown()
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def serve(self) -> None:
+        path = self.layout.control_socket
+        if path.exists():
+            path.unlink()
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        path.chmod(0o600)
+        srv.listen(16)
+        srv.settimeout(0.5)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+        srv.close()
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rw") as f:
+            try:
+                resp = self.handle(json.loads(f.readline() or "{}"))
+            except Exception as exc:  # one bad request must not take the sandbox down
+                resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            f.write(json.dumps(resp) + "\n")
+            f.flush()
+
+
+def _wait_child_pid(parent: int, timeout: float) -> int | None:
+    """The host PID of unshare's forked child, which is PID 1 of the node."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                kids = (task / "children").read_text().split()
+                if kids:
+                    return int(kids[0])
+        except OSError:
+            return None
+        time.sleep(0.01)
+    return None
+
+
+def main() -> None:
+    layout = Layout(sys.argv[1])
+    sup = Supervisor(layout)
+    signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
+    sup.net.create_bridge()
+    shutil.rmtree(layout.nodes_dir, ignore_errors=True)
+    for node in sup.spec.nodes:
+        prepare_node_dir(layout, sup.spec, node)
+    sup._write_state()
+    server = threading.Thread(target=sup.serve, daemon=True)
+    server.start()
+    for node in sup.spec.nodes:
+        sup.start_node(node.name)
+    print(f"{time.strftime('%H:%M:%S')} sandbox up: {', '.join(n.name for n in sup.spec.nodes)}", flush=True)
+    while not sup.stopping.is_set():
+        time.sleep(0.5)
+    sup.shutdown()
+    print(f"{time.strftime('%H:%M:%S')} sandbox down", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""What the sandbox builds, derived from a desired cluster folder (pure: text in, spec out)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from controller.errors import InputError
+
+
+class NodeSpec(BaseModel):
+    name: str
+    address: str
+    nodeid: int
+    index: int  # 1-based position in the nodelist: names the veth on the bridge
+
+
+class SandboxSpec(BaseModel):
+    cluster_dir: str
+    cluster_name: str
+    prefixlen: int
+    nodes: list[NodeSpec]
+    corosync_conf: str
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise InputError(f"no node {name!r} in the sandbox (nodes: {', '.join(n.name for n in self.nodes)})")
+
+
+_CRM_NODE = re.compile(r"^node\s+(?:\$id=)?(?:(?P<id>\d+):\s*)?(?P<name>[\w.-]+)", re.M)
+
+
+def crm_node_names(cib_crm: str) -> dict[int, str]:
+    """Node id -> uname from `node ID: NAME` lines of crm syntax."""
+    return {int(m["id"]): m["name"] for m in _CRM_NODE.finditer(cib_crm) if m["id"]}
+
+
+def xml_node_names(cib_xml: bytes) -> dict[int, str]:
+    from controller.cib.xml import parse_xml_bytes
+
+    root = parse_xml_bytes(cib_xml, source="cib.xml")
+    out: dict[int, str] = {}
+    for node in root.iter("node"):
+        nid, uname = node.get("id"), node.get("uname")
+        if nid and uname and nid.isdigit():
+            out[int(nid)] = uname
+    return out
+
+
+def nodeid_from_address(address: str, clear_high_bit: bool) -> int:
+    """Corosync's node id when `nodeid` is not set: the IPv4 address as an integer."""
+    value = int(ipaddress.IPv4Address(address))
+    return value & 0x7FFFFFFF if clear_high_bit else value
+
+
+def build_spec(cluster_dir: str | Path) -> SandboxSpec:
+    from controller.corosync.document import parse_corosync
+
+    folder = Path(cluster_dir)
+    conf_path = folder / "corosync.conf"
+    try:
+        conf_text = conf_path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(conf_path)) from exc
+    root = parse_corosync(conf_text, source=str(conf_path)).root
+    names: dict[int, str] = {}
+    if (folder / "cib.crm").exists():
+        names = crm_node_names((folder / "cib.crm").read_text())
+    elif (folder / "cib.xml").exists():
+        names = xml_node_names((folder / "cib.xml").read_bytes())
+    totem = next(iter(root.sections("totem")), None)
+    clear_high = (totem.get("clear_node_high_bit") if totem else None) == "yes"
+    cluster_name = (totem.get("cluster_name") if totem else None) or "sandbox"
+    prefixlen = 24
+    iface = next(iter(totem.sections("interface")), None) if totem else None
+    nodes: list[NodeSpec] = []
+    nodelist = next(iter(root.sections("nodelist")), None)
+    for i, node in enumerate(nodelist.sections("node") if nodelist else [], start=1):
+        addr = node.get("ring0_addr")
+        if not addr:
+            raise InputError("node without ring0_addr", file=str(conf_path), line=node.line)
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError as exc:
+            raise InputError(f"sandbox needs IPv4 ring0_addr, got {addr!r}", file=str(conf_path),
+                             line=node.line) from exc
+        nid_text = node.get("nodeid")
+        nid = int(nid_text) if nid_text else nodeid_from_address(addr, clear_high)
+        name = node.get("name") or names.get(nid) or f"node{i}"
+        nodes.append(NodeSpec(name=name, address=addr, nodeid=nid, index=i))
+    if not nodes:
+        raise InputError("corosync.conf has no nodelist: the sandbox needs one node entry per node",
+                         file=str(conf_path))
+    if iface is not None and iface.get("bindnetaddr"):
+        # Nodes share one subnet on the sandbox bridge; a bindnetaddr ending in .0 implies /24.
+        prefixlen = 24
+    return SandboxSpec(cluster_dir=str(folder.resolve()), cluster_name=cluster_name, prefixlen=prefixlen,
+                       nodes=nodes, corosync_conf=conf_text)
