@@ -1,0 +1,241 @@
+"""crm shell syntax -> CIB <configuration>, converted by crmsh itself, offline, and cached.
+
+crmsh is the reference implementation of its own language, so we do not re-implement it: an empty
+CIB file is created with ``cibadmin --empty`` and ``crm -F configure load replace FILE`` runs with
+``CIB_file`` pointing at it (never the live cluster), no stdin, a throw-away HOME and no colours.
+A call costs about half a second, so results are cached by the hash of the crm text, the crmsh
+version and the empty CIB template, in ``$HA_GITOPS_CACHE_DIR`` (default /var/cache/ha-gitops when
+writable, else ~/.cache/ha-gitops).
+
+crmsh numbers its messages by *statement* (lines joined at trailing backslashes, blank lines
+dropped, comment lines counted - crmsh's utils.lines2cli); ``crm_statements`` redoes that split
+so a message maps back to the physical line of the file. Messages without a number are mapped
+through the element id they mention.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.command import run
+from controller.desired.findings import Finding
+
+CRM_TIMEOUT = 120.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MESSAGE = re.compile(r"^(?P<level>ERROR|WARNING|INFO|CRIT|DEBUG): (?:(?P<num>\d+): )?(?P<text>.*)$")
+
+
+@dataclass(frozen=True)
+class Statement:
+    number: int  # crmsh's 1-based statement number
+    first_line: int
+    last_line: int
+    text: str
+
+    @property
+    def ids(self) -> list[str]:
+        """Element ids this statement defines (the object id, and a node's uname)."""
+        try:
+            words = shlex.split(self.text, comments=False, posix=True)
+        except ValueError:
+            words = self.text.split()
+        if len(words) < 2 or words[0].startswith("#"):
+            return []
+        ids = [words[1].rstrip(":")]
+        if words[0] == "node" and len(words) > 2 and words[1].endswith(":"):
+            ids.append(words[2])
+        if "=" in ids[0]:  # "property stonith-enabled=true": the set gets crmsh's default id
+            return []
+        return ids
+
+
+def crm_statements(text: str) -> list[Statement]:
+    """Split crm text into statements exactly as crmsh does when it numbers its messages."""
+    out: list[Statement] = []
+    cum: list[str] = []
+    start = 0
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        part = raw.strip()
+        if not cum:
+            start = lineno
+        if part.endswith("\\"):
+            cum.append(part.rstrip("\\"))
+            continue
+        cum.append(part)
+        joined = "".join(cum).strip()
+        cum = []
+        if joined:
+            out.append(Statement(len(out) + 1, start, lineno, joined))
+    if cum and "".join(cum):
+        out.append(Statement(len(out) + 1, start, text.count("\n") + 1, "".join(cum)))
+    return out
+
+
+def crm_id_lines(text: str) -> dict[str, int]:
+    """Element id -> line of the statement defining it."""
+    lines: dict[str, int] = {}
+    for st in crm_statements(text):
+        for ident in st.ids:
+            lines.setdefault(ident, st.first_line)
+    return lines
+
+
+class CrmConversion(BaseModel):
+    """The <configuration> crmsh produced, and what it said on the way (warnings only)."""
+
+    configuration: bytes
+    messages: list[Finding]
+    cached: bool = False
+
+
+class CrmConversionError(Exception):
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        super().__init__("; ".join(f"{f.where()}: {f.message}" for f in findings))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("HA_GITOPS_CACHE_DIR")
+    if env:
+        return Path(env)
+    system = Path("/var/cache/ha-gitops")
+    if os.access(system if system.exists() else system.parent, os.W_OK):
+        return system
+    return Path.home() / ".cache" / "ha-gitops"
+
+
+@functools.lru_cache(maxsize=1)
+def crmsh_version() -> str:
+    return run(["crm", "--version"], timeout=60, env=_crm_env(Path(tempfile.gettempdir()))).stdout.strip()
+
+
+@functools.lru_cache(maxsize=1)
+def empty_cib() -> str:
+    """The empty CIB of the installed Pacemaker (its schema version and feature set)."""
+    return run(["cibadmin", "--empty"], timeout=30).stdout
+
+
+def _crm_env(home: Path) -> dict[str, str]:
+    return {"HOME": str(home), "TERM": "dumb", "PAGER": "cat", "EDITOR": "true", "LC_ALL": "C.UTF-8",
+            "CIB_shadow": "", "NO_COLOR": "1", "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_CONFIG_HOME": str(home / ".config")}
+
+
+def _cache_key(text: str) -> str:
+    h = hashlib.sha256()
+    for part in (crmsh_version(), empty_cib(), text):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _locate(text: str, statements: list[Statement],
+            id_lines: dict[str, int]) -> tuple[int | None, str | None]:
+    """Line and element id for a message without a statement number: the first word naming a
+    defined element (``g refers to missing object x`` -> g), else the first statement using an
+    identifier-like word of the message (``Reference not found: p0-state``, ``systemd:foo``)."""
+    words = [w.strip("'\"<>,.()?") for w in text.split()]
+    for w in words:
+        if w in id_lines:
+            return id_lines[w], w
+    for w in words:
+        w = w.rstrip(":")
+        if len(w) < 3 or w.isalpha():  # plain words of the message itself are no evidence
+            continue
+        pattern = re.compile(rf"(?<![\w.-]){re.escape(w)}(?![\w.-])")
+        hits = [st for st in statements if not st.text.startswith("#") and pattern.search(st.text)]
+        if hits:
+            ids = hits[0].ids
+            return hits[0].first_line, ids[0] if ids else None
+    return None, None
+
+
+def _findings(stderr: str, text: str, source: str, failed: bool) -> list[Finding]:
+    statements = crm_statements(text)
+    id_lines = crm_id_lines(text)
+    out: list[Finding] = []
+    for raw in _ANSI.sub("", stderr).splitlines():
+        m = _MESSAGE.match(raw.strip())
+        if not m or m.group("level") in ("INFO", "DEBUG"):
+            continue
+        msg = m.group("text").strip()
+        if (msg.startswith("(") or msg.startswith("crm_verify:")) and not failed:
+            continue  # crmsh echoing crm_verify on commit: our own verification reports those
+        line: int | None = None
+        element: str | None = None
+        if m.group("num"):
+            num = int(m.group("num"))
+            st = next((s for s in statements if s.number == num), None)
+            if st is not None:
+                line = st.first_line
+                element = st.ids[0] if st.ids else None
+        if line is None:
+            line, element = _locate(msg, statements, id_lines)
+        # with -F crmsh commits past its own complaints (typically: a resource agent not installed
+        # on this host), so only a failed load makes them errors
+        severity = "error" if failed and m.group("level") in ("ERROR", "CRIT") else "warning"
+        finding = Finding(severity=severity, file=source, line=line, element=element, message=f"crmsh: {msg}")
+        if finding not in out:
+            out.append(finding)
+    return out
+
+
+def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool = True) -> CrmConversion:
+    """Convert crm configure syntax to the CIB <configuration> XML bytes crmsh produces.
+
+    Raises CrmConversionError (with file/line findings) when crmsh rejects the text."""
+    key = _cache_key(text)
+    cache_file = cache_dir() / "crm" / f"{key}.json"
+    if use_cache and cache_file.is_file():
+        try:
+            data = json.loads(cache_file.read_text())
+            msgs = [Finding.model_validate({**m, "file": source}) for m in data["messages"]]
+            return CrmConversion(configuration=data["configuration"].encode(), messages=msgs, cached=True)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt below
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as tmp:
+        tmpdir = Path(tmp)
+        cib = tmpdir / "cib.xml"
+        cib.write_text(empty_cib())
+        crm_file = tmpdir / "input.crm"
+        crm_file.write_text(text)
+        result = run(["crm", "-F", "configure", "load", "replace", str(crm_file)], timeout=CRM_TIMEOUT,
+                     env={**_crm_env(tmpdir), "CIB_file": str(cib)}, check=False)
+        failed = result.returncode != 0
+        findings = _findings(result.stderr + "\n" + result.stdout, text, source, failed)
+        if failed:
+            if not any(f.severity == "error" for f in findings):
+                detail = _ANSI.sub("", result.stderr or result.stdout).strip() or f"exit {result.returncode}"
+                findings.append(Finding(severity="error", file=source, message=f"crmsh: {detail}"))
+            raise CrmConversionError(findings)
+        root = parse_xml_bytes(cib.read_bytes(), source=f"{source} (as converted by crmsh)")
+    config = root.find("configuration")
+    if config is None:
+        raise CrmConversionError([Finding(severity="error", file=source,
+                                          message="crmsh produced a CIB without <configuration>")])
+    xml = to_bytes(config)
+    if use_cache:
+        _store(cache_file, xml, findings)
+    return CrmConversion(configuration=xml, messages=findings)
+
+
+def _store(path: Path, xml: bytes, findings: list[Finding]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"crmsh": crmsh_version(), "configuration": xml.decode(),
+                                   "messages": [f.model_dump() for f in findings]}))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the new entry
+    except OSError:
+        pass  # an unwritable cache only costs speed

@@ -1,0 +1,158 @@
+"""The desired-state folder -> one DesiredState.
+
+Layout of a cluster folder (e.g. desired/kamailio)::
+
+    corosync.conf   required
+    cib.crm         the CIB configuration in crm shell syntax (what `crm configure show` prints)
+    cib.xml         ... or as XML: a <configuration> element or a whole <cib>   (exactly one of the two)
+    cluster.toml    optional policy (see controller.desired.policy)
+
+Loading parses and converts; it does not judge (that is controller.desired.validate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from lxml import etree
+from pydantic import BaseModel, ConfigDict
+
+from controller.cib.xml import parse_xml_bytes, parse_xml_file, to_bytes
+from controller.corosync import CorosyncConf, CorosyncDocument, corosync_model, parse_corosync
+from controller.desired.crm import CrmConversionError, crm_id_lines, crm_to_configuration
+from controller.desired.findings import DesiredStateError, Finding
+from controller.desired.policy import ClusterPolicy, load_policy
+from controller.errors import InputError
+
+COROSYNC_FILE = "corosync.conf"
+CRM_FILE = "cib.crm"
+XML_FILE = "cib.xml"
+POLICY_FILE = "cluster.toml"
+
+
+class DesiredState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    root: Path
+    corosync: CorosyncConf
+    corosync_text: str
+    corosync_file: Path
+    cib_file: Path
+    cib_format: Literal["crm", "xml"]
+    configuration_xml: bytes  # the CIB <configuration> element, serialised
+    cib_attributes: dict[str, str]  # <cib> attributes when cib.xml was a whole <cib>, else {}
+    id_lines: dict[str, int]  # element id -> line in cib_file, for messages
+    policy: ClusterPolicy
+    policy_file: Path | None
+    digest: str  # sha256 over the source files (name + bytes), stable across machines
+    load_messages: list[Finding] = []  # warnings met while loading (e.g. from crmsh)
+
+    def configuration(self) -> etree._Element:
+        """A fresh lxml <configuration> element (callers may modify it)."""
+        return parse_xml_bytes(self.configuration_xml, source=str(self.cib_file))
+
+    def corosync_document(self) -> CorosyncDocument:
+        return parse_corosync(self.corosync_text, source=str(self.corosync_file))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+
+
+def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict[str, int]]:
+    root = parse_xml_file(path)
+    lines = {el.get("id"): el.sourceline for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    if root.tag == "configuration":
+        return root, {}, lines
+    if root.tag == "cib":
+        config = root.find("configuration")
+        if config is None:
+            raise InputError("<cib> has no <configuration> element", file=str(path), line=root.sourceline)
+        return config, {k: v for k, v in root.attrib.items()}, lines
+    raise InputError(f"root element must be <configuration> or <cib>, not <{root.tag}>", file=str(path),
+                     line=root.sourceline)
+
+
+def load_desired(path: str | Path) -> DesiredState:
+    """Load a cluster folder. Raises DesiredStateError (an InputError listing every problem with
+    file and line) when a file is missing or cannot be parsed/converted."""
+    folder = Path(path)
+    errors: list[Finding] = []
+    if not folder.is_dir():
+        raise DesiredStateError([Finding(severity="error", file=str(folder),
+                                         message="desired-state folder not found")])
+    coro_file = folder / COROSYNC_FILE
+    crm_file, xml_file, policy_path = folder / CRM_FILE, folder / XML_FILE, folder / POLICY_FILE
+    sources: dict[str, bytes] = {}
+
+    corosync: CorosyncConf | None = None
+    coro_text = ""
+    try:
+        data = _read(coro_file)
+        sources[COROSYNC_FILE] = data
+        coro_text = data.decode("utf-8", errors="surrogateescape")
+        corosync = corosync_model(parse_corosync(coro_text, source=str(coro_file)))
+    except InputError as exc:
+        errors.append(Finding.from_error(exc, str(coro_file)))
+
+    policy = ClusterPolicy()
+    if policy_path.exists():
+        try:
+            sources[POLICY_FILE] = _read(policy_path)
+            policy = load_policy(policy_path)
+        except InputError as exc:
+            errors.append(Finding.from_error(exc, str(policy_path)))
+
+    config_xml: bytes | None = None
+    cib_attrs: dict[str, str] = {}
+    id_lines: dict[str, int] = {}
+    messages: list[Finding] = []
+    cib_format: Literal["crm", "xml"] = "crm"
+    cib_file = crm_file
+    if crm_file.exists() and xml_file.exists():
+        errors.append(Finding(severity="error", file=str(folder),
+                              message=f"both {CRM_FILE} and {XML_FILE} present: keep exactly one"))
+    elif crm_file.exists():
+        try:
+            data = _read(crm_file)
+            sources[CRM_FILE] = data
+            text = data.decode("utf-8")
+            id_lines = crm_id_lines(text)
+            conversion = crm_to_configuration(text, source=str(crm_file))
+            config_xml = conversion.configuration
+            messages = conversion.messages
+        except UnicodeDecodeError as exc:
+            errors.append(Finding(severity="error", file=str(crm_file), message=f"not UTF-8: {exc}"))
+        except CrmConversionError as exc:
+            errors.extend(exc.findings)
+        except InputError as exc:
+            errors.append(Finding.from_error(exc, str(crm_file)))
+    elif xml_file.exists():
+        cib_format, cib_file = "xml", xml_file
+        try:
+            sources[XML_FILE] = _read(xml_file)
+            config, cib_attrs, id_lines = _xml_configuration(xml_file)
+            config_xml = to_bytes(config)
+        except InputError as exc:
+            errors.append(Finding.from_error(exc, str(xml_file)))
+    else:
+        errors.append(Finding(severity="error", file=str(folder),
+                              message=f"no CIB configuration: add {CRM_FILE} or {XML_FILE}"))
+
+    if errors or corosync is None or config_xml is None:
+        raise DesiredStateError(errors)
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(sources[name]).digest())
+    return DesiredState(
+        name=folder.resolve().name, root=folder, corosync=corosync, corosync_text=coro_text,
+        corosync_file=coro_file, cib_file=cib_file, cib_format=cib_format, configuration_xml=config_xml,
+        cib_attributes=cib_attrs, id_lines=id_lines, policy=policy,
+        policy_file=policy_path if policy_path.exists() else None, digest=digest.hexdigest(),
+        load_messages=messages)

@@ -1,0 +1,101 @@
+"""Check a desired CIB configuration with Pacemaker's own crm_verify (schema + configuration).
+
+crm_verify needs a whole CIB. The configuration is wrapped in the <cib> it came with (cib.xml) or
+the installed Pacemaker's empty CIB, and a synthetic <status> marks every configured node as an
+online member: with an empty status every node counts as unclean and crm_verify would report
+fencing of all nodes, an artefact of checking offline rather than a property of the config.
+
+Its messages are mapped back to element ids (schema errors carry a line of the temporary file:
+the element there gives the id) and from ids to lines of the source file. Fencing complaints
+(no STONITH resource, stonith disabled...) are warnings: a policy decision, not a broken file.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from lxml import etree
+
+from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.command import run
+from controller.desired.crm import empty_cib
+from controller.desired.findings import Finding
+from controller.desired.state import DesiredState
+
+VERIFY_TIMEOUT = 120.0
+_SCHEMA = re.compile(r"^(?P<file>.+?):(?P<line>\d+): element (?P<tag>[^:\s]+): (?P<msg>.*)$")
+_LOG = re.compile(r"^\((?P<fn>[^)]*)\)\s+(?P<sev>error|warning|crit):\s*(?P<msg>.*)$")
+_FENCING = re.compile(r"stonith|fencing|fence", re.I)
+_ID_WORD = re.compile(r"[A-Za-z0-9_.:@-]+")
+
+
+def _wrap(state: DesiredState) -> etree._Element:
+    template = parse_xml_bytes(empty_cib().encode(), source="cibadmin --empty")
+    cib = etree.Element("cib")
+    for k, v in (state.cib_attributes or dict(template.attrib)).items():
+        cib.set(k, v)
+    config = state.configuration()
+    cib.append(config)
+    status = etree.SubElement(cib, "status")
+    for node in config.iterfind("nodes/node"):
+        if node.get("id") and node.get("type", "member") == "member":
+            etree.SubElement(status, "node_state", id=node.get("id"), uname=node.get("uname", node.get("id")),
+                             in_ccm="true", crmd="online", join="member", expected="member")
+    return cib
+
+
+def _element_id(el: etree._Element | None) -> str | None:
+    while el is not None:
+        if el.get("id"):
+            return el.get("id")
+        el = el.getparent()
+    return None
+
+
+def verify_cib(state: DesiredState) -> list[Finding]:
+    cib = _wrap(state)
+    known_ids = {el.get("id") for el in cib.iter() if isinstance(el.tag, str) and el.get("id")}
+    source = str(state.cib_file)
+    findings: list[Finding] = []
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-verify-") as tmp:
+        path = Path(tmp) / "cib.xml"
+        data = to_bytes(cib)
+        path.write_bytes(data)
+        by_line: dict[int, list[etree._Element]] = {}
+        for el in parse_xml_bytes(data, source=str(path)).iter():
+            if isinstance(el.tag, str):
+                by_line.setdefault(el.sourceline, []).append(el)
+        result = run(["crm_verify", "-V", "-x", str(path)], timeout=VERIFY_TIMEOUT, check=False,
+                     env={"CIB_shadow": "", "PCMK_logfile": "/dev/null"})
+    output = (result.stderr + "\n" + result.stdout).splitlines()
+    schema_errors = 0
+    for raw in output:
+        line = raw.strip()
+        m = _SCHEMA.match(line)
+        if m and m.group("file").endswith("cib.xml"):
+            candidates = by_line.get(int(m.group("line")), [])
+            el = next((c for c in candidates if c.tag == m.group("tag")),
+                      candidates[0] if candidates else None)
+            ident = _element_id(el)
+            msg = re.sub(r"^(Relax-NG )?validity error\s*:\s*", "", m.group("msg"))
+            findings.append(Finding(severity="error", file=source, line=state.id_lines.get(ident or ""),
+                                    element=ident, message=f"schema: <{m.group('tag')}>: {msg}"))
+            schema_errors += 1
+            continue
+        m = _LOG.match(line)
+        if not m:
+            continue
+        msg = m.group("msg").strip()
+        if "did not pass schema validation" in msg and schema_errors:
+            continue
+        ident = next((w for w in _ID_WORD.findall(msg) if w in known_ids), None)
+        severity = "warning" if m.group("sev") == "warning" or _FENCING.search(msg) else "error"
+        findings.append(Finding(severity=severity, file=source, line=state.id_lines.get(ident or ""),
+                                element=ident, message=f"crm_verify: {msg}"))
+    if result.returncode != 0 and not any(f.severity == "error" for f in findings) and not findings:
+        detail = (result.stderr or result.stdout).strip()
+        findings.append(Finding(severity="error", file=source,
+                                message=f"crm_verify exited {result.returncode}: {detail[:500]}"))
+    return findings
