@@ -91,6 +91,36 @@ def corosync_diff(old: Path, new: Path, fmt: str) -> None:
 # ---- end corosync
 
 
+# ---- validate
+
+
+@main.command("validate")
+@click.argument("directory", required=False, default="desired/kamailio",
+                type=click.Path(file_okay=False, path_type=Path))
+@FORMAT_OPTION
+@handles_errors
+def validate(directory: Path, fmt: str) -> None:
+    """Validate a desired-state folder (corosync.conf, cib.crm or cib.xml, cluster.toml).
+    Exit 0: valid (warnings allowed), 2: invalid."""
+    from controller.desired import validate_desired
+
+    report = validate_desired(directory)
+    if fmt == "json":
+        print_json([f.model_dump() for f in report.findings])
+    else:
+        for f in report.findings:
+            colour = "red" if f.severity == "error" else "yellow"
+            out.print(f"[{colour}]{f.severity}[/]: ", end="")
+            out.print(f"{f.where()}: {f.message}", markup=False)
+        n_err = len(report.errors)
+        n_warn = len(report.findings) - n_err
+        out.print(f"{directory}: {'valid' if report.valid else 'INVALID'} "
+                  f"({n_err} error(s), {n_warn} warning(s))", markup=False)
+    sys.exit(0 if report.valid else 2)
+
+# ---- end validate
+
+
 # ---- audit
 
 AUDIT_DB_OPTION = click.option(
