@@ -3,6 +3,10 @@
 hash = sha256(canonical JSON of {format, id, prev_hash, every content column}). The id is the sequence
 number (1, 2, 3, ... without gaps), so a deleted row shows as a gap and a broken link. JSON columns are
 hashed as the text stored, so verifying never depends on re-serialising them the same way.
+
+What it proves: rows edited, deleted or cut off the tail by anyone who does not rewrite every later hash
+and the head too. There is no secret key, so someone with write access who recomputes the rest of the
+chain is not detected; anchoring the head hash elsewhere (journal, git note) closes that, later.
 """
 
 from __future__ import annotations
