@@ -91,6 +91,42 @@ def corosync_diff(old: Path, new: Path, fmt: str) -> None:
 # ---- end corosync
 
 
+# ---- cib
+
+
+@main.group()
+def cib() -> None:
+    """CIB XML tools."""
+
+
+@cib.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--semantic", is_flag=True,
+              help="Adopt live ids for same-meaning elements; ignore cluster-managed fields, "
+                   "comments and order where it means nothing (OLD is the live side).")
+@click.option("--format", "fmt", type=click.Choice(["xml", "text", "json"]), default="xml",
+              show_default=True, help="xml: the v2 patchset for cibadmin --patch; text/json: per object.")
+@handles_errors
+def cib_diff(old: Path, new: Path, semantic: bool, fmt: str) -> None:
+    """Drop-in for `crm_diff -o OLD -n NEW` (whole <cib> or bare <configuration> files).
+    Exit 0: no change, 1: changes, 2: error."""
+    from controller.cib.diff import diff_files  # lazy: keeps `ha-gitops` startup fast
+
+    result = diff_files(old, new, semantic=semantic)
+    if fmt == "xml":
+        sys.stdout.write(result.patch_xml())
+    elif fmt == "json":
+        print_json([c.model_dump() for c in result.objects()])
+    else:
+        from controller.cib.render import render_text
+
+        sys.stdout.write(render_text(result.objects()) or "no change\n")
+    sys.exit(1 if result.changed else 0)
+
+# ---- end cib
+
+
 # ---- validate
 
 
