@@ -33,6 +33,7 @@ from controller.desired.findings import Finding
 
 CRM_TIMEOUT = 120.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_AGENT_MISSING = re.compile(r"got no meta-data|no such resource agent|does this RA exist", re.I)
 _MESSAGE = re.compile(r"^(?P<level>ERROR|WARNING|INFO|CRIT|DEBUG): (?:(?P<num>\d+): )?(?P<text>.*)$")
 
 
@@ -92,7 +93,8 @@ def crm_id_lines(text: str) -> dict[str, int]:
 
 
 class CrmConversion(BaseModel):
-    """The <configuration> crmsh produced, and what it said on the way (warnings only)."""
+    """The <configuration> crmsh produced, and what it said on the way: crmsh's ERRORs that it
+    committed past anyway (-F), e.g. a group naming a missing object, are error findings."""
 
     configuration: bytes
     messages: list[Finding]
@@ -182,9 +184,10 @@ def _findings(stderr: str, text: str, source: str, failed: bool) -> list[Finding
                 element = st.ids[0] if st.ids else None
         if line is None:
             line, element = _locate(msg, statements, id_lines)
-        # with -F crmsh commits past its own complaints (typically: a resource agent not installed
-        # on this host), so only a failed load makes them errors
-        severity = "error" if failed and m.group("level") in ("ERROR", "CRIT") else "warning"
+        # with -F crmsh commits past its complaints; those about an agent missing on *this* host
+        # (it cannot read its metadata) say nothing about the cluster, so they are warnings
+        is_error = m.group("level") in ("ERROR", "CRIT") and (failed or not _AGENT_MISSING.search(msg))
+        severity = "error" if is_error else "warning"
         finding = Finding(severity=severity, file=source, line=line, element=element, message=f"crmsh: {msg}")
         if finding not in out:
             out.append(finding)
