@@ -17,7 +17,8 @@ from rich.console import Console
 
 from controller.errors import HaGitopsError
 
-out = Console(highlight=False, soft_wrap=True)
+# Not a terminal (CI logs, pipes): wide enough that tables are not squeezed to 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -266,6 +267,133 @@ def audit_verify(db_url: str | None, fmt: str) -> None:
     sys.exit(0 if result.ok else 2)
 
 # ---- end audit
+
+
+# ---- sandbox
+SANDBOX_DIR_OPTION = click.option(
+    "--state-dir", envvar="HA_GITOPS_SANDBOX_DIR", default=None, metavar="DIR",
+    help="Where the sandbox keeps its state [env HA_GITOPS_SANDBOX_DIR; default /var/lib/ha-gitops-sandbox].")
+
+
+def _sandbox(state_dir: str | None) -> Any:
+    from controller.sandbox.manager import Sandbox
+
+    return Sandbox(state_dir)
+
+
+@main.group()
+def sandbox() -> None:
+    """A real 3-node Pacemaker/Corosync cluster on this machine, in Linux namespaces (needs root)."""
+
+
+@sandbox.command("up")
+@click.option("--cluster", "cluster_dir", default="desired/kamailio", show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Desired cluster folder to model.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for quorum and a DC.")
+@SANDBOX_DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def sandbox_up(cluster_dir: str, timeout: float, state_dir: str | None, fmt: str) -> None:
+    """Start one node per corosync nodelist entry; return once quorate with a DC."""
+    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout)
+    if fmt == "json":
+        print_json(result.model_dump())
+        return
+    out.print(f"sandbox up: {', '.join(result.nodes)} quorate, DC {result.dc}, "
+              f"in {result.seconds:.1f}s (state in {result.state_dir})", markup=False)
+
+
+@sandbox.command("down")
+@click.option("--keep-logs", is_flag=True, help="Keep the node logs in the state directory.")
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_down(keep_logs: bool, state_dir: str | None) -> None:
+    """Stop every node; leave no process, mount, namespace or veth behind."""
+    seconds = _sandbox(state_dir).down(keep_logs=keep_logs)
+    out.print(f"sandbox down in {seconds:.2f}s" + (" (logs kept)" if keep_logs else ""), markup=False)
+
+
+@sandbox.command("status")
+@SANDBOX_DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def sandbox_status(state_dir: str | None, fmt: str) -> None:
+    """Nodes (power, network, services, cluster view), quorum, DC and resources."""
+    st = _sandbox(state_dir).status()
+    if fmt == "json":
+        print_json(st.model_dump())
+        return
+    if not st.running:
+        out.print(f"no sandbox running (state dir {st.state_dir})", markup=False)
+        return
+    from rich.table import Table
+
+    def yn(v: bool | None) -> str:
+        return "-" if v is None else ("yes" if v else "no")
+
+    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}")
+    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "online",
+                "standby", "DC"):
+        t.add_column(col)
+    for n in st.nodes:
+        t.add_row(n.name, n.address, str(n.nodeid), "on" if n.powered else "off", "cut" if n.cut else "ok",
+                  yn(n.corosync), yn(n.pacemaker), yn(n.cluster_online), yn(n.standby), yn(n.is_dc))
+    out.print(t)
+    if st.resources:
+        rt = Table(title="resources")
+        for col in ("resource", "agent", "role", "nodes"):
+            rt.add_column(col)
+        for r in st.resources:
+            rt.add_row(r["id"], r["agent"], r["role"], ", ".join(r["nodes"]))
+        out.print(rt)
+
+
+@sandbox.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", default=300.0, show_default=True)
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_exec(node: str, argv: tuple[str, ...], timeout: float, state_dir: str | None) -> None:
+    """Run a command inside NODE: `ha-gitops sandbox exec kamailio01 -- crm_mon -1`."""
+    import subprocess
+
+    sb = _sandbox(state_dir)
+    sb.spec().node(node)
+    # Interactive pass-through: the user's terminal is the command's terminal.
+    rc = subprocess.call([*sb.prefix(node), *argv], timeout=timeout)
+    sys.exit(rc)
+
+
+def _node_action(name: str, doc: str, action: Callable[[Any, str], Any]) -> None:
+    @sandbox.command(name, help=doc)
+    @click.argument("node")
+    @SANDBOX_DIR_OPTION
+    @handles_errors
+    def _cmd(node: str, state_dir: str | None) -> None:
+        action(_sandbox(state_dir), node)
+        out.print(f"{name} {node}: done", markup=False)
+
+
+_node_action("poweroff", "Pull the power: kill every process of NODE at once.", lambda sb, n: sb.poweroff(n))
+_node_action("start", "Power NODE on (or start its cluster services if they are down).",
+             lambda sb, n: sb.start(n))
+_node_action("cut", "Unplug NODE from the network (its link stays up; packets go nowhere).",
+             lambda sb, n: sb.cut(n))
+_node_action("heal", "Plug NODE back into the network.", lambda sb, n: sb.heal(n))
+
+
+@sandbox.command("kill")
+@click.argument("node")
+@click.argument("service", type=click.Choice(["corosync", "pacemaker"]))
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
+    """SIGKILL corosync or all pacemaker daemons on NODE (the node stays powered)."""
+    r = _sandbox(state_dir).kill(node, service)
+    out.print(f"killed {service} on {node} (pids {', '.join(map(str, r.get('killed', [])))})", markup=False)
+
+# ---- end sandbox
 
 
 def run() -> None:

@@ -24,7 +24,8 @@ class ToolRunner:
         return list(p)
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | None = None,
-            check: bool = True, ok_codes: Sequence[int] = (0,), env: Mapping[str, str] | None = None) -> Result:
+            check: bool = True, ok_codes: Sequence[int] = (0,),
+            env: Mapping[str, str] | None = None) -> Result:
         full_env = {**self.env, **(env or {})}  # nsenter passes the environment on to the tool
-        return run(self.prefix() + list(argv), timeout=timeout or self.default_timeout, input=input, check=check, ok_codes=ok_codes,
-                   env=full_env or None)
+        return run(self.prefix() + list(argv), timeout=timeout or self.default_timeout, input=input,
+                   check=check, ok_codes=ok_codes, env=full_env or None)

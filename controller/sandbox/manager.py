@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -204,10 +205,8 @@ class Sandbox:
     def down(self, *, keep_logs: bool = False) -> float:
         started = time.monotonic()
         if self.supervisor_alive():
-            try:
+            with contextlib.suppress(SandboxError, OSError):
                 self.request("shutdown", timeout=30)
-            except (SandboxError, OSError):
-                pass
             pid = self._state().get("supervisor_pid")
             if pid:
                 _wait_gone(int(pid), 10)
@@ -232,10 +231,8 @@ class Sandbox:
         sup = state.get("supervisor_pid")
         for pid in [*pids, sup]:
             if pid and _pid_alive(int(pid)) and _is_ours(int(pid)):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         for pid in [*pids, sup]:
             if pid:
                 _wait_gone(int(pid), 5)
@@ -308,7 +305,8 @@ class Sandbox:
         """What of this sandbox still exists on the host: the tests assert this is empty after down."""
         procs = []
         state = self._state()
-        for pid in [n.get("init_pid") for n in state.get("nodes", {}).values()] + [state.get("supervisor_pid")]:
+        recorded = [n.get("init_pid") for n in state.get("nodes", {}).values()]
+        for pid in [*recorded, state.get("supervisor_pid")]:
             if pid and _pid_alive(int(pid)):
                 procs.append(str(pid))
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()

@@ -8,6 +8,7 @@ Stdlib only: it must start fast and never depend on the cluster tools it supervi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -154,10 +155,8 @@ class Services:
                     pass
         p = self.procs.get(name)
         if p is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
         return killed
 
     def kill(self, name: str) -> dict[str, Any]:
@@ -183,10 +182,8 @@ def reap_forever() -> None:
         with _children_lock:
             owned = _managed.get(info.si_pid)
             if owned is None:
-                try:
+                with contextlib.suppress(ChildProcessError):
                     os.waitpid(info.si_pid, 0)
-                except ChildProcessError:
-                    pass
                 continue
         if owned.poll() is not None:  # a service that died: record its status through its Popen
             with _children_lock:

@@ -8,6 +8,7 @@ It is the parent of every node process, so it reaps them at once and kills only 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,10 +128,8 @@ class Supervisor:
                 return {"ok": True, "already": True}
             pid = self.init_pids.get(name)
             if pid is not None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             try:
                 p.wait(10)  # unshare returns once its child, the namespace's init, has been reaped
             except subprocess.TimeoutExpired:

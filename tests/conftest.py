@@ -1,0 +1,57 @@
+"""Shared fixtures: the real 3-node sandbox cluster (session-wide), started and torn down by the suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+REFERENCE = REPO / "desired" / "kamailio"
+TEST_STATE_DIR = "/var/lib/ha-gitops-sandbox-tests"
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: the sandbox tests must run, not skip")
+        pytest.skip("the sandbox needs root")
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[object]:
+    """The reference cluster, up once per session; every test leaves it whole (see `whole_sandbox`)."""
+    need_root()
+    from controller.sandbox.manager import Sandbox
+
+    sb = Sandbox(TEST_STATE_DIR)
+    sb.down()
+    sb.up(REFERENCE, timeout=90)
+    yield sb
+    sb.down(keep_logs=os.environ.get("CI") == "true")
+
+
+@pytest.fixture
+def whole_sandbox(sandbox: object) -> Iterator[object]:
+    """The session sandbox with every node powered, connected and online, before and after the test."""
+    from controller.sandbox.manager import Sandbox
+
+    assert isinstance(sandbox, Sandbox)
+    _make_whole(sandbox)
+    yield sandbox
+    _make_whole(sandbox)
+
+
+def _make_whole(sb: object) -> None:
+    from controller.sandbox.manager import Sandbox
+
+    assert isinstance(sb, Sandbox)
+    spec = sb.spec()
+    for n in spec.nodes:
+        if sb.net.is_cut(n.index):
+            sb.heal(n.name)
+        sb.start(n.name)
+    sb.wait_healthy(timeout=90, expect_online=[n.name for n in spec.nodes])
