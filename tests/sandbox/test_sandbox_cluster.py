@@ -145,7 +145,8 @@ def test_cut_node_is_fenced_by_the_sandbox_power_switch_and_rejoins(whole_sandbo
     finally:
         sb.heal("kamailio02")
         sb.exec("kamailio01", ["crm_attribute", "-t", "crm_config", "-n", "stonith-enabled", "-v", "false"])
-        sb.exec("kamailio01", ["cibadmin", "--delete", "-o", "resources", "--xml-text", '<clone id="fencing"/>'])
+        sb.exec("kamailio01", ["cibadmin", "--delete", "-o", "resources", "--xml-text",
+                               '<clone id="fencing"/>'])
 
 
 def test_poweroff_and_start(whole_sandbox: Sandbox) -> None:

@@ -17,8 +17,9 @@ STATE = "/var/lib/ha-gitops-sandbox-cycles"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {"HA_GITOPS_SANDBOX_DIR": STATE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
-                          timeout=180, env={"HA_GITOPS_SANDBOX_DIR": STATE, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                          timeout=180, env=env)
 
 
 def test_five_up_down_cycles_leave_nothing_behind() -> None:
