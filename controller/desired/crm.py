@@ -119,7 +119,8 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def crmsh_version() -> str:
-    return run(["crm", "--version"], timeout=60, env=_crm_env(Path(tempfile.gettempdir()))).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as home:  # crmsh writes under HOME
+        return run(["crm", "--version"], timeout=60, env=_crm_env(Path(home))).stdout.strip()
 
 
 @functools.lru_cache(maxsize=1)
