@@ -3,9 +3,8 @@
 Sections are added as the controller grows (maintenance windows, disruption policy, ...): each is
 a pydantic model with ``extra="forbid"`` hung off ``ClusterPolicy``.
 
-``IgnoreRule`` has the shape the CIB engine's ``controller.cib.normalize.IgnoreRule`` uses
-(xpath, attribute, reason); it is defined here because that module did not exist yet when this
-was written. Once it does, this one should become an import of it.
+``ignore`` holds the CIB engine's own ``IgnoreRule`` (controller.cib.normalize: xpath relative to
+/cib, optional attribute, reason), so what the policy file accepts is exactly what the diff uses.
 """
 
 from __future__ import annotations
@@ -14,32 +13,14 @@ import re
 import tomllib
 from pathlib import Path
 
-from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from controller.cib.normalize import IgnoreRule
 from controller.errors import InputError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IgnoreRule(_Strict):
-    """Differences the controller leaves alone: elements matching xpath (one attribute of them
-    when attribute is set), with the reason recorded for reviewers."""
-
-    xpath: str
-    attribute: str | None = None
-    reason: str = Field(min_length=1)
-
-    @field_validator("xpath")
-    @classmethod
-    def _xpath_compiles(cls, value: str) -> str:
-        try:
-            etree.XPath(value)
-        except etree.XPathSyntaxError as exc:
-            raise ValueError(f"invalid XPath {value!r}: {exc}") from None
-        return value
 
 
 class ClusterPolicy(_Strict):
