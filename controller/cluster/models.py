@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from lxml import etree
 from pydantic import BaseModel, Field
 
 from controller.cib.xml import parse_xml_bytes
@@ -171,17 +170,3 @@ def parse_quorumtool(text: str) -> QuorumInfo:
                       expected_votes=num("Expected votes"), highest_expected=num("Highest expected"),
                       total_votes=num("Total votes"), quorum=num("Quorum"),
                       flags=fields.get("Flags", "").split(), members=members)
-
-
-class CibVersion(BaseModel):
-    admin_epoch: int
-    epoch: int
-    num_updates: int
-
-    def __str__(self) -> str:
-        return f"{self.admin_epoch}.{self.epoch}.{self.num_updates}"
-
-    @classmethod
-    def of(cls, cib: etree._Element) -> CibVersion:
-        return cls(admin_epoch=int(cib.get("admin_epoch", "0")), epoch=int(cib.get("epoch", "0")),
-                   num_updates=int(cib.get("num_updates", "0")))
