@@ -184,8 +184,8 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
     unsets = tuple(k for k in old_attrs
                    if k not in new_names and not (root and k in VERSION_FIELDS))
     if sets or unsets:
-        changes.append(Change("modify", path, sets=sets, unsets=unsets, result=tuple(new_items),
-                              tag=new.tag))
+        changes.append(Change("modify", path, sets=sets, unsets=unsets,
+                              result=tuple(new.attrib.items()), tag=new.tag))
 
     old_kids = list(old)
     new_kids = list(new)
@@ -329,7 +329,8 @@ def patchset_xml(patch: Patchset) -> str:
             result = list(ch.result)
             if ch.path == "/cib":
                 # apply_v2_patchset replaces every attribute by the result's: carry the version.
-                result += list(patch.target.as_attrs().items())
+                version = patch.target.as_attrs()
+                result = [(k, version.pop(k, v)) for k, v in result] + list(version.items())
             out.append("    </change-list>\n    <change-result>\n")
             out.append(f"      <{ch.tag}{_attrs(result)}/>\n    </change-result>\n  </change>\n")
     out.append("</diff>\n")

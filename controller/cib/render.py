@@ -172,6 +172,7 @@ def describe(old: etree._Element, new: etree._Element, patch: Patchset | None = 
     old_objs = dict(_objects(old))
     new_objs = dict(_objects(new))
     moved = {c.path for c in patch.changes if c.operation == "move"} if patch is not None else set()
+    touched = _touched(patch) if patch is not None else set()
     changes: list[ObjectChange] = []
     for key, o in old_objs.items():
         if key not in new_objs:
@@ -192,7 +193,7 @@ def describe(old: etree._Element, new: etree._Element, patch: Patchset | None = 
             changes.append(ObjectChange(kind=key[0], id=key[1], action="changed", details=details))
         elif _path(n) in moved:
             changes.append(ObjectChange(kind=key[0], id=key[1], action="moved"))
-        elif key[0] != "cib" and _subtree_differs(o, n, is_nv):
+        elif key[0] != "cib" and (_path(o) in touched or _path(n) in touched):
             changes.append(ObjectChange(kind=key[0], id=key[1], action="changed", details=[
                 FieldChange(field="(ids or order)", old=None, new=None)]))
     if old.find("status") is not None or new.find("status") is not None:
@@ -204,16 +205,19 @@ def describe(old: etree._Element, new: etree._Element, patch: Patchset | None = 
     return changes
 
 
-def _subtree_differs(o: etree._Element, n: etree._Element, is_nvpair: bool) -> bool:
-    """Same fields, different XML below the object (ids, order): still a change to report.
-    Child resources are objects of their own, so they are left out here."""
-    if is_nvpair:
-        return o.get("id") != n.get("id")
-
-    def sig(e: etree._Element) -> list[str]:
-        return [etree.tostring(c, with_tail=False).decode() for c in e
-                if isinstance(c.tag, str) and c.tag not in _RESOURCES]
-    return o.get("id") != n.get("id") or sig(o) != sig(n)
+def _touched(patch: Patchset) -> set[str]:
+    """Paths of the objects a patch changes inside: every ancestor of a change's path, up to and
+    including the nearest resource (a child resource is an object of its own)."""
+    touched: set[str] = set()
+    for change in patch.changes:
+        if change.operation == "create" and change.node is not None and change.node.tag in _RESOURCES:
+            continue  # the created resource is reported as added, its parent's `members` changed
+        steps = change.path.split("/")[1:]
+        for i in range(len(steps), 0, -1):
+            touched.add("/" + "/".join(steps[:i]))
+            if steps[i - 1].split("[", 1)[0] in _RESOURCES:
+                break
+    return touched
 
 
 _MARK = {"added": "+", "removed": "-", "changed": "~", "moved": ">"}

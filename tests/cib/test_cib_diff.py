@@ -1,0 +1,93 @@
+"""The patchset diff on hand-made cases: crm_diff's exact format, minimal moves, fallbacks."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
+from lxml import etree
+
+from controller.cib.diff import diff_cib
+from controller.cib.patchset import _lis_members
+from controller.command import run
+
+
+def _strip_version(patch: str) -> str:
+    return patch.split("</version>", 1)[1]
+
+
+def test_same_text_as_crm_diff(tmp_path: Path) -> None:
+    """Byte for byte crm_diff's output after <version> (crm_diff adds needless moves elsewhere)."""
+    for a_name, b_name in (("order1", "order2"), ("attrs1", "attrs2"), ("bug-1572-1", "bug-1572-2"),
+                           ("bug-5025-2", "bug-5025-3")):
+        a, b = current(SCHEDULER / f"{a_name}.xml"), current(SCHEDULER / f"{b_name}.xml")
+        theirs = run(["crm_diff", "-o", str(write(a, tmp_path / "a.xml")), "-n",
+                      str(write(b, tmp_path / "b.xml"))], timeout=60, check=False).stdout
+        ours = diff_cib(a, b).patch_xml()
+        assert ours
+        assert _strip_version(ours) == _strip_version(theirs)
+
+
+def test_lis() -> None:
+    assert len(_lis_members([0, 1, 2, 3])) == 4
+    assert len(_lis_members([3, 2, 1, 0])) == 1
+    keep = _lis_members([1, 2, 3, 0])  # one element moved to the front: one move, not four
+    assert keep == {0, 1, 2}
+
+
+def _group_cib(members: list[str], comments: bool = False) -> etree._Element:
+    base = current(SCHEDULER / "order1.xml")
+    res = base.find("configuration/resources")
+    group = etree.SubElement(res, "group", id="g")
+    for m in members:
+        if comments:
+            group.append(etree.Comment(f" before {m} "))
+        etree.SubElement(group, "primitive", id=m, type="Dummy", provider="heartbeat", **{"class": "ocf"})
+    return base
+
+
+def test_reversed_group_applies_with_few_moves(tmp_path: Path) -> None:
+    names = [f"m{i}" for i in range(8)]
+    old = _group_cib(names)
+    new = _group_cib([*names[1:], names[0]])
+    patch = diff_cib(old, new).patch_xml()
+    assert patch.count('operation="move"') == 1
+    for target in (new, _group_cib(list(reversed(names)))):
+        rc, err, got = cibadmin_patch(old, diff_cib(old, target).patch_xml(), tmp_path)
+        assert rc == 0, err
+        assert config_text(got) == config_text(target)
+
+
+def test_comments_that_move_replace_their_parent(tmp_path: Path) -> None:
+    """A comment cannot be addressed by a move: the group is deleted and created again."""
+    old = _group_cib(["a", "b", "c"], comments=True)
+    new = copy.deepcopy(old)
+    group = new.find(".//group")
+    kids = list(group)
+    group[:] = kids[4:] + kids[:4]
+    patch = diff_cib(old, new).patch_xml()
+    assert "operation=\"delete\" path=\"/cib/configuration/resources/group[@id=&apos;g&apos;]\"" in patch
+    rc, err, got = cibadmin_patch(old, patch, tmp_path)
+    assert rc == 0, err
+    assert config_text(got) == config_text(new)
+
+
+def test_comment_deleted_and_added(tmp_path: Path) -> None:
+    old = _group_cib(["a", "b"], comments=True)
+    new = copy.deepcopy(old)
+    group = new.find(".//group")
+    group.remove(group[0])
+    group.insert(2, etree.Comment(" new "))
+    rc, err, got = cibadmin_patch(old, diff_cib(old, new).patch_xml(), tmp_path)
+    assert rc == 0, err
+    assert config_text(got) == config_text(new)
+
+
+def test_crm_diff_patch_needs_a_bumped_target(tmp_path: Path) -> None:
+    """Why we raise the target version: cibadmin refuses crm_diff's equal versions (rc 103)."""
+    a, b = current(SCHEDULER / "order1.xml"), current(SCHEDULER / "order2.xml")
+    theirs = run(["crm_diff", "-o", str(write(a, tmp_path / "a.xml")), "-n",
+                  str(write(b, tmp_path / "b.xml"))], timeout=60, check=False).stdout
+    assert cibadmin_patch(a, theirs, tmp_path)[0] != 0
+    assert cibadmin_patch(a, bump_target(theirs), tmp_path)[0] == 0
