@@ -21,6 +21,10 @@ class LiveCluster:
         r = self.runner.run(argv, timeout=30)
         return parse_xml_bytes(r.stdout.encode(), source="cibadmin --query")
 
+    def patch(self, patch_xml: str) -> None:
+        """Apply a v2 patchset atomically (all of it or nothing)."""
+        self.runner.run(["cibadmin", "--patch", "--xml-pipe"], input=patch_xml, timeout=60)
+
     def status(self) -> ClusterStatus:
         r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30)
         return parse_crm_mon(r.stdout)

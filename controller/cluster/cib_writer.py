@@ -1,0 +1,148 @@
+"""Writing a desired configuration into the live CIB: one atomic, version-checked patch, verified.
+
+The patch carries the live version just read as its source, so the CIB refuses it if anything changed
+in between ("Update was older than existing configuration", exit 103): then we re-read, re-diff and
+retry, a bounded number of times. After every patch we re-read and verify, because a patch whose source
+is ahead of the live CIB returns 0 and applies nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from lxml import etree
+from pydantic import BaseModel, Field
+
+from controller.cib.diff import build_live_patch
+from controller.cib.document import CibVersion
+from controller.cib.marker import MARKER_RULE, Marker, read_marker, with_marker
+from controller.cib.normalize import IgnoreRule
+from controller.cib.render import ObjectChange
+from controller.cib.xml import to_bytes
+from controller.cluster.adapter import LiveCluster
+from controller.errors import CommandError, HaGitopsError
+
+CIB_OLDER_RC = 103  # pcmk_rc_old_data: the patch's source version is not the live one
+
+
+class PatchRejected(HaGitopsError):
+    """The CIB refused the patch for a reason other than a version race (schema, permissions)."""
+
+    def __init__(self, message: str, patch_xml: str) -> None:
+        super().__init__(message)
+        self.patch_xml = patch_xml
+
+
+class ConvergeFailed(HaGitopsError):
+    pass
+
+
+class Conflict(BaseModel):
+    attempt: int
+    reason: str
+    version_seen: str
+    updated_by: dict[str, str | None] = Field(default_factory=dict)
+
+
+class WriteOutcome(BaseModel):
+    changed: bool
+    attempts: int
+    conflicts: list[Conflict] = Field(default_factory=list)
+    version_before: str
+    version_after: str
+    patch_xml: str = ""
+    config_before: str  # the live <configuration> before the write (for the audit trail and rollback)
+    config_after: str
+    objects: list[ObjectChange] = Field(default_factory=list)
+    updated_by_before: dict[str, str | None] = Field(default_factory=dict)
+    marker_before: Marker = Field(default_factory=Marker)
+    duration: float = 0.0
+
+
+def cib_version(cib: etree._Element) -> str:
+    """"admin_epoch.epoch.num_updates", as the audit trail records versions."""
+    v = CibVersion.of(cib)
+    return f"{v.admin_epoch}.{v.epoch}.{v.num_updates}"
+
+
+def configuration_text(cib: etree._Element) -> str:
+    conf = cib.find("configuration")
+    return to_bytes(conf).decode() if conf is not None else ""
+
+
+def updated_by(cib: etree._Element) -> dict[str, str | None]:
+    """Who wrote the CIB last, as Pacemaker records it on every write."""
+    return {k: cib.get(k) for k in ("update-origin", "update-client", "update-user", "cib-last-written")}
+
+
+def pending_changes(live: etree._Element, desired: etree._Element,
+                    ignore: Sequence[IgnoreRule] = ()) -> list[ObjectChange]:
+    """What a write would change, ignoring our own marker (pure)."""
+    d = build_live_patch(live, desired, ignore=[*ignore, MARKER_RULE])
+    return d.objects() if d.changed else []
+
+
+def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
+                        ignore: Sequence[IgnoreRule] = (),
+                        marker: Callable[[Marker], Marker] | None = None,
+                        max_attempts: int = 5,
+                        before_patch: Callable[[int], None] | None = None) -> WriteOutcome:
+    """Make the live configuration mean what `desired` (a <cib>) means; returns what was done.
+
+    `marker(live_marker)` gives the marker to write in the same patch (only when something changes).
+    `before_patch(attempt)` is a test hook point between reading and patching (a race window).
+    """
+    started = time.monotonic()
+    conflicts: list[Conflict] = []
+    first: etree._Element | None = None
+    for attempt in range(1, max_attempts + 1):
+        live = cluster.read_cib()
+        if first is None:
+            first = live
+        check = build_live_patch(live, desired, ignore=[*ignore, MARKER_RULE])
+        if not check.changed:
+            # Nothing to write (or someone else already wrote the same meaning meanwhile).
+            return _outcome(first, live, changed=False, attempts=attempt, conflicts=conflicts,
+                            started=started)
+        wanted = desired
+        live_marker = read_marker(live)
+        if marker is not None:
+            wanted = with_marker(desired, marker(live_marker))
+        patch = build_live_patch(live, wanted, ignore=ignore)
+        patch_xml = patch.patch_xml()
+        if before_patch is not None:
+            before_patch(attempt)
+        try:
+            cluster.patch(patch_xml)
+        except CommandError as exc:
+            if exc.returncode == CIB_OLDER_RC:
+                now = cluster.read_cib()
+                conflicts.append(Conflict(attempt=attempt, reason="CIB changed between read and patch",
+                                          version_seen=cib_version(now), updated_by=updated_by(now)))
+                continue
+            raise PatchRejected(f"the CIB refused the patch: {exc.stderr.strip() or exc}", patch_xml) from exc
+        after = cluster.read_cib()
+        verify = build_live_patch(after, desired, ignore=[*ignore, MARKER_RULE])
+        if verify.changed:
+            conflicts.append(Conflict(attempt=attempt, reason="patch applied but live still differs "
+                                      "(a concurrent write, or a source version ahead of live)",
+                                      version_seen=cib_version(after), updated_by=updated_by(after)))
+            continue
+        out = _outcome(first, after, changed=True, attempts=attempt, conflicts=conflicts, started=started)
+        out.patch_xml = patch_xml
+        out.objects = check.objects()
+        return out
+    raise ConvergeFailed(f"live CIB still differs after {max_attempts} attempts: "
+                         + "; ".join(f"#{c.attempt}: {c.reason} (now {c.version_seen}, by "
+                                     f"{c.updated_by.get('update-client')}@{c.updated_by.get('update-origin')})"
+                                     for c in conflicts))
+
+
+def _outcome(first: etree._Element, last: etree._Element, *, changed: bool, attempts: int,
+             conflicts: list[Conflict], started: float) -> WriteOutcome:
+    return WriteOutcome(changed=changed, attempts=attempts, conflicts=conflicts,
+                        version_before=cib_version(first), version_after=cib_version(last),
+                        config_before=configuration_text(first), config_after=configuration_text(last),
+                        updated_by_before=updated_by(first), marker_before=read_marker(first),
+                        duration=round(time.monotonic() - started, 3))
