@@ -1,0 +1,288 @@
+"""The agent's configuration: /etc/ha-gitops/agent.toml, overridden by HA_GITOPS_* environment variables.
+
+Precedence, highest first: explicit overrides (the CLI) > environment (HA_GITOPS_<FIELD>) > the TOML file >
+defaults. The file path is the argument, else $HA_GITOPS_CONFIG, else DEFAULT_CONFIG_PATH. Every problem
+is an InputError naming the file (or the environment variable) and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from controller.audit import DEFAULT_URL as DEFAULT_AUDIT_URL
+from controller.errors import InputError
+
+DEFAULT_CONFIG_PATH = Path("/etc/ha-gitops/agent.toml")
+CONFIG_ENV = "HA_GITOPS_CONFIG"
+ENV_PREFIX = "HA_GITOPS_"
+
+DriftMode = Literal["correct", "report", "off"]
+_BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<![./])(?<!\.lock)$")
+
+
+class AgentSettings(BaseSettings):
+    """What one agent follows and how it behaves. Field descriptions are the reference documentation."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True,
+                                      validate_default=True)
+
+    repo_url: str = Field(
+        description="The git repository holding the desired state: an ssh (git@host:org/repo.git, "
+                    "ssh://...), https:// or file:// URL, or a local path. Required.")
+    branch: str = Field(
+        "main", description="The branch to follow. The agent applies the tip of this branch; a force-push "
+                            "is followed (no merge), so history rewrites take effect like any commit.")
+    path: str = Field(
+        ".", description="The cluster folder inside the repository (corosync.conf, cib.crm or cib.xml, "
+                         "cluster.toml), relative to the repository root. Only commits that change this "
+                         "folder cause work.")
+    poll_interval: float = Field(
+        60.0, gt=0, description="Seconds between two fetches of the remote. A local or file:// remote is "
+                                "also watched, so a push there is picked up within a second.")
+    git_timeout: float = Field(
+        120.0, gt=0, description="Seconds a clone or fetch may take before it is abandoned and retried.")
+    git_ssh_command: str | None = Field(
+        None, description="GIT_SSH_COMMAND for ssh remotes, e.g. \"ssh -i /etc/ha-gitops/deploy_key "
+                          "-o StrictHostKeyChecking=yes\". Default: ssh as configured for the agent's user "
+                          "(always in batch mode: the agent never prompts).")
+    retry_initial: float = Field(
+        5.0, gt=0, description="Seconds before the first retry after a failed fetch; doubled after each "
+                               "further failure (with up to 20% jitter), up to retry_max.")
+    retry_max: float = Field(
+        300.0, gt=0, description="The longest wait between two retries of a failing fetch, in seconds.")
+    cache_dir: Path = Field(
+        Path("/var/lib/ha-gitops/repo"),
+        description="Where the agent keeps its clone of the repository (bare, no working tree) and the "
+                    "signature-verification keyring. Deleted and re-cloned when found corrupt.")
+    allowed_signers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Who may sign the commits the agent applies. Each entry is a GPG key fingerprint "
+                    "(40 or 64 hex digits; the key must be in a key file listed here), an SSH public key "
+                    "(\"ssh-ed25519 AAAA... comment\"), or the absolute path of a file: an ASCII-armored "
+                    "or binary GPG public key file (every key in it is allowed) or an ssh allowed_signers "
+                    "file. When set, a tip commit without a good signature from one of them is refused. "
+                    "In the environment: a JSON list, or entries separated by newlines.")
+    require_signed: bool | None = Field(
+        None, description="Refuse commits without a good signature from allowed_signers. Default: true "
+                          "when allowed_signers is set. false verifies and records signatures but applies "
+                          "unsigned commits too (for a migration); true without allowed_signers is an "
+                          "error.")
+    audit_url: str = Field(
+        DEFAULT_AUDIT_URL, description="The audit database: sqlite:////path/audit.db (one per node) or "
+                                       "postgresql://user@host/db (shared by the agents).")
+    drift_mode: DriftMode = Field(
+        "correct", description="What to do when the live cluster differs from git: \"correct\" puts it "
+                               "back and records it, \"report\" only records it, \"off\" does not look.")
+    drift_debounce: float = Field(
+        5.0, ge=0, description="Seconds the CIB must stay unchanged before a drift check runs, so a burst "
+                               "of changes (an operator's crm session, Pacemaker's own writes) is one check.")
+    watch_debounce: float = Field(
+        0.25, ge=0, description="Seconds a watched local repository's refs must stay quiet before the "
+                                "agent fetches (a push writes several files).")
+    node_name: str = Field(
+        default_factory=socket.gethostname,
+        description="This node's name as Corosync and Pacemaker know it. Default: the host name.")
+    service_command: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["systemctl"],
+        description="The command that starts, stops and restarts the corosync and pacemaker services; "
+                    "the agent appends the action and the unit (\"restart corosync\"). A string is split "
+                    "like a shell would, or give a list.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="The agent's log level.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file comes in through init kwargs (see load_settings); no .env or secrets dirs.
+        return init_settings, env_settings
+
+    @field_validator("repo_url")
+    @classmethod
+    def _repo_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        v = v.strip().removeprefix("refs/heads/")
+        if not _BRANCH_RE.match(v):
+            raise ValueError(f"not a valid branch name: {v!r}")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return normalise_folder(v)
+
+    @field_validator("allowed_signers", mode="before")
+    @classmethod
+    def _signers(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.lstrip().startswith("[") else v.splitlines()
+        if isinstance(v, list):
+            return [s.strip() for s in v if isinstance(s, str) and s.strip()] + \
+                   [s for s in v if not isinstance(s, str)]
+        return v
+
+    @field_validator("allowed_signers")
+    @classmethod
+    def _signer_entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            if not (_is_fingerprint(entry) or _is_ssh_key(entry) or entry.startswith("/")):
+                raise ValueError(f"{entry[:60]!r} is neither a GPG fingerprint, an SSH public key "
+                                 "nor an absolute file path")
+        return v
+
+    @field_validator("service_command", mode="before")
+    @classmethod
+    def _service_command(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.lstrip().startswith("[") else shlex.split(v)
+        if isinstance(v, list) and not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentSettings:
+        if self.require_signed and not self.allowed_signers:
+            raise ValueError("require_signed = true needs allowed_signers")
+        if self.retry_max < self.retry_initial:
+            raise ValueError("retry_max must be at least retry_initial")
+        return self
+
+    @property
+    def enforce_signatures(self) -> bool:
+        """Whether a commit without a good allowed signature is refused."""
+        return bool(self.allowed_signers) if self.require_signed is None else self.require_signed
+
+    @property
+    def verify_signatures(self) -> bool:
+        """Whether signatures are checked at all (and recorded)."""
+        return bool(self.allowed_signers)
+
+
+def normalise_folder(v: str) -> str:
+    """A repository-relative folder as git names it ("." for the root); rejects escapes."""
+    raw = v.strip().replace("\\", "/")
+    if raw.startswith("/"):
+        raise ValueError("must be relative to the repository root")
+    parts = [p for p in PurePosixPath(raw).parts if p != "."]
+    if ".." in parts:
+        raise ValueError("must not contain '..'")
+    if parts and parts[0] == ".git":
+        raise ValueError("must not be inside .git")
+    return "/".join(parts) or "."
+
+
+def _is_fingerprint(entry: str) -> bool:
+    return re.fullmatch(r"(?:0x)?[0-9A-Fa-f]{40}(?:[0-9A-Fa-f]{24})?", entry.replace(" ", "")) is not None
+
+
+def _is_ssh_key(entry: str) -> bool:
+    return re.match(r"^(ssh-|ecdsa-sha2-|sk-)\S+ [A-Za-z0-9+/=]{20,}", entry) is not None
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The configuration file: the argument, else $HA_GITOPS_CONFIG, else the default."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *,
+                  overrides: Mapping[str, Any] | None = None) -> AgentSettings:
+    """Read the TOML file (if the default is absent, environment and defaults alone are used)."""
+    explicit = path is not None or CONFIG_ENV in os.environ
+    file = config_path(path)
+    text = ""
+    data: dict[str, Any] = {}
+    if file.exists() or explicit:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read the agent configuration: {exc.strerror or exc}", file=str(file)) \
+                from exc
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"\(at line (\d+)", str(exc))
+            raise InputError(f"invalid TOML: {exc}", file=str(file), line=int(m.group(1)) if m else None) \
+                from exc
+    fields = AgentSettings.model_fields
+    for key in data:
+        if key not in fields:
+            raise InputError(f"unknown key {key!r} (known: {', '.join(fields)})", file=str(file),
+                             line=_key_line(text, key), element=key)
+    over = dict(overrides or {})
+    for key in over:
+        if key not in fields:
+            raise InputError(f"unknown setting {key!r}", element=key)
+    try:
+        return _layered(data, over)
+    except ValidationError as exc:
+        raise _input_error(exc, file, text, data) from None
+
+
+def _layered(data: dict[str, Any], over: dict[str, Any]) -> AgentSettings:
+    """Overrides > environment > file > defaults, as pydantic-settings sources in that order."""
+
+    class _Layered(AgentSettings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                       init_settings: PydanticBaseSettingsSource,
+                                       env_settings: PydanticBaseSettingsSource,
+                                       dotenv_settings: PydanticBaseSettingsSource,
+                                       file_secret_settings: PydanticBaseSettingsSource,
+                                       ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (InitSettingsSource(settings_cls, over), env_settings,
+                    InitSettingsSource(settings_cls, data))
+
+    # Re-validate as the public class (model_validate reads no environment).
+    return AgentSettings.model_validate(_Layered().model_dump())
+
+
+def _input_error(exc: ValidationError, file: Path, text: str, data: dict[str, Any]) -> InputError:
+    err = exc.errors()[0]
+    key = str(err["loc"][0]) if err["loc"] else ""
+    more = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    if not key:
+        return InputError(msg + more, file=str(file))
+    env = ENV_PREFIX + key.upper()
+    if env in os.environ:
+        return InputError(f"{key}: {msg}{more}", file=f"environment {env}", element=key)
+    if err["type"] == "missing":
+        return InputError(f"missing key {key!r} (or set {env}){more}", file=str(file), element=key)
+    where = str(file) if key in data else "defaults"
+    return InputError(f"{key}: {msg}{more}", file=where, line=_key_line(text, key) if key in data else None,
+                      element=key)
+
+
+def _key_line(text: str, key: str) -> int | None:
+    pat = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for n, line in enumerate(text.splitlines(), 1):
+        if pat.match(line):
+            return n
+    return None
