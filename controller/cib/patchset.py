@@ -26,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 from lxml import etree
@@ -83,7 +84,11 @@ def diff_trees(old: etree._Element, new: etree._Element) -> list[Change]:
 
 
 def _same(a: etree._Element, b: etree._Element) -> bool:
-    return etree.tostring(a, with_tail=False) == etree.tostring(b, with_tail=False)
+    """Identical subtrees (attribute order included: a mismatch only costs a closer look)."""
+    if len(a) == 0 and len(b) == 0:  # a leaf: cheaper than serialising
+        return a.items() == b.items() and (a.text or "") == (b.text or "")
+    return (etree.tostring(a, encoding="unicode", with_tail=False)
+            == etree.tostring(b, encoding="unicode", with_tail=False))
 
 
 def _is_element(node: etree._Element) -> bool:
@@ -248,8 +253,12 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
 
     # Which kept children move: those outside a longest run already in the right order.
     order = sorted(matched_old.items(), key=lambda item: item[1])  # by new index
-    keep = _lis_members([i for i, _j in order])
-    moved_new = {j for pos, (_i, j) in enumerate(order) if pos not in keep}
+    olds = [i for i, _j in order]
+    if all(a < b for a, b in pairwise(olds)):
+        moved_new: set[int] = set()  # the common case: nothing reordered
+    else:
+        keep = _lis_members(olds)
+        moved_new = {j for pos, (_i, j) in enumerate(order) if pos not in keep}
     positioned = moved_new or replaced_new or len(new_kids) > len(matched_old)
     if positioned and (_has_text(old_kids) or _has_text(new_kids)):
         return None
