@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/ha-gitops demo
+	$(VENV)/bin/ha-gitops sandbox up --cluster desired/kamailio
+	$(VENV)/bin/ha-gitops sandbox status
 
 demo-down: setup
 	$(VENV)/bin/ha-gitops sandbox down
@@ -29,6 +30,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/sandbox_updown.py
+	$(PY) bench/cib_diff_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
