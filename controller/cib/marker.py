@@ -24,6 +24,8 @@ MARKER_RULE = IgnoreRule(xpath=f"configuration/crm_config/cluster_property_set[@
 
 class Marker(BaseModel):
     revision: str | None = None      # git sha of the desired state last applied
+    digest: str | None = None        # of the effective desired configuration written: a live change
+                                     # while git still says the same is drift, not a new revision
     event: str | None = None         # uuid of the audit event of that write (observers record it once)
     kind: str | None = None          # apply | drift-corrected | rollback | auto-rollback
     applied_by: str | None = None    # node whose agent (or CLI) wrote it
@@ -42,6 +44,7 @@ class Marker(BaseModel):
 
 def read_marker(cib: etree._Element) -> Marker:
     values: dict[str, object] = {}
+    # Values are written by us (nvpairs()), and read back the same way.
     for nv in cib.iterfind(f"configuration/crm_config/cluster_property_set[@id='{MARKER_SET_ID}']/nvpair"):
         name = nv.get("name", "")
         if name.startswith(PREFIX):

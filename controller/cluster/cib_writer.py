@@ -146,3 +146,24 @@ def _outcome(first: etree._Element, last: etree._Element, *, changed: bool, atte
                         config_before=configuration_text(first), config_after=configuration_text(last),
                         updated_by_before=updated_by(first), marker_before=read_marker(first),
                         duration=round(time.monotonic() - started, 3))
+
+
+def write_marker_only(cluster: LiveCluster, marker: Callable[[Marker], Marker], *,
+                      max_attempts: int = 5) -> Marker:
+    """Change only the marker (suspend, resume, pin), version-checked like any other write."""
+    for _ in range(max_attempts):
+        live = cluster.read_cib()
+        new = marker(read_marker(live))
+        patch = build_live_patch(live, with_marker(live, new), semantic=False)
+        if not patch.changed:
+            return new
+        try:
+            cluster.patch(patch.patch_xml())
+        except CommandError as exc:
+            if exc.returncode == CIB_OLDER_RC:
+                continue
+            raise PatchRejected(f"the CIB refused the marker update: {exc.stderr.strip() or exc}",
+                                patch.patch_xml()) from exc
+        if read_marker(cluster.read_cib()) == new:
+            return new
+    raise ConvergeFailed(f"could not update the ha-gitops marker after {max_attempts} attempts")

@@ -1,0 +1,317 @@
+"""One reconcile pass, end to end: desired (load + validate) -> observe -> diff -> apply -> verify -> record.
+
+Every agent runs passes; only the agent on the cluster's DC writes the CIB (the cluster already elects
+the DC, we do not build another election). Agents elsewhere observe: they record what the writer did,
+from the ha-gitops marker the writer puts in the same atomic patch, so `audit log` on any node shows the
+cluster's whole history. The marker also carries the operator's suspend and pin switches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lxml import etree
+from pydantic import BaseModel, Field
+
+from controller.audit.models import AuditEvent, CommitInfo, NewEvent
+from controller.audit.store import CLUSTER_SCOPE, AuditStore
+from controller.cib.document import as_cib, canonical
+from controller.cib.marker import Marker, read_marker
+from controller.cib.xml import parse_xml_bytes
+from controller.cluster.adapter import LiveCluster
+from controller.cluster.cib_writer import (
+    ConvergeFailed,
+    PatchRejected,
+    WriteOutcome,
+    cib_version,
+    configuration_text,
+    pending_changes,
+    updated_by,
+    write_configuration,
+    write_marker_only,
+)
+from controller.desired.findings import Finding
+from controller.desired.state import DesiredState, DesiredStateError, load_desired
+from controller.desired.substitute import Substitution
+from controller.desired.validate import validate_state
+from controller.errors import HaGitopsError
+from controller.plan import effective_desired
+
+Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
+                  "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back"]
+
+
+class DesiredInput(BaseModel):
+    """What a pass works from: a cluster folder on disk and, when it came from git, the commit."""
+
+    folder: Path
+    sha: str | None = None
+    author: str | None = None
+    message: str | None = None
+    signature: str = "not-checked"
+    refusal: str | None = None  # the source says: never apply this revision (signature policy)
+
+    @property
+    def commit(self) -> CommitInfo | None:
+        if not self.sha:
+            return None
+        return CommitInfo(sha=self.sha, author=self.author, message=self.message, signature=self.signature)
+
+
+class PassResult(BaseModel):
+    outcome: Outcome
+    message: str = ""
+    revision: str | None = None
+    events: list[int] = Field(default_factory=list)
+    changes: int = 0
+    leader: bool = False
+    duration: float = 0.0
+
+
+def revision_key(desired: DesiredInput, state: DesiredState) -> str:
+    """What the marker records as the applied revision: the commit, or the folder's digest."""
+    return desired.sha or f"digest:{state.digest[:16]}"
+
+
+class Reconciler:
+    def __init__(self, *, node: str, cluster: LiveCluster, store: AuditStore,
+                 drift_mode: Literal["correct", "report", "off"] = "correct",
+                 substitutions: Sequence[Substitution] = (), shared_audit: bool = False,
+                 max_attempts: int = 5) -> None:
+        self.node = node
+        self.cluster = cluster
+        self.store = store
+        self.drift_mode = drift_mode
+        self.substitutions = list(substitutions)
+        self.shared_audit = shared_audit
+        self.max_attempts = max_attempts
+        self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
+        self._last_config: str | None = None
+
+    # ------------------------------------------------------------------ recording
+    def _record(self, **fields: Any) -> AuditEvent:
+        return self.store.append(NewEvent(**fields))
+
+    def _once(self, key: str, value: str) -> bool:
+        """True the first time (key, value) is seen on this node: keeps repeated passes from flooding."""
+        if self.store.get_state(key, scope=self.node) == value:
+            return False
+        self.store.set_state(key, value, scope=self.node)
+        return True
+
+    def _record_observed(self, live: etree._Element, marker: Marker) -> list[int]:
+        """Record a write some agent made (seen through the marker) that this trail does not hold yet.
+
+        Also the recovery path of an agent killed between its write and its record: on restart it finds
+        its own marker unrecorded and records it, marked as recovered.
+        """
+        config_now = configuration_text(live)
+        before, self._last_config = self._last_config, config_now
+        if not marker.event or self.store.get_state("seen-marker-event", scope=self.node) == marker.event:
+            return []
+        self.store.set_state("seen-marker-event", marker.event, scope=self.node)
+        if self.store.get_state("recorded-marker-event", scope=CLUSTER_SCOPE) == marker.event:
+            return []  # a shared database: the writer recorded it already
+        ev = self._record(
+            node=marker.applied_by or "unknown", kind=marker.kind or "apply", outcome="success",
+            summary=f"{marker.kind or 'apply'} of {(marker.revision or '?')[:12]} by {marker.applied_by} "
+                    f"(observed on {self.node})",
+            commit=CommitInfo(sha=marker.revision) if _is_sha(marker.revision) else None,
+            cib_version_after=cib_version(live), config_before=before, config_after=config_now,
+            details={"marker_event": marker.event, "observed_by": self.node,
+                     "recovered": marker.applied_by == self.node, "applied_at": marker.applied_at})
+        self.store.set_state("recorded-marker-event", marker.event, scope=CLUSTER_SCOPE)
+        return [ev.id]
+
+    # ------------------------------------------------------------------ desired
+    def load(self, desired: DesiredInput) -> tuple[DesiredState | None, list[Finding]]:
+        try:
+            state = load_desired(desired.folder)
+        except DesiredStateError as exc:
+            return None, list(exc.findings)
+        except HaGitopsError as exc:
+            return None, [Finding(severity="error", file=str(desired.folder), message=str(exc))]
+        if state.digest not in self._validated:
+            self._validated[state.digest] = validate_state(state)
+        return state, self._validated[state.digest]
+
+    # ------------------------------------------------------------------ the pass
+    def run_pass(self, desired: DesiredInput | None, *, trigger: str = "manual",
+                 force_leader: bool = False) -> PassResult:
+        started = time.monotonic()
+        live = self.cluster.read_cib()
+        marker = read_marker(live)
+        status = self.cluster.status()
+        leader = force_leader or status.dc == self.node
+        events = self._record_observed(live, marker)
+
+        def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
+            return PassResult(outcome=outcome, message=message, leader=leader, events=events,
+                              duration=round(time.monotonic() - started, 3), **kw)
+
+        if desired is None:
+            return result("no-source", "no desired state yet")
+        if desired.refusal:
+            if self._once("refused-revision", desired.sha or ""):
+                events.append(self._record(node=self.node, kind="refused", outcome="refused",
+                                           commit=desired.commit,
+                                           summary="commit refused: " + desired.refusal,
+                                           error=desired.refusal, details={"trigger": trigger}).id)
+            return result("refused", desired.refusal, revision=desired.sha)
+
+        state, findings = self.load(desired)
+        errors = [f for f in findings if f.severity == "error"]
+        if state is None or errors:
+            text = "\n".join(f"{f.where()}: {f.message}" for f in errors)
+            key = desired.sha or (state.digest if state else text)
+            if self._once("refused-desired", key):
+                events.append(self._record(
+                    node=self.node, kind="refused", outcome="refused", commit=desired.commit,
+                    summary=f"invalid desired state ({len(errors)} error(s)); live cluster untouched",
+                    error=text, details={"findings": [f.model_dump() for f in findings],
+                                         "trigger": trigger}).id)
+            return result("refused", text, revision=desired.sha)
+
+        rev = revision_key(desired, state)
+        wanted, substituted = effective_desired(state, self.substitutions)
+        digest = config_digest(wanted)
+        ignore = state.policy.ignore
+        changes = pending_changes(live, wanted, ignore)
+        if not changes:
+            return result("no-change", revision=rev)
+        if marker.suspended:
+            return result("suspended", f"{len(changes)} pending change(s); agents suspended "
+                          "(`ha-gitops resume` to continue)", revision=rev, changes=len(changes))
+        if marker.pinned and marker.pinned == rev:
+            return result("pinned", f"revision {rev[:12]} was rolled back; waiting for a newer commit or "
+                          "`ha-gitops resume`", revision=rev, changes=len(changes))
+
+        drift = marker.digest == digest
+        diff_json = [c.model_dump() for c in changes]
+        if drift:
+            if self.drift_mode == "off":
+                return result("drift-ignored", revision=rev, changes=len(changes))
+            origin = updated_by(live)
+            if (leader or not self.shared_audit) and self._once("drift-version", cib_version(live)):
+                events.append(self._record(
+                    node=self.node, kind="drift-detected", outcome="success", commit=desired.commit,
+                    summary=f"live configuration differs from {rev[:12]}: {len(changes)} object(s), last "
+                            f"written by {origin.get('update-user')} via {origin.get('update-client')} on "
+                            f"{origin.get('update-origin')}",
+                    cib_version_before=cib_version(live), config_before=configuration_text(live),
+                    diff=diff_json, details={"origin": origin, "trigger": trigger,
+                                             "drift_mode": self.drift_mode}).id)
+            if self.drift_mode == "report" or not leader:
+                return result("drift-reported", revision=rev, changes=len(changes))
+            kind: Literal["apply", "drift-corrected"] = "drift-corrected"
+        else:
+            if not leader:
+                return result("waiting-for-dc", f"the agent on the DC ({status.dc}) applies", revision=rev,
+                              changes=len(changes))
+            kind = "apply"
+        if not status.quorate:
+            return result("no-quorum", "the cluster is not quorate: nothing is written", revision=rev,
+                          changes=len(changes))
+
+        event_id = str(uuid.uuid4())
+
+        def new_marker(live_marker: Marker) -> Marker:
+            # A newer commit clears a pin; suspend stays the operator's.
+            return live_marker.model_copy(update={
+                "revision": rev, "digest": digest, "event": event_id, "kind": kind, "applied_by": self.node,
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "pinned": None if live_marker.pinned != rev else live_marker.pinned})
+
+        try:
+            outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
+                                          max_attempts=self.max_attempts)
+        except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
+            events.append(self._record(
+                node=self.node, kind="error", outcome="failure", commit=desired.commit,
+                summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
+                error=str(exc), cib_version_before=cib_version(live), config_before=configuration_text(live),
+                patch=getattr(exc, "patch_xml", None), diff=diff_json,
+                details={"trigger": trigger, "attempted": kind}).id)
+            return result("error", str(exc), revision=rev, changes=len(changes))
+        if not outcome.changed:
+            return result("no-change", "converged meanwhile", revision=rev)
+        ev = self._record_write(kind, desired, outcome, event_id, trigger, substituted_details(substituted),
+                                origin=updated_by(live) if drift else None)
+        events.append(ev.id)
+        return result("applied" if kind == "apply" else "drift-corrected",
+                      f"{len(outcome.objects)} object(s) changed", revision=rev, changes=len(outcome.objects))
+
+    def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
+                      trigger: str, extra: dict[str, Any], origin: dict[str, Any] | None = None,
+                      summary: str | None = None) -> AuditEvent:
+        details: dict[str, Any] = {"marker_event": marker_event, "trigger": trigger,
+                                   "attempts": outcome.attempts, **extra}
+        if outcome.conflicts:
+            details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
+        if origin:
+            details["origin"] = origin
+        ev = self._record(
+            node=self.node, kind=kind, outcome="success", commit=desired.commit if desired else None,
+            summary=summary or f"{kind}: {len(outcome.objects)} object(s) changed"
+                    + (f" after {len(outcome.conflicts)} concurrent change(s)" if outcome.conflicts else ""),
+            cib_version_before=outcome.version_before, cib_version_after=outcome.version_after,
+            config_before=outcome.config_before, config_after=outcome.config_after, patch=outcome.patch_xml,
+            diff=[c.model_dump() for c in outcome.objects], duration=outcome.duration, details=details)
+        self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
+        self.store.set_state("seen-marker-event", marker_event, scope=self.node)
+        self._last_config = outcome.config_after
+        return ev
+
+    # ------------------------------------------------------------------ rollback
+    def rollback(self, event_id: int) -> PassResult:
+        """Bring the configuration back to what it was before event `event_id`, and pin its revision."""
+        started = time.monotonic()
+        target = self.store.get(event_id)
+        if not target.config_before:
+            raise HaGitopsError(f"event {event_id} ({target.kind}) has no configuration before it to "
+                                "return to")
+        wanted = as_cib(parse_xml_bytes(target.config_before.encode(), source=f"audit event {event_id}"))
+        live = self.cluster.read_cib()
+        self._record_observed(live, read_marker(live))
+        marker_event = str(uuid.uuid4())
+        pinned = read_marker(live).revision if target.commit is None else None
+        pin = target.commit.sha if target.commit else pinned
+
+        def new_marker(live_marker: Marker) -> Marker:
+            return live_marker.model_copy(update={
+                "event": marker_event, "kind": "rollback", "applied_by": self.node, "digest": None,
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "pinned": pin})
+
+        outcome = write_configuration(self.cluster, wanted, marker=new_marker, max_attempts=self.max_attempts)
+        if not outcome.changed:
+            # Already there: still pin, so the agent does not re-apply the rolled-back revision.
+            write_marker_only(self.cluster, new_marker)
+        ev = self._record_write("rollback", None, outcome, marker_event, "rollback",
+                                {"target_event": event_id, "pinned": pin},
+                                summary=f"rollback to the configuration before event {event_id}"
+                                        + (f"; {pin[:12]} pinned" if pin else ""))
+        return PassResult(outcome="rolled-back", revision=pin, events=[ev.id], changes=len(outcome.objects),
+                          duration=round(time.monotonic() - started, 3),
+                          message=f"configuration before event {event_id} restored"
+                                  + (f"; revision {pin[:12]} pinned until a newer commit or "
+                                     "`ha-gitops resume`" if pin else ""))
+
+
+def config_digest(cib: etree._Element) -> str:
+    """Identity of a desired configuration's content (ids and order included, marker excluded)."""
+    conf = cib.find("configuration")
+    return hashlib.sha256(canonical(conf).encode() if conf is not None else b"").hexdigest()[:16]
+
+
+def substituted_details(subs: Sequence[Any]) -> dict[str, Any]:
+    return {"substituted": [s.model_dump() for s in subs]} if subs else {}
+
+
+def _is_sha(value: str | None) -> bool:
+    return bool(value) and len(value or "") >= 7 and all(c in "0123456789abcdef" for c in (value or ""))
