@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.cib.normalize import IgnoreRule
+from controller.desired.policy_sections import DisruptionPolicy, MaintenanceWindow, SettlePolicy
 from controller.errors import InputError
 
 
@@ -25,6 +26,10 @@ class _Strict(BaseModel):
 
 class ClusterPolicy(_Strict):
     ignore: list[IgnoreRule] = Field(default_factory=list)
+    # controller.desired.policy_sections: [[maintenance_window]], [disruption], [settle]
+    maintenance_window: list[MaintenanceWindow] = Field(default_factory=list)
+    disruption: DisruptionPolicy = Field(default_factory=DisruptionPolicy)
+    settle: SettlePolicy = Field(default_factory=SettlePolicy)
 
 
 def _key_line(text: str, key: str) -> int | None:
