@@ -33,7 +33,7 @@ class Signatures:
         self._build(entries)
 
     def _gpg(self, *args: str, check: bool = True) -> str:
-        return run(["gpg", "--batch", "--no-tty", "--homedir", str(self.gnupg_home), *args],
+        return run(["gpg", "--batch", "--no-tty", "--no-autostart", "--homedir", str(self.gnupg_home), *args],
                    timeout=self.timeout, check=check).stdout
 
     def _build(self, entries: list[str]) -> None:
