@@ -88,8 +88,9 @@ def setup_node(node_dir: Path, hostname: str) -> None:
 class Services:
     """corosync then pacemakerd, as children of this init; all output to log files."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, agent_argv: list[str] | None = None) -> None:
         self.log_dir = log_dir
+        self.agent_argv = agent_argv
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
 
@@ -120,12 +121,15 @@ class Services:
                 env.update(PCMK_logfile="/var/log/pacemaker/pacemaker.log", PCMK_logfacility="none",
                            PCMK_debug="no")
                 self._spawn("pacemaker", ["pacemakerd"], env)
+            if self.agent_argv and not self.running("agent"):
+                self._spawn("agent", self.agent_argv, dict(os.environ))
             return {"ok": True}
 
-    def stop(self, timeout: float = 60) -> dict[str, Any]:
-        """Clean shutdown, the way systemctl stop pacemaker corosync would do it."""
+    def stop(self, timeout: float = 60, names: tuple[str, ...] = ("pacemaker", "corosync")) -> dict[str, Any]:
+        """Clean shutdown, the way systemctl stop pacemaker corosync would do it. The agent keeps
+        running unless named: it is the one that restarts the cluster services in a rolling restart."""
         with self.lock:
-            for name in ("pacemaker", "corosync"):
+            for name in [n for n in ("agent", "pacemaker", "corosync") if n in names]:
                 p = self.procs.get(name)
                 if p is None or p.poll() is not None:
                     continue
@@ -138,6 +142,13 @@ class Services:
 
     def _kill_tree(self, name: str) -> list[int]:
         """SIGKILL a service: pacemakerd's subdaemons are separate processes, find them by name."""
+        if name == "agent":  # one process we started ourselves: kill it by its PID
+            p = self.procs.get("agent")
+            if p is None or p.poll() is not None:
+                return []
+            p.kill()
+            p.wait(5)
+            return [p.pid]
         names = {"corosync": ("corosync",), "pacemaker": ("pacemakerd", "pacemaker-")}[name]
         killed = []
         for entry in Path("/proc").iterdir():
@@ -160,13 +171,20 @@ class Services:
         return killed
 
     def kill(self, name: str) -> dict[str, Any]:
-        if name not in ("corosync", "pacemaker"):
-            return {"ok": False, "error": f"unknown service {name!r} (corosync or pacemaker)"}
+        if name not in ("corosync", "pacemaker", "agent"):
+            return {"ok": False, "error": f"unknown service {name!r} (corosync, pacemaker or agent)"}
         with self.lock:
             return {"ok": True, "killed": self._kill_tree(name)}
 
     def status(self) -> dict[str, Any]:
-        return {"ok": True, "corosync": self.running("corosync"), "pacemaker": self.running("pacemaker")}
+        return {"ok": True, "corosync": self.running("corosync"), "pacemaker": self.running("pacemaker"),
+                "agent": self.running("agent") if self.agent_argv else None}
+
+    def start_agent(self) -> dict[str, Any]:
+        with self.lock:
+            if self.agent_argv and not self.running("agent"):
+                self._spawn("agent", self.agent_argv, dict(os.environ))
+            return {"ok": True}
 
 
 def reap_forever() -> None:
@@ -211,7 +229,10 @@ def _handle(conn: socket.socket, services: Services) -> None:
             if op == "start":
                 resp = services.start()
             elif op == "stop":
-                resp = services.stop(float(req.get("timeout", 60)))
+                resp = services.stop(float(req.get("timeout", 60)),
+                                     tuple(req.get("services", ("pacemaker", "corosync"))))
+            elif op == "start-agent":
+                resp = services.start_agent()
             elif op == "kill":
                 resp = services.kill(str(req.get("service")))
             elif op == "status":
@@ -228,9 +249,10 @@ def main() -> None:
     node_dir = Path(sys.argv[1])
     spec = json.loads((node_dir / "node.json").read_text())
     setup_node(node_dir, spec["name"])
-    services = Services(node_dir / "logs")
+    services = Services(node_dir / "logs", spec.get("agent_argv"))
     threading.Thread(target=reap_forever, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: (services.stop(30), os._exit(0)))
+    signal.signal(signal.SIGTERM, lambda *_: (services.stop(30, ("agent", "pacemaker", "corosync")),
+                                              os._exit(0)))
     if spec.get("autostart", True):
         threading.Thread(target=services.start, daemon=True).start()
     serve(node_dir / "init.sock", services)

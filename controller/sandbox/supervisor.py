@@ -70,7 +70,46 @@ def prepare_node_dir(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> None:
     cib.write_text(seed_cib(spec))
     os.chown(cib, uid, gid)
     cib.chmod(0o600)
-    (d / "node.json").write_text(json.dumps({"name": node.name, "address": node.address}))
+    node_json: dict[str, Any] = {"name": node.name, "address": node.address}
+    if spec.agents is not None:
+        (d / "etc-ha-gitops" / "agent.toml").write_text(agent_toml(spec, node, layout))
+        node_json["agent_argv"] = [sys.executable, "-m", "controller.cli", "agent", "--config",
+                                   "/etc/ha-gitops/agent.toml"]
+    (d / "node.json").write_text(json.dumps(node_json))
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
+
+
+def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
+    """The agent configuration of one sandbox node: the user's repo, plus what the sandbox substitutes."""
+    from controller.desired.substitute import SANDBOX_SUBSTITUTIONS
+
+    a = spec.agents
+    assert a is not None
+    lines = [
+        "# Written by `ha-gitops sandbox up --agents`: the agent of sandbox node " + node.name,
+        f"repo_url = {_toml_str(a.repo_url)}",
+        f"branch = {_toml_str(a.branch)}",
+        f"path = {_toml_str(a.path)}",
+        f"node_name = {_toml_str(node.name)}",
+        f"poll_interval = {a.poll_interval}",
+        f"drift_debounce = {a.drift_debounce}",
+        f"watch_debounce = {a.watch_debounce}",
+        f"drift_mode = {_toml_str(a.drift_mode)}",
+        'audit_url = "sqlite:////var/lib/ha-gitops/audit.db"',
+        'cache_dir = "/var/lib/ha-gitops/repo"',
+        "# Restarting corosync/pacemaker is the node's own init, not systemd (there is none in a node).",
+        "service_command = " + json.dumps([sys.executable, "-m", "controller.sandbox.service_ctl",
+                                           str(layout.node_dir(node.name))]),
+    ]
+    for sub in SANDBOX_SUBSTITUTIONS:
+        lines.append("")
+        lines.append("[[substitute]]")
+        for key, value in sub.model_dump(exclude_none=True).items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
 
 
 class Supervisor:

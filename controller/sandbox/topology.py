@@ -18,12 +18,25 @@ class NodeSpec(BaseModel):
     index: int  # 1-based position in the nodelist: names the veth on the bridge
 
 
+class SandboxAgents(BaseModel):
+    """`sandbox up --agents`: one ha-gitops agent per node, following this repository."""
+
+    repo_url: str
+    branch: str = "main"
+    path: str = "."
+    poll_interval: float = 30.0
+    drift_debounce: float = 0.3
+    watch_debounce: float = 0.1
+    drift_mode: str = "correct"
+
+
 class SandboxSpec(BaseModel):
     cluster_dir: str
     cluster_name: str
     prefixlen: int
     nodes: list[NodeSpec]
     corosync_conf: str
+    agents: SandboxAgents | None = None
 
     def node(self, name: str) -> NodeSpec:
         for n in self.nodes:

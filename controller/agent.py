@@ -1,0 +1,166 @@
+"""The long-running service: triggers (git poll, push watch, CIB watch) -> one serial reconcile loop.
+
+Triggers only set a flag; one worker thread runs passes one at a time, so a burst of pushes or CIB
+writes is one pass, and no two passes ever race each other on this node.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controller.audit.store import AuditStore
+from controller.cluster.adapter import LiveCluster
+from controller.notify import Notifier
+from controller.reconcile import DesiredInput, PassResult, Reconciler
+from controller.settings import AgentSettings
+from controller.source.git import GitSource
+from controller.source.models import SourceConfig, SyncResult
+
+log = logging.getLogger("ha-gitops.agent")
+
+CIB_DIR = Path("/var/lib/pacemaker/cib")
+STATUS_KEY = "agent-status"
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, *, cluster: LiveCluster | None = None,
+                 notifier: Notifier | None = None, cib_dir: Path = CIB_DIR) -> None:
+        self.settings = settings
+        self.cluster = cluster or LiveCluster()
+        self.notifier = notifier or Notifier()
+        self.cib_dir = cib_dir
+        self.store = AuditStore(settings.audit_url)
+        self.source = GitSource(SourceConfig.from_settings(settings))
+        self.reconciler = Reconciler(
+            node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
+            substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"))
+        self.work_dir = settings.cache_dir.parent / "work"
+        self._wake = threading.Event()
+        self._reasons: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._last_sync: SyncResult | None = None
+        self._exported: dict[str, Path] = {}
+        self._stoppers: list[Any] = []
+
+    # ------------------------------------------------------------------ triggers
+    def trigger(self, reason: str) -> None:
+        with self._lock:
+            self._reasons.add(reason)
+        self._wake.set()
+
+    def _take(self) -> set[str]:
+        with self._lock:
+            reasons, self._reasons = self._reasons, set()
+        self._wake.clear()
+        return reasons
+
+    # ------------------------------------------------------------------ one iteration
+    def desired_input(self, fetch: bool) -> DesiredInput | None:
+        if fetch or self._last_sync is None:
+            self._last_sync = self.source.sync()
+            if self._last_sync.error:
+                log.warning("git source: %s (retry in %ss)", self._last_sync.error, self._last_sync.retry_in)
+        sync = self._last_sync
+        rev = sync.revision
+        if rev is None:
+            return None
+        folder = self._exported.get(rev.sha)
+        if folder is None:
+            folder = self.source.export(rev.sha, self.work_dir / rev.sha)
+            # Keep only the current export: older ones are in git if a rollback needs them.
+            for sha, old in list(self._exported.items()):
+                _rmtree(old)
+                del self._exported[sha]
+            self._exported[rev.sha] = folder
+        return DesiredInput(folder=folder, sha=rev.sha, author=rev.author, message=rev.message,
+                            signature=str(rev.signature), refusal=sync.refusal if sync.refused else None)
+
+    def run_once(self, reasons: set[str] | None = None) -> PassResult:
+        reasons = reasons or {"manual"}
+        fetch = bool(reasons & {"start", "poll", "push", "manual"})
+        desired = self.desired_input(fetch)
+        result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)))
+        self._publish(result)
+        return result
+
+    def _publish(self, result: PassResult) -> None:
+        sync = self._last_sync
+        status = {
+            "node": self.settings.node_name, "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "outcome": result.outcome, "message": result.message, "revision": result.revision,
+            "leader": result.leader, "pending_changes": result.changes, "events": result.events,
+            "source_error": sync.error if sync else None,
+            "source_revision": sync.revision.sha if sync and sync.revision else None,
+            "repo": self.settings.repo_url, "branch": self.settings.branch, "path": self.settings.path,
+        }
+        self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
+        self.notifier.status(f"{result.outcome}: {result.message}"[:200])
+
+    # ------------------------------------------------------------------ service
+    def start_watchers(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from controller.source.watch import FileWatcher, RepoWatcher
+
+        sched = BackgroundScheduler(daemon=True)
+        sched.add_job(lambda: self.trigger("poll"), "interval", seconds=self.settings.poll_interval,
+                      max_instances=1, coalesce=True, id="poll")
+        sched.start()
+        self._stoppers.append(lambda: sched.shutdown(wait=False))
+        repo = RepoWatcher.for_url(self.settings.repo_url, self.settings.branch,
+                                   lambda: self.trigger("push"), debounce=self.settings.watch_debounce)
+        if repo is not None:
+            repo.start()
+            self._stoppers.append(repo.stop)
+        if self.settings.drift_mode != "off" and self.cib_dir.is_dir():
+            cib = FileWatcher(self.cib_dir, {"cib.xml"}, lambda: self.trigger("cib-change"),
+                              debounce=self.settings.drift_debounce)
+            cib.start()
+            self._stoppers.append(cib.stop)
+
+    def run(self) -> None:
+        """Until SIGTERM/SIGINT: passes on every trigger, systemd told we are ready and alive."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set() or self._wake.set())
+        self.start_watchers()
+        self.trigger("start")
+        ready = False
+        interval = self.notifier.watchdog_interval
+        while not self._stop.is_set():
+            self._wake.wait(timeout=interval or 30.0)
+            if interval:
+                self.notifier.watchdog()
+            reasons = self._take()
+            if not reasons or self._stop.is_set():
+                continue
+            try:
+                result = self.run_once(reasons)
+                log.info("pass (%s): %s %s", ",".join(sorted(reasons)), result.outcome, result.message)
+            except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
+                log.exception("pass failed: %s", exc)
+                self.store.set_state(STATUS_KEY, {"node": self.settings.node_name, "outcome": "error",
+                                                  "message": str(exc), "time": datetime.now(UTC).isoformat()},
+                                     scope=self.settings.node_name)
+                time.sleep(1.0)
+                self.trigger("retry")
+            if not ready:
+                self.notifier.ready(f"following {self.settings.branch} of {self.settings.repo_url}")
+                ready = True
+        self.notifier.stopping()
+        for stop in self._stoppers:
+            stop()
+        self.source.close()
+        self.store.close()
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
