@@ -290,12 +290,27 @@ def sandbox() -> None:
 @click.option("--cluster", "cluster_dir", default="desired/kamailio", show_default=True,
               type=click.Path(file_okay=False, exists=True), help="Desired cluster folder to model.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for quorum and a DC.")
+@click.option("--agents", is_flag=True, help="Start an ha-gitops agent inside every node.")
+@click.option("--repo", default=None, metavar="URL", help="With --agents: the git repository to follow.")
+@click.option("--branch", default="main", show_default=True, help="With --agents: the branch to follow.")
+@click.option("--path", "repo_path", default=".", show_default=True,
+              help="With --agents: the cluster folder inside the repository.")
 @SANDBOX_DIR_OPTION
 @FORMAT_OPTION
 @handles_errors
-def sandbox_up(cluster_dir: str, timeout: float, state_dir: str | None, fmt: str) -> None:
+def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
+               state_dir: str | None, fmt: str) -> None:
     """Start one node per corosync nodelist entry; return once quorate with a DC."""
-    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout)
+    from controller.sandbox.topology import SandboxAgents
+
+    spec = None
+    if agents:
+        if not repo:
+            raise click.UsageError("--agents needs --repo URL")
+        local = Path(repo.removeprefix("file://"))
+        url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
+        spec = SandboxAgents(repo_url=url, branch=branch, path=repo_path)
+    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec)
     if fmt == "json":
         print_json(result.model_dump())
         return
@@ -332,12 +347,13 @@ def sandbox_status(state_dir: str | None, fmt: str) -> None:
         return "-" if v is None else ("yes" if v else "no")
 
     t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}")
-    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "online",
+    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "agent", "online",
                 "standby", "DC"):
         t.add_column(col)
     for n in st.nodes:
         t.add_row(n.name, n.address, str(n.nodeid), "on" if n.powered else "off", "cut" if n.cut else "ok",
-                  yn(n.corosync), yn(n.pacemaker), yn(n.cluster_online), yn(n.standby), yn(n.is_dc))
+                  yn(n.corosync), yn(n.pacemaker), yn(n.agent), yn(n.cluster_online), yn(n.standby),
+                  yn(n.is_dc))
     out.print(t)
     if st.resources:
         rt = Table(title="resources")
@@ -385,11 +401,11 @@ _node_action("heal", "Plug NODE back into the network.", lambda sb, n: sb.heal(n
 
 @sandbox.command("kill")
 @click.argument("node")
-@click.argument("service", type=click.Choice(["corosync", "pacemaker"]))
+@click.argument("service", type=click.Choice(["corosync", "pacemaker", "agent"]))
 @SANDBOX_DIR_OPTION
 @handles_errors
 def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
-    """SIGKILL corosync or all pacemaker daemons on NODE (the node stays powered)."""
+    """SIGKILL corosync, all pacemaker daemons, or the agent on NODE (the node stays powered)."""
     r = _sandbox(state_dir).kill(node, service)
     out.print(f"killed {service} on {node} (pids {', '.join(map(str, r.get('killed', [])))})", markup=False)
 

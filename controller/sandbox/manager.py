@@ -25,7 +25,7 @@ from controller.errors import CommandError, HaGitopsError
 from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
-from controller.sandbox.topology import SandboxSpec, build_spec
+from controller.sandbox.topology import SandboxAgents, SandboxSpec, build_spec
 
 
 class SandboxError(HaGitopsError):
@@ -41,6 +41,7 @@ class NodeStatus(BaseModel):
     init_pid: int | None
     corosync: bool | None = None
     pacemaker: bool | None = None
+    agent: bool | None = None
     cluster_online: bool | None = None
     standby: bool | None = None
     is_dc: bool | None = None
@@ -139,13 +140,22 @@ class Sandbox:
         return run([*self.prefix(node), *argv], timeout=timeout, check=check, input=input)
 
     # ------------------------------------------------------------ up / down
-    def up(self, cluster_dir: str | Path = "desired/kamailio", *, timeout: float = 60) -> UpResult:
+    def up(self, cluster_dir: str | Path = "desired/kamailio", *, timeout: float = 60,
+           agents: SandboxAgents | None = None) -> UpResult:
+        """Start the cluster; with `agents`, one ha-gitops agent per node following that repository
+        (the repository must be on a path the nodes see: not under /tmp or /run, which are per node)."""
         if os.geteuid() != 0:
             raise SandboxError("the sandbox needs root (namespaces, mounts, veth)")
         for tool in ("corosync", "pacemakerd", "nsenter", "unshare", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(f"{tool} not found: run `make setup` (installs pacemaker, corosync, ...)")
         spec = build_spec(cluster_dir)
+        if agents is not None:
+            for private in ("/tmp/", "/run/", "/dev/shm/"):
+                if agents.repo_url.removeprefix("file://").startswith(private):
+                    raise SandboxError(f"repository {agents.repo_url} is under {private}, which is private "
+                                       "to each node: put it where the nodes see it (e.g. /var/tmp)")
+            spec = spec.model_copy(update={"agents": agents})
         if self.supervisor_alive():
             raise SandboxError(f"a sandbox is already running in {self.layout.root}; "
                                "`ha-gitops sandbox down` first")
@@ -266,7 +276,7 @@ class Sandbox:
             cn = cluster.node(n.name) if cluster else None
             nodes.append(NodeStatus(name=n.name, address=n.address, nodeid=n.nodeid, powered=s["powered"],
                                     cut=s["cut"], init_pid=s["init_pid"], corosync=services.get("corosync"),
-                                    pacemaker=services.get("pacemaker"),
+                                    pacemaker=services.get("pacemaker"), agent=services.get("agent"),
                                     cluster_online=cn.online if cn else None,
                                     standby=cn.standby if cn else None, is_dc=cn.is_dc if cn else None))
         return SandboxStatus(
