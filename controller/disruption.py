@@ -1,0 +1,109 @@
+"""The disruption policy of cluster.toml applied to a predicted impact (pure: `now` is an argument).
+
+Outside a maintenance window a change may not stop, restart, move or demote a protected resource
+(or a member of a protected group/clone), and may restart/move at most `max_restarts` resources.
+Inside a window everything is allowed. A corosync cluster-restart change needs
+`allow_cluster_restart` and an open window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from controller.corosync.diff import ChangeClass
+from controller.desired.policy import ClusterPolicy
+from controller.desired.policy_sections import MaintenanceWindow
+from controller.impact import DISRUPTIVE, Impact, ResourceImpact
+
+Rule = Literal["protect", "max_restarts", "allow_cluster_restart", "maintenance_window"]
+_COUNTED: frozenset[str] = frozenset({"restart", "move"})
+
+
+class Violation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: Rule
+    resource: str | None = None
+    action: str | None = None  # the predicted action (restart, move, ...) or the change class
+    nodes: list[str] = []
+    reason: str | None = None  # Pacemaker's reason for the action
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("`now` must be timezone-aware (maintenance windows have time zones)")
+    return now
+
+
+def window_open(window: MaintenanceWindow, now: datetime) -> bool:
+    """Open when some start time s satisfies s <= now < s + duration.
+
+    The earliest start at or after now - duration is that s if any is: asking the trigger for it
+    avoids walking cron backwards (APScheduler 3 can only search forwards).
+    """
+    now = _aware(now)
+    start = window.trigger().get_next_fire_time(None, now - window.duration)
+    return start is not None and start <= now < start + window.duration
+
+
+def in_maintenance_window(windows: Sequence[MaintenanceWindow], now: datetime) -> MaintenanceWindow | None:
+    """The first window open at `now` (timezone-aware), or None."""
+    return next((w for w in windows if window_open(w, now)), None)
+
+
+def _describe(r: ResourceImpact) -> str:
+    where = " -> ".join(r.nodes)
+    return (f"{r.action} {r.resource}" + (f" (in {r.parent})" if r.parent else "")
+            + (f" on {where}" if where else "") + (f" due to {r.reason}" if r.reason else ""))
+
+
+def check_disruption(impact: Impact, policy: ClusterPolicy, now: datetime) -> list[Violation]:
+    """Every rule the predicted impact breaks at `now`; empty inside a maintenance window."""
+    if in_maintenance_window(policy.maintenance_window, _aware(now)) is not None:
+        return []
+    rules = policy.disruption
+    out: list[Violation] = []
+    if rules.protect:
+        for r in impact.resources:
+            if r.action in DISRUPTIVE and r.covers(rules.protect):
+                which = next(p for p in rules.protect if p in (r.resource, r.base_id, *r.containers))
+                out.append(Violation(
+                    rule="protect", resource=r.resource, action=r.action, nodes=r.nodes, reason=r.reason,
+                    message=f"{_describe(r)}: {which} is protected outside a maintenance window"))
+    if rules.max_restarts is not None:
+        counted = [r for r in impact.resources if r.action in _COUNTED]
+        if len(counted) > rules.max_restarts:
+            for r in counted:
+                out.append(Violation(
+                    rule="max_restarts", resource=r.resource, action=r.action, nodes=r.nodes,
+                    reason=r.reason,
+                    message=f"{_describe(r)}: {len(counted)} restarts/moves predicted, at most "
+                            f"{rules.max_restarts} allowed outside a maintenance window"))
+    return out
+
+
+def check_corosync_restart(change_class: ChangeClass | None, policy: ClusterPolicy,
+                           now: datetime) -> Violation | None:
+    """A corosync change that needs a full cluster restart: allowed by policy and only in a window."""
+    _aware(now)
+    if change_class != "cluster-restart":
+        return None
+    if not policy.disruption.allow_cluster_restart:
+        return Violation(rule="allow_cluster_restart", action=change_class,
+                         message="this corosync.conf change needs a restart of the whole cluster; "
+                                 "cluster.toml does not allow that ([disruption] allow_cluster_restart)")
+    if in_maintenance_window(policy.maintenance_window, now) is None:
+        names = ", ".join(w.name for w in policy.maintenance_window) or "none defined"
+        return Violation(rule="maintenance_window", action=change_class,
+                         message="this corosync.conf change needs a restart of the whole cluster, "
+                                 f"allowed only inside a maintenance window ({names}); none is open "
+                                 f"at {now.isoformat()}")
+    return None
