@@ -3,7 +3,7 @@
 # Used by `make setup` and by the production install steps in the README.
 set -euo pipefail
 packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents
-          iproute2 procps psmisc iputils-ping git python3 python3-venv postgresql)
+          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
