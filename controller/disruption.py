@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from controller.corosync.diff import ChangeClass
 from controller.desired.policy import ClusterPolicy
 from controller.desired.policy_sections import MaintenanceWindow
+from controller.errors import HaGitopsError
 from controller.impact import DISRUPTIVE, Impact, ResourceImpact
 
 Rule = Literal["protect", "max_restarts", "allow_cluster_restart", "maintenance_window"]
@@ -107,3 +108,31 @@ def check_corosync_restart(change_class: ChangeClass | None, policy: ClusterPoli
                                  f"allowed only inside a maintenance window ({names}); none is open "
                                  f"at {now.isoformat()}")
     return None
+
+
+class DisruptionRefused(HaGitopsError):
+    """A change the policy refuses; the message and audit_detail() carry the prediction."""
+
+    def __init__(self, violations: Sequence[Violation], impact: Impact | None = None) -> None:
+        self.violations = list(violations)
+        self.impact = impact
+        lines = ["change refused by the disruption policy (cluster.toml):"]
+        lines += [f"  - [{v.rule}] {v.message}" for v in self.violations]
+        if impact is not None:
+            lines.append(impact.text())
+        super().__init__("\n".join(lines))
+
+    def audit_detail(self) -> dict[str, Any]:
+        return {"violations": [v.model_dump(mode="json") for v in self.violations],
+                "impact": self.impact.model_dump(mode="json") if self.impact is not None else None}
+
+
+def enforce(impact: Impact | None, policy: ClusterPolicy, now: datetime, *,
+            corosync_change: ChangeClass | None = None) -> None:
+    """Raise DisruptionRefused when the change breaks any rule; return when it may proceed."""
+    violations = check_disruption(impact, policy, now) if impact is not None else []
+    corosync = check_corosync_restart(corosync_change, policy, now)
+    if corosync is not None:
+        violations.append(corosync)
+    if violations:
+        raise DisruptionRefused(violations, impact)

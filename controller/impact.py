@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
 from lxml import etree
@@ -42,7 +42,7 @@ class SimulationError(HaGitopsError):
 
 class ToolRunnerLike(Protocol):
     def run(self, argv: Sequence[str], *, timeout: float | None = ..., input: str | None = ...,
-            check: bool = ..., env: dict[str, str] | None = ...) -> Result: ...
+            check: bool = ..., env: Mapping[str, str] | None = ...) -> Result: ...
 
 
 Runner = Callable[..., Result] | ToolRunnerLike
@@ -258,7 +258,8 @@ def to_impact(action: RscAction, known: dict[str, list[str]]) -> ResourceImpact:
     elif verb in ("start", "stop", "reload", "promote", "demote"):
         mapped = verb  # type: ignore[assignment]
     else:
-        raise ValueError(f"unknown crm_simulate action {verb!r} for {action.resource}")
+        # fail closed: an action we cannot classify must not pass the disruption policy unseen
+        raise SimulationError(f"crm_simulate predicted an unknown action {verb!r} for {action.resource}")
     containers = _containers_of(action.resource, known)
     return ResourceImpact(resource=action.resource, parent=containers[0] if containers else None,
                           containers=containers, action=mapped, pacemaker_action=verb, nodes=nodes,

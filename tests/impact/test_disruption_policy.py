@@ -237,3 +237,21 @@ def test_now_in_other_zone_compares_as_instant() -> None:
     w = window("0 2 * * *")
     assert in_maintenance_window([w], datetime(2024, 5, 6, 2, 30, tzinfo=UTC).astimezone(
         ZoneInfo("America/New_York"))) == w
+
+
+def test_enforce_refuses_with_the_prediction_in_error_and_audit_detail() -> None:
+    from controller.disruption import DisruptionRefused, enforce
+
+    policy = parse_policy(FULL)
+    with pytest.raises(DisruptionRefused) as info:
+        enforce(IP_CHANGE, policy, NOON, corosync_change="cluster-restart")
+    text = str(info.value)
+    assert "[protect] restart IP-HA-01 (in PROXY01)" in text
+    assert "[max_restarts]" in text and "[allow_cluster_restart]" in text
+    assert "Predicted impact:\n  restart  IP-HA-01 (in PROXY01)" in text
+    detail = info.value.audit_detail()
+    assert [v["rule"] for v in detail["violations"]] == [
+        "protect", "protect", "max_restarts", "max_restarts", "allow_cluster_restart"]
+    assert detail["impact"]["resources"][0]["resource"] == "IP-HA-01"
+    enforce(IP_CHANGE, policy, NIGHT, corosync_change="rolling-restart")  # inside the window: allowed
+    enforce(None, policy, NOON, corosync_change="reload")

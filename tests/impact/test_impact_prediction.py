@@ -185,3 +185,23 @@ def test_corpus_actions(corpus_file: str, resource: str, action: str, verb: str,
     assert len(match) == 1, impact.text()
     assert (match[0].action, match[0].pacemaker_action, match[0].parent, match[0].nodes) == (
         action, verb, parent, nodes)
+
+
+def test_unknown_verb_fails_closed() -> None:
+    from controller.impact import predict
+
+    out = b'<pacemaker-result><actions><rsc_action action="teleport" resource="X" node="n1"/></actions>' \
+          b'</pacemaker-result>'
+    with pytest.raises(SimulationError, match="unknown action 'teleport' for X"):
+        predict(out, b"<pacemaker-result/>", {})
+
+
+def test_node_actions_are_reported_and_subtracted() -> None:
+    from controller.impact import predict
+
+    fence = b'<node_action task="Fence (reboot)" node="n3" reason="peer is no longer part of the cluster"/>'
+    out = b"<pacemaker-result><actions>" + fence + b"</actions></pacemaker-result>"
+    impact = predict(out, b"<pacemaker-result/>", {})
+    assert [(n.task, n.node) for n in impact.node_actions] == [("Fence (reboot)", "n3")]
+    assert impact.disruptive and "Fence (reboot) n3  due to peer" in impact.text()
+    assert predict(out, out, {}).node_actions == []
