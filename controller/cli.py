@@ -123,7 +123,19 @@ def cib_diff(old: Path, new: Path, semantic: bool, fmt: str) -> None:
         from controller.cib.render import render_text
 
         sys.stdout.write(render_text(result.objects()) or "no change\n")
-    sys.exit(1 if result.changed else 0)
+    _exit_without_teardown(1 if result.changed else 0)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """sys.exit(code), but as the console script skip the interpreter's teardown: freeing two
+    parsed 7 MB CIBs takes ~30 ms, and nothing is left to do once the output is flushed."""
+    if getattr(sys.modules.get("__main__"), "main", None) is main:  # not CliRunner or a test
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 # ---- end cib
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from controller.cib.document import CibVersion, load_cib
+from controller.cib.document import CibVersion, load_cib_pair
 from controller.cib.patchset import Patchset, make_patchset
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def diff_cib(old: etree._Element, new: etree._Element, *, semantic: bool = False
 
 def diff_files(old: str | Path, new: str | Path, *, semantic: bool = False,
                ignore: Sequence[IgnoreRule] = ()) -> CibDiff:
-    return diff_cib(load_cib(old), load_cib(new), semantic=semantic, ignore=ignore)
+    return diff_cib(*load_cib_pair(old, new), semantic=semantic, ignore=ignore)
 
 
 def build_live_patch(live: etree._Element, desired: etree._Element, *,

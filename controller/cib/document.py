@@ -5,6 +5,7 @@ Kept free of pydantic so the exact diff path of the CLI starts fast.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,29 @@ def as_cib(root: etree._Element, *, source: str = "<input>") -> etree._Element:
 
 def load_cib(path: str | Path) -> etree._Element:
     return as_cib(parse_xml_file(path), source=str(path))
+
+
+def load_cib_pair(old: str | Path, new: str | Path) -> tuple[etree._Element, etree._Element]:
+    """Both CIBs, `new` parsed on a second thread meanwhile: libxml2 parses without holding the
+    GIL, so two big files take little more wall time than one. Errors are raised old first."""
+    box: list[etree._Element | BaseException] = []
+
+    def parse_new() -> None:
+        try:
+            box.append(load_cib(new))
+        except BaseException as exc:  # handed to the caller below
+            box.append(exc)
+
+    worker = threading.Thread(target=parse_new, name="load-cib", daemon=True)
+    worker.start()
+    try:
+        first = load_cib(old)
+    finally:
+        worker.join()
+    second = box[0]
+    if isinstance(second, BaseException):
+        raise second
+    return first, second
 
 
 def load_cib_bytes(data: bytes, *, source: str = "<input>") -> etree._Element:

@@ -39,9 +39,12 @@ def parse_xml_bytes(data: bytes, *, source: str = "<input>") -> etree._Element:
         raise InputError("DOCTYPE/DTD not allowed in CIB XML (entity expansion is refused)", file=source,
                          line=1)
     root = tree.getroot()
-    for node in root.iter(etree.Entity):  # unresolved entity references left in the tree
-        raise InputError(f"entity reference &{node.name}; not allowed", file=source,
-                         line=node.sourceline)
+    # Unresolved entity references left in the tree. Without a DTD libxml2 already rejects them;
+    # the walk is a second guard, skipped when no `&` could start one (it costs ~12 ms per 7 MB).
+    if b"&" in data:
+        for node in root.iter(etree.Entity):
+            raise InputError(f"entity reference &{node.name}; not allowed", file=source,
+                             line=node.sourceline)
     return root
 
 
