@@ -48,6 +48,7 @@ class Agent:
         self._last_sync: SyncResult | None = None
         self._exported: dict[str, Path] = {}
         self._stoppers: list[Any] = []
+        self._source_trigger: Any = None
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -67,6 +68,8 @@ class Agent:
             self._last_sync = self.source.sync()
             if self._last_sync.error:
                 log.warning("git source: %s (retry in %ss)", self._last_sync.error, self._last_sync.retry_in)
+                if self._source_trigger is not None and self._last_sync.retry_in is not None:
+                    self._source_trigger.retry_in(self._last_sync.retry_in)
         sync = self._last_sync
         rev = sync.revision
         if rev is None:
@@ -84,7 +87,7 @@ class Agent:
 
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
-        fetch = bool(reasons & {"start", "poll", "push", "manual"})
+        fetch = bool(reasons & {"start", "poll", "push", "manual", "retry"})
         desired = self.desired_input(fetch)
         result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)))
         self._publish(result)
@@ -105,24 +108,17 @@ class Agent:
 
     # ------------------------------------------------------------------ service
     def start_watchers(self) -> None:
-        from apscheduler.schedulers.background import BackgroundScheduler
+        from controller.source.watch import SourceTrigger, watch_cib
 
-        from controller.source.watch import FileWatcher, RepoWatcher
-
-        sched = BackgroundScheduler(daemon=True)
-        sched.add_job(lambda: self.trigger("poll"), "interval", seconds=self.settings.poll_interval,
-                      max_instances=1, coalesce=True, id="poll")
-        sched.start()
-        self._stoppers.append(lambda: sched.shutdown(wait=False))
-        repo = RepoWatcher.for_url(self.settings.repo_url, self.settings.branch,
-                                   lambda: self.trigger("push"), debounce=self.settings.watch_debounce)
-        if repo is not None:
-            repo.start()
-            self._stoppers.append(repo.stop)
-        if self.settings.drift_mode != "off" and self.cib_dir.is_dir():
-            cib = FileWatcher(self.cib_dir, {"cib.xml"}, lambda: self.trigger("cib-change"),
-                              debounce=self.settings.drift_debounce)
-            cib.start()
+        # The poller and the push watcher only raise a flag: the passes run on this agent's one worker.
+        self._source_trigger = SourceTrigger(self.trigger, poll_interval=self.settings.poll_interval,
+                                             repo_url=self.settings.repo_url, branch=self.settings.branch,
+                                             debounce=self.settings.watch_debounce, run_at_start=False)
+        self._source_trigger.start()
+        self._stoppers.append(self._source_trigger.stop)
+        if self.settings.drift_mode != "off" and (self.cib_dir / "cib.xml").parent.is_dir():
+            cib = watch_cib(lambda: self.trigger("cib-change"), debounce=self.settings.drift_debounce,
+                            path=self.cib_dir / "cib.xml")
             self._stoppers.append(cib.stop)
 
     def run(self) -> None:

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from controller.audit import DEFAULT_URL as DEFAULT_AUDIT_URL
+from controller.desired.substitute import Substitution
 from controller.errors import InputError
 
 DEFAULT_CONFIG_PATH = Path("/etc/ha-gitops/agent.toml")
@@ -91,7 +92,7 @@ class AgentSettings(BaseSettings):
         "correct", description="What to do when the live cluster differs from git: \"correct\" puts it "
                                "back and records it, \"report\" only records it, \"off\" does not look.")
     drift_debounce: float = Field(
-        5.0, ge=0, description="Seconds the CIB must stay unchanged before a drift check runs, so a burst "
+        1.0, ge=0, description="Seconds the CIB must stay unchanged before a drift check runs, so a burst "
                                "of changes (an operator's crm session, Pacemaker's own writes) is one check.")
     watch_debounce: float = Field(
         0.25, ge=0, description="Seconds a watched local repository's refs must stay quiet before the "
@@ -104,6 +105,13 @@ class AgentSettings(BaseSettings):
         description="The command that starts, stops and restarts the corosync and pacemaker services; "
                     "the agent appends the action and the unit (\"restart corosync\"). A string is split "
                     "like a shell would, or give a list.")
+    substitute: list[Substitution] = Field(
+        default_factory=list,
+        description="[[substitute]] tables: run primitives whose agent cannot run on these nodes as another "
+                    "agent (match_class, match_type glob, to_class, to_provider, to_type, keep_params, "
+                    "reason). Applied to the effective desired state only, never to the files, and reported "
+                    "by plan, status and the audit trail. `sandbox up --agents` sets systemd -> "
+                    "ocf:pacemaker:Dummy.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The agent's log level.")
 
