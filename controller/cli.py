@@ -424,6 +424,214 @@ def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
 # ---- end sandbox
 
 
+# ---- operations: plan, apply, agent, status, rollback, suspend, resume
+CONFIG_OPTION = click.option("--config", "config", envvar="HA_GITOPS_CONFIG", default=None, metavar="FILE",
+                             help="Agent configuration [env HA_GITOPS_CONFIG; "
+                                  "default /etc/ha-gitops/agent.toml].")
+DIR_OPTION = click.option("--dir", "folder", default=None, type=click.Path(file_okay=False, exists=True),
+                          help="Use this desired-state folder instead of the configured git repository.")
+
+
+def _settings(config: str | None, folder: str | None = None) -> Any:
+    from controller.settings import load_settings
+
+    return load_settings(config, overrides={"repo_url": str(Path(folder).resolve())} if folder else None)
+
+
+def _desired_input(settings: Any, folder: str | None, work: Path) -> Any:
+    """The desired state to act on: a folder given on the command line, or the branch tip from git."""
+    from controller.reconcile import DesiredInput
+    from controller.source.git import GitSource
+    from controller.source.models import SourceConfig
+
+    if folder:
+        return DesiredInput(folder=Path(folder))
+    source = GitSource(SourceConfig.from_settings(settings))
+    try:
+        sync = source.sync(force=True)
+        if sync.revision is None:
+            from controller.errors import HaGitopsError
+
+            raise HaGitopsError(f"no revision of {settings.branch} from {settings.repo_url}: {sync.error}")
+        rev = sync.revision
+        return DesiredInput(folder=source.export(rev.sha, work / rev.sha), sha=rev.sha, author=rev.author,
+                            message=rev.message, signature=str(rev.signature),
+                            refusal=sync.refusal if sync.refused else None)
+    finally:
+        source.close()
+
+
+@main.command("plan")
+@CONFIG_OPTION
+@DIR_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True, help="text, markdown (for a pull-request comment) or json.")
+@handles_errors
+def plan_cmd(config: str | None, folder: str | None, fmt: str) -> None:
+    """What would change on the live cluster (exit 0 no change, 1 changes, 2 error), like `flux diff`."""
+    import tempfile
+
+    from controller.cluster.adapter import LiveCluster
+    from controller.desired.state import load_desired
+    from controller.plan import make_plan, render_plan_markdown, render_plan_text
+
+    settings = _settings(config, folder)
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
+        desired = _desired_input(settings, folder, Path(work))
+        state = load_desired(desired.folder)
+        cluster = LiveCluster()
+        plan = make_plan(state, cluster.read_cib(), cluster.read_file("/etc/corosync/corosync.conf"),
+                         revision=desired.sha, substitutions=settings.substitute)
+    if fmt == "json":
+        print_json(plan.model_dump(mode="json", by_alias=True) | {"changed": plan.changed})
+    elif fmt == "markdown":
+        sys.stdout.write(render_plan_markdown(plan))
+    else:
+        sys.stdout.write(render_plan_text(plan))
+    sys.exit(1 if plan.changed else 0)
+
+
+def _reconciler(settings: Any) -> Any:
+    from controller.audit.store import AuditStore
+    from controller.cluster.adapter import LiveCluster
+    from controller.reconcile import Reconciler
+
+    return Reconciler(node=settings.node_name, cluster=LiveCluster(), store=AuditStore(settings.audit_url),
+                      drift_mode=settings.drift_mode, substitutions=settings.substitute,
+                      shared_audit=settings.audit_url.startswith("postgres"))
+
+
+def _print_result(result: Any, fmt: str) -> None:
+    if fmt == "json":
+        print_json(result.model_dump(mode="json"))
+    else:
+        out.print(f"{result.outcome}: {result.message or '-'}"
+                  + (f" (revision {result.revision[:12]})" if result.revision else "")
+                  + (f"; audit events {', '.join(map(str, result.events))}" if result.events else ""),
+                  markup=False)
+
+
+@main.command("apply")
+@click.option("--once", is_flag=True, required=True, help="One reconcile pass, then exit (the agent loops).")
+@CONFIG_OPTION
+@DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def apply_cmd(once: bool, config: str | None, folder: str | None, fmt: str) -> None:
+    """Apply the desired state now: one version-checked, verified, recorded pass (from any node)."""
+    import tempfile
+
+    settings = _settings(config, folder)
+    rec = _reconciler(settings)
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-apply-") as work:
+        desired = _desired_input(settings, folder, Path(work))
+        # An operator's explicit apply writes from whichever node it runs on; agents leave it to the DC.
+        result = rec.run_pass(desired, trigger="cli", force_leader=True)
+    _print_result(result, fmt)
+    sys.exit(2 if result.outcome in ("error", "refused", "no-quorum") else 0)
+
+
+@main.command("agent")
+@CONFIG_OPTION
+@handles_errors
+def agent_cmd(config: str | None) -> None:
+    """The long-running service: follow the branch, apply, correct drift, record (systemd Type=notify)."""
+    import logging
+
+    from controller.agent import Agent
+
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Agent(settings).run()
+
+
+@main.command("status")
+@CONFIG_OPTION
+@FORMAT_OPTION
+@handles_errors
+def status_cmd(config: str | None, fmt: str) -> None:
+    """The cluster as ha-gitops sees it: applied revision, suspended/pinned, this node's agent, health."""
+    from controller.audit.store import AuditStore
+    from controller.cib.marker import read_marker
+    from controller.cluster.adapter import LiveCluster
+
+    settings = _settings(config)
+    cluster = LiveCluster()
+    st = cluster.status()
+    marker = read_marker(cluster.read_cib())
+    with AuditStore(settings.audit_url) as store:
+        agent = store.get_state("agent-status", scope=settings.node_name)
+        last = store.last()
+    data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
+            "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
+                      for n in st.nodes},
+            "applied": marker.model_dump(), "agent": agent,
+            "last_event": {"id": last.id, "kind": last.kind, "summary": last.short_summary,
+                           "time": last.time.isoformat()} if last else None}
+    if fmt == "json":
+        print_json(data)
+        return
+    state = "suspended" if marker.suspended else (
+        "pinned at " + marker.pinned[:12] if marker.pinned else "following")
+    out.print(f"cluster: DC {st.dc or '-'}, {'quorate' if st.quorate else 'NOT quorate'}; "
+              + ", ".join(f"{k} {v}" for k, v in data["nodes"].items()), markup=False)
+    out.print(f"applied: {(marker.revision or '-')[:12]} ({marker.kind or '-'} by {marker.applied_by or '-'} "
+              f"at {marker.applied_at or '-'}); agents {state}", markup=False)
+    if agent:
+        out.print(f"agent on {settings.node_name}: {agent.get('outcome')} {agent.get('message') or ''} "
+                  f"(at {agent.get('time')}; source {str(agent.get('source_revision') or '-')[:12]}"
+                  + (f", error: {agent['source_error']}" if agent.get("source_error") else "") + ")",
+                  markup=False)
+    else:
+        out.print(f"agent on {settings.node_name}: no pass recorded", markup=False)
+    if last:
+        out.print(f"last event: #{last.id} {last.kind} {last.short_summary}", markup=False)
+
+
+@main.command("rollback")
+@click.argument("event_id", type=int)
+@CONFIG_OPTION
+@FORMAT_OPTION
+@handles_errors
+def rollback_cmd(event_id: int, config: str | None, fmt: str) -> None:
+    """Restore the configuration from before audit event ID; pin its revision until a newer commit."""
+    result = _reconciler(_settings(config)).rollback(event_id)
+    _print_result(result, fmt)
+
+
+def _switch(config: str | None, kind: str, update: dict[str, Any], summary: str) -> None:
+    from controller.audit.models import NewEvent
+    from controller.audit.store import AuditStore
+    from controller.cluster.adapter import LiveCluster
+    from controller.cluster.cib_writer import write_marker_only
+
+    settings = _settings(config)
+    marker = write_marker_only(LiveCluster(), lambda m: m.model_copy(update=update))
+    with AuditStore(settings.audit_url) as store:
+        ev = store.append(NewEvent(node=settings.node_name, kind=kind, outcome="success", summary=summary,
+                                   details={"marker": marker.model_dump()}))
+    out.print(f"{summary} (audit event {ev.id})", markup=False)
+
+
+@main.command("suspend")
+@CONFIG_OPTION
+@handles_errors
+def suspend_cmd(config: str | None) -> None:
+    """Stop every agent of the cluster from writing (they keep observing and reporting)."""
+    _switch(config, "suspend", {"suspended": True}, "agents suspended cluster-wide")
+
+
+@main.command("resume")
+@CONFIG_OPTION
+@handles_errors
+def resume_cmd(config: str | None) -> None:
+    """Undo `suspend` and any rollback pin: agents apply the branch tip again."""
+    _switch(config, "resume", {"suspended": False, "pinned": None}, "agents resumed; pin cleared")
+
+# ---- end operations
+
+
 def run() -> None:
     main()
 

@@ -31,6 +31,8 @@ class EventKind(StrEnum):
     ROLLOUT_STEP = "rollout-step"
     AUTO_ROLLBACK = "auto-rollback"
     VERIFY = "verify"
+    SUSPEND = "suspend"
+    RESUME = "resume"
 
 
 class Outcome(StrEnum):

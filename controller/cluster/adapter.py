@@ -25,6 +25,11 @@ class LiveCluster:
         """Apply a v2 patchset atomically (all of it or nothing)."""
         self.runner.run(["cibadmin", "--patch", "--xml-pipe"], input=patch_xml, timeout=60)
 
+    def read_file(self, path: str) -> str | None:
+        """A file on the node (e.g. /etc/corosync/corosync.conf), or None when it does not exist."""
+        r = self.runner.run(["cat", "--", path], timeout=15, check=False)
+        return r.stdout if r.returncode == 0 else None
+
     def status(self) -> ClusterStatus:
         r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30)
         return parse_crm_mon(r.stdout)
