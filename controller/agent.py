@@ -56,6 +56,11 @@ class Agent:
             self._reasons.add(reason)
         self._wake.set()
 
+    def _later(self, reason: str, seconds: float) -> None:
+        t = threading.Timer(seconds, self.trigger, args=(reason,))
+        t.daemon = True
+        t.start()
+
     def _take(self) -> set[str]:
         with self._lock:
             reasons, self._reasons = self._reasons, set()
@@ -139,6 +144,10 @@ class Agent:
             try:
                 result = self.run_once(reasons)
                 log.info("pass (%s): %s %s", ",".join(sorted(reasons)), result.outcome, result.message)
+                if result.changes and (result.outcome == "no-quorum" or result.dc is None):
+                    # Changes are pending and the cluster is electing or regaining quorum: look again soon
+                    # rather than at the next poll.
+                    self._later("settle", 2.0)
             except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
                 log.exception("pass failed: %s", exc)
                 self.store.set_state(STATUS_KEY, {"node": self.settings.node_name, "outcome": "error",

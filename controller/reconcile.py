@@ -71,6 +71,7 @@ class PassResult(BaseModel):
     events: list[int] = Field(default_factory=list)
     changes: int = 0
     leader: bool = False
+    dc: str | None = None
     duration: float = 0.0
 
 
@@ -105,7 +106,8 @@ class Reconciler:
         self.store.set_state(key, value, scope=self.node)
         return True
 
-    def _record_observed(self, live: etree._Element, marker: Marker) -> list[int]:
+    def _record_observed(self, live: etree._Element, marker: Marker,
+                         commit: CommitInfo | None = None) -> list[int]:
         """Record a write some agent made (seen through the marker) that this trail does not hold yet.
 
         Also the recovery path of an agent killed between its write and its record: on restart it finds
@@ -122,7 +124,8 @@ class Reconciler:
             node=marker.applied_by or "unknown", kind=marker.kind or "apply", outcome="success",
             summary=f"{marker.kind or 'apply'} of {(marker.revision or '?')[:12]} by {marker.applied_by} "
                     f"(observed on {self.node})",
-            commit=CommitInfo(sha=marker.revision) if _is_sha(marker.revision) else None,
+            commit=commit if commit is not None and commit.sha == marker.revision else (
+                CommitInfo(sha=marker.revision) if _is_sha(marker.revision) else None),
             cib_version_after=cib_version(live), config_before=before, config_after=config_now,
             details={"marker_event": marker.event, "observed_by": self.node,
                      "recovered": marker.applied_by == self.node, "applied_at": marker.applied_at})
@@ -149,10 +152,10 @@ class Reconciler:
         marker = read_marker(live)
         status = self.cluster.status()
         leader = force_leader or status.dc == self.node
-        events = self._record_observed(live, marker)
+        events = self._record_observed(live, marker, desired.commit if desired else None)
 
         def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
-            return PassResult(outcome=outcome, message=message, leader=leader, events=events,
+            return PassResult(outcome=outcome, message=message, leader=leader, events=events, dc=status.dc,
                               duration=round(time.monotonic() - started, 3), **kw)
 
         if desired is None:

@@ -74,6 +74,10 @@ def setup_node(node_dir: Path, hostname: str) -> None:
     for path in PRIVATE_TMPFS:
         _mount("-t", "tmpfs", "-o", "mode=1777" if path != "/run" else "mode=755", "tmpfs", path)
     for host_path, name in BIND_DIRS.items():
+        if "ha-gitops" in host_path:
+            # Our own product's directories may not exist on a machine that only runs the sandbox: an
+            # empty mount point is all the host gets.
+            Path(host_path).mkdir(parents=True, exist_ok=True)
         src = node_dir / name
         if src.is_dir() and Path(host_path).is_dir():
             _mount("--bind", str(src), host_path)
