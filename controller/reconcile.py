@@ -19,6 +19,7 @@ from typing import Any, Literal
 from lxml import etree
 from pydantic import BaseModel, Field
 
+from controller import faults
 from controller.audit.models import AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditStore
 from controller.cib.document import as_cib, canonical
@@ -233,7 +234,8 @@ class Reconciler:
 
         try:
             outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
-                                          max_attempts=self.max_attempts)
+                                          max_attempts=self.max_attempts,
+                                          before_patch=lambda _attempt: faults.pause("before-patch"))
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
             events.append(self._record(
                 node=self.node, kind="error", outcome="failure", commit=desired.commit,
@@ -244,6 +246,7 @@ class Reconciler:
             return result("error", str(exc), revision=rev, changes=len(changes))
         if not outcome.changed:
             return result("no-change", "converged meanwhile", revision=rev)
+        faults.pause("after-write")
         ev = self._record_write(kind, desired, outcome, event_id, trigger, substituted_details(substituted),
                                 origin=updated_by(live) if drift else None)
         events.append(ev.id)

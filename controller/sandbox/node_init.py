@@ -104,6 +104,11 @@ class Services:
                                   close_fds=True)
         log.close()
 
+    @staticmethod
+    def _agent_env() -> dict[str, str]:
+        # Sandbox agents can be paused at named points (controller/faults.py) for incident rehearsals.
+        return {**os.environ, "HA_GITOPS_FAULT_FILE": "/etc/ha-gitops/faults.json"}
+
     def running(self, name: str) -> bool:
         p = self.procs.get(name)
         return p is not None and p.poll() is None
@@ -126,7 +131,7 @@ class Services:
                            PCMK_debug="no")
                 self._spawn("pacemaker", ["pacemakerd"], env)
             if self.agent_argv and not self.running("agent"):
-                self._spawn("agent", self.agent_argv, dict(os.environ))
+                self._spawn("agent", self.agent_argv, self._agent_env())
             return {"ok": True}
 
     def stop(self, timeout: float = 60, names: tuple[str, ...] = ("pacemaker", "corosync")) -> dict[str, Any]:
@@ -187,7 +192,7 @@ class Services:
     def start_agent(self) -> dict[str, Any]:
         with self.lock:
             if self.agent_argv and not self.running("agent"):
-                self._spawn("agent", self.agent_argv, dict(os.environ))
+                self._spawn("agent", self.agent_argv, self._agent_env())
             return {"ok": True}
 
 

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
 from controller.sandbox.manager import Sandbox
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.sandbox
 
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def test_reference_cluster_is_quorate_with_a_dc(whole_sandbox: Sandbox) -> None:

@@ -1,0 +1,295 @@
+"""The agent on a real cluster: one agent per sandbox node, following a real git repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cib.marker import read_marker
+from controller.sandbox.manager import Sandbox
+from controller.sandbox.topology import SandboxAgents
+from tests.conftest import REFERENCE, need_root
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+STATE = Path("/var/lib/ha-gitops-sandbox-agents")
+REPO = Path("/var/lib/ha-gitops-test-repos/agents")  # not under /tmp: every node must see it
+NODES = ["kamailio01", "kamailio02", "kamailio03"]
+FOLDER = "clusters/kamailio"
+
+
+def reference_files() -> dict[str, str]:
+    return {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[Sandbox, GitRepo]]:
+    need_root()
+    shutil.rmtree(REPO, ignore_errors=True)
+    repo = GitRepo.create(REPO, reference_files(), "kamailio: initial desired state")
+    sb = Sandbox(STATE)
+    sb.down()
+    sb.up(REFERENCE, timeout=90,
+          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
+    yield sb, repo
+    sb.down(keep_logs=True)
+    shutil.rmtree(REPO, ignore_errors=True)
+
+
+def cli(sb: Sandbox, node: str, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    r = sb.exec(node, [*HA_GITOPS, *args], timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def audit(sb: Sandbox, node: str) -> list[dict]:
+    code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def marker(sb: Sandbox) -> object:
+    return read_marker(sb.cluster("kamailio01").read_cib())
+
+
+def dc(sb: Sandbox) -> str:
+    d = sb.cluster("kamailio01").status().dc
+    assert d
+    return d
+
+
+def stickiness(sb: Sandbox, node: str = "kamailio01") -> str:
+    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n", "resource-stickiness",
+                       "-G", "-q"])
+    return r.stdout.strip()
+
+
+def config_epoch(sb: Sandbox) -> tuple[str, str]:
+    cib = sb.cluster("kamailio01").read_cib()
+    return cib.get("admin_epoch", ""), cib.get("epoch", "")
+
+
+def set_stickiness_in_git(repo: GitRepo, value: int, message: str) -> str:
+    text = repo.read(f"{FOLDER}/cib.crm")
+    import re
+
+    text = re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}", text)
+    return repo.commit({f"{FOLDER}/cib.crm": text}, message)
+
+
+def write_fault(sb: Sandbox, node: str, faults: dict[str, float]) -> None:
+    (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_initial_sync_of_the_reference_cluster(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    head = repo.head()
+    wait_for(lambda: marker(sb).revision == head, 60, "the initial sync")
+    st = sb.cluster("kamailio02").status()
+    assert st.node("kamailio03").standby  # type: ignore[union-attr]
+    group = [r for r in st.resources if r.parent == "PROXY01"]
+    assert [r.id for r in group] == ["IP-HA-01", "KAMAILIO01"] and all(r.role == "Started" for r in group)
+    assert len({r.nodes[0] for r in group}) == 1  # the group runs on one node
+    # The sandbox substitutes what a namespace cannot run, visibly: the plan says so.
+    code, out, _ = cli(sb, "kamailio01", "plan", "--config", "/etc/ha-gitops/agent.toml")
+    assert code == 0, out
+    assert "No changes" in out and "KAMAILIO01: systemd:kamailio runs as ocf:pacemaker:Dummy" in out
+    # Every node's trail shows the apply, with the commit and the node that applied it.
+    for node in NODES:
+        applies = [e for e in audit(sb, node) if e["kind"] == "apply" and e["commit"]
+                   and e["commit"]["sha"] == head]
+        assert applies, node
+        assert applies[0]["node"] == marker(sb).applied_by  # type: ignore[attr-defined]
+
+
+def test_pushed_commit_is_applied_and_recorded(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    sha = set_stickiness_in_git(repo, 150, "raise stickiness to 150")
+    wait_for(lambda: stickiness(sb) == "150", 30, "stickiness 150 live")
+    wait_for(lambda: marker(sb).revision == sha, 10, "marker at the new commit")
+    for node in NODES:
+        ev = wait_for(lambda n=node: next((e for e in audit(sb, n) if e["kind"] == "apply" and e["commit"]
+                                           and e["commit"]["sha"] == sha), None), 15, f"apply on {node}")
+        assert ev["outcome"] == "success"
+    full = audit(sb, dc(sb))
+    applied = next(e for e in full if e["kind"] == "apply" and e["commit"] and e["commit"]["sha"] == sha)
+    code, out, _ = cli(sb, dc(sb), "audit", "show", str(applied["id"]), "--format", "json")
+    shown = json.loads(out)
+    assert shown["commit"]["message"] == "raise stickiness to 150" and shown["patch"]
+    assert "resource-stickiness" in json.dumps(shown["diff"])
+
+
+def test_no_cib_write_on_a_no_op_pass(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, _ = env
+    before = config_epoch(sb)
+    leader = dc(sb)
+    for _ in range(3):
+        code, out, err = cli(sb, leader, "apply", "--once", "--config", "/etc/ha-gitops/agent.toml")
+        assert code == 0 and out.startswith("no-change"), out + err
+    assert config_epoch(sb) == before
+
+
+def test_invalid_commit_is_refused_and_live_untouched(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    before = config_epoch(sb)
+    good = repo.read(f"{FOLDER}/cib.crm")
+    bad_sha = repo.commit({f"{FOLDER}/cib.crm": good + "primitve broken-typo Dummy\n"}, "typo")
+    refused = wait_for(lambda: next((e for e in audit(sb, dc(sb)) if e["kind"] == "refused" and e["commit"]
+                                     and e["commit"]["sha"] == bad_sha), None), 30, "refused event")
+    assert "cib.crm" in refused["error"] and "primitve" in refused["error"]
+    assert config_epoch(sb) == before
+    repo.commit({f"{FOLDER}/cib.crm": good}, "fix the typo")
+    set_stickiness_in_git(repo, 160, "stickiness 160")
+    wait_for(lambda: stickiness(sb) == "160", 30, "the next good commit applied")
+
+
+def test_drift_is_recorded_with_its_origin_and_corrected(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, _ = env
+    wanted = stickiness(sb)
+    sb.exec("kamailio03", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                           "resource-stickiness", "-v", "7"], check=True)
+    wait_for(lambda: stickiness(sb) == wanted, 20, "drift corrected")
+    leader = dc(sb)
+    events = audit(sb, leader)
+    detected = next(e for e in events if e["kind"] == "drift-detected")
+    origin = detected["details"]["origin"]
+    assert origin["update-origin"] == "kamailio03" and origin["update-client"] == "crm_attribute"
+    assert origin["update-user"] == "root"
+    assert any(e["kind"] == "drift-corrected" and e["id"] > detected["id"] for e in events)
+    # The other nodes' trails have it too (detected there, corrected as observed from the marker).
+    for node in NODES:
+        kinds = [e["kind"] for e in audit(sb, node)]
+        assert "drift-corrected" in kinds and "drift-detected" in kinds, node
+
+
+def test_concurrent_hand_edit_during_an_apply_is_neither_lost_nor_fought_blindly(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    leader = dc(sb)
+    write_fault(sb, leader, {"before-patch": 3})
+    try:
+        sha = set_stickiness_in_git(repo, 170, "stickiness 170 (raced)")
+        # While the DC's agent holds its plan, an operator edits something else by hand.
+        import time
+
+        time.sleep(1.5)
+        sb.exec("kamailio02", ["crm_attribute", "-t", "crm_config", "-n", "cluster-recheck-interval", "-v",
+                               "3min"], check=True)
+        wait_for(lambda: stickiness(sb) == "170", 40, "the raced commit applied")
+    finally:
+        write_fault(sb, leader, {})
+    ev = wait_for(lambda: next((e for e in audit(sb, leader) if e["kind"] == "apply" and e["commit"]
+                                and e["commit"]["sha"] == sha), None), 20, "apply event")
+    conflicts = ev["details"].get("conflicts")
+    assert conflicts, ev["details"]
+    assert conflicts[0]["updated_by"]["update-client"] == "crm_attribute"
+    assert conflicts[0]["updated_by"]["update-origin"] == "kamailio02"
+    # Re-planned on the new live state: the hand edit was seen (and, not being in git, undone as drift).
+    wait_for(lambda: sb.exec("kamailio01", ["crm_attribute", "-t", "crm_config", "-n",
+                                            "cluster-recheck-interval", "-G", "-q"]).returncode != 0,
+             30, "the hand edit undone")
+
+
+def test_agent_killed_between_write_and_record_converges_without_half_events(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    leader = dc(sb)
+    write_fault(sb, leader, {"after-write": 30})
+    try:
+        sha = set_stickiness_in_git(repo, 180, "stickiness 180 (agent dies)")
+        wait_for(lambda: stickiness(sb) == "180", 30, "the write reached the CIB")
+        sb.kill(leader, "agent")  # SIGKILL while it sleeps between the CIB write and the audit append
+    finally:
+        write_fault(sb, leader, {})
+    sb.start_services(leader)  # brings the agent back
+    ev = wait_for(lambda: next((e for e in audit(sb, leader) if e["commit"] and e["commit"]["sha"] == sha
+                                and e["kind"] == "apply"), None), 30, "the recovered apply")
+    assert ev["details"].get("recovered") is True
+    code, out, err = cli(sb, leader, "audit", "verify")
+    assert code == 0, out + err
+
+
+def test_rollback_restores_and_pins_until_a_newer_commit(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    before = stickiness(sb)
+    sha = set_stickiness_in_git(repo, 190, "stickiness 190 (to be rolled back)")
+    wait_for(lambda: stickiness(sb) == "190", 30, "190 live")
+    node = "kamailio01"
+    ev = wait_for(lambda: next((e for e in audit(sb, node) if e["commit"] and e["commit"]["sha"] == sha
+                                and e["kind"] == "apply"), None), 20, "apply recorded on kamailio01")
+    code, out, err = cli(sb, node, "rollback", str(ev["id"]))
+    assert code == 0, out + err
+    assert stickiness(sb) == before
+    code, out, _ = cli(sb, node, "status", "--format", "json")
+    assert json.loads(out)["applied"]["pinned"] == sha
+    # The agents do not re-apply the rolled-back revision (a poll interval passes) ...
+    import time
+
+    time.sleep(7)
+    assert stickiness(sb) == before
+    leader_status = json.loads(cli(sb, dc(sb), "status", "--format", "json")[1])
+    assert leader_status["agent"]["outcome"] == "pinned"
+    # ... until a newer commit arrives.
+    set_stickiness_in_git(repo, 195, "stickiness 195")
+    wait_for(lambda: stickiness(sb) == "195", 30, "newer commit applied after the pin")
+    assert marker(sb).pinned is None  # type: ignore[attr-defined]
+    kinds = [e["kind"] for e in audit(sb, "kamailio03")]
+    assert "rollback" in kinds
+
+
+def test_suspend_and_resume(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    code, out, err = cli(sb, "kamailio02", "suspend")
+    assert code == 0, err
+    try:
+        set_stickiness_in_git(repo, 210, "stickiness 210 while suspended")
+        wait_for(lambda: json.loads(cli(sb, dc(sb), "status", "--format", "json")[1])["agent"]["outcome"]
+                 == "suspended", 20, "agents report suspended")
+        assert stickiness(sb) != "210"
+    finally:
+        code, out, err = cli(sb, "kamailio02", "resume")
+        assert code == 0, err
+    sb.exec(dc(sb), ["true"])
+    wait_for(lambda: stickiness(sb) == "210", 30, "applied after resume")
+
+
+def test_force_push_and_unreachable_remote(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    # Force-push: history rewritten; the agents follow the new tip.
+    set_stickiness_in_git(repo, 220, "stickiness 220")
+    wait_for(lambda: stickiness(sb) == "220", 30, "220 live")
+    text = repo.read(f"{FOLDER}/cib.crm").replace("resource-stickiness=220", "resource-stickiness=230")
+    rewritten = repo.commit({f"{FOLDER}/cib.crm": text}, "stickiness 230 (amended)", amend=True)
+    wait_for(lambda: stickiness(sb) == "230", 30, "force-pushed tip live")
+    assert marker(sb).revision == rewritten  # type: ignore[attr-defined]
+    # Unreachable remote: the cluster keeps the last good revision and the agents say why.
+    hidden = REPO.with_name("agents-hidden")
+    REPO.rename(hidden)
+    try:
+        wait_for(lambda: (json.loads(cli(sb, dc(sb), "status", "--format", "json")[1])["agent"] or {})
+                 .get("source_error"), 30, "the source error reported")
+        assert stickiness(sb) == "230"
+    finally:
+        hidden.rename(REPO)
+    set_stickiness_in_git(repo, 240, "stickiness 240 after the outage")
+    wait_for(lambda: stickiness(sb) == "240", 60, "recovered after the remote came back")
+
+
+def test_audit_verify_detects_a_tampered_row(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, _ = env
+    db = sb.layout.node_dir("kamailio03") / "var-lib-ha-gitops" / "audit.db"
+    code, out, err = cli(sb, "kamailio03", "audit", "verify")
+    assert code == 0, out + err
+    with sqlite3.connect(db) as conn:
+        table = next(r[0] for r in conn.execute("select name from sqlite_master where type='table'")
+                     if "event" in r[0] and "alembic" not in r[0])
+        conn.execute(f"update {table} set summary = 'nothing happened' where id = 1")
+    code, out, err = cli(sb, "kamailio03", "audit", "verify")
+    assert code == 2
+    assert "1" in out + err and "edited" in (out + err)
