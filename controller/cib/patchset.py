@@ -24,6 +24,7 @@ element live in the patch's <version>, never in a modify.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -38,6 +39,9 @@ Operation = Literal["create", "modify", "delete", "move"]
 # Past this many children a parent almost surely differs somewhere: skip the whole-subtree
 # serialisation shortcut and compare its children one by one (keeps the work linear).
 _BIG_PARENT = 32
+# Likewise <cib>'s children and <configuration>'s sections (depth 1 and 2): few children but most
+# of the document, so in a changed CIB serialising them whole is wasted work.
+_CONTAINER_DEPTH = 2
 _UNSAFE_ID_CHARS = frozenset("/'[]")
 
 
@@ -76,7 +80,7 @@ def diff_trees(old: etree._Element, new: etree._Element) -> list[Change]:
     deletes (old document order), then modify/create/move (new document order)."""
     if old.tag != new.tag:
         raise InputError(f"cannot diff <{old.tag}> against <{new.tag}>")
-    result = _diff_pair(old, new, "/" + old.tag, True, root=True)
+    result = _diff_pair(old, new, "/" + old.tag, True, 0)
     if result is None:  # only when <cib> has ambiguous children, e.g. two <configuration>
         raise InputError("the CIB has duplicate top-level sections; no patch can address them")
     deletes, changes = result
@@ -84,15 +88,27 @@ def diff_trees(old: etree._Element, new: etree._Element) -> list[Change]:
 
 
 def _same(a: etree._Element, b: etree._Element) -> bool:
-    """Identical subtrees (attribute order included: a mismatch only costs a closer look)."""
-    if len(a) == 0 and len(b) == 0:  # a leaf: cheaper than serialising
+    """Known-identical subtrees (attribute order included: a mismatch only costs a closer look).
+    False for a big subtree: it is compared child by child instead."""
+    size_a, size_b = len(a), len(b)
+    if size_a == 0 and size_b == 0:  # a leaf: cheaper than serialising
         return a.items() == b.items() and (a.text or "") == (b.text or "")
+    if size_a > _BIG_PARENT or size_b > _BIG_PARENT:
+        return False
     return (etree.tostring(a, encoding="unicode", with_tail=False)
             == etree.tostring(b, encoding="unicode", with_tail=False))
 
 
 def _is_element(node: etree._Element) -> bool:
     return isinstance(node.tag, str)
+
+
+def _element_ids(kids: list[etree._Element]) -> tuple[list[str], list[str | None]] | None:
+    """Tags and ids of children that are all elements; None when a comment or PI is among them."""
+    tags = [k.tag for k in kids]
+    if etree.Comment in tags or etree.PI in tags or etree.Entity in tags:
+        return None
+    return tags, [k.get("id") for k in kids]
 
 
 def _keys(kids: list[etree._Element]) -> tuple[list[tuple[str, str | None, int]],
@@ -172,11 +188,13 @@ def _lis_members(seq: list[int]) -> set[int]:
 _Result = tuple[list[Change], list[Change]]
 
 
-def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable: bool, *,
-               root: bool = False) -> _Result | None:
-    """(deletes, other changes) turning old into new, both known to differ; None = replace me."""
+def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable: bool,
+               depth: int) -> _Result | None:
+    """(deletes, other changes) turning old into new (at `depth` below <cib>), both known or
+    likely to differ; None = replace me."""
     if not addressable:
         return None
+    root = depth == 0
     if (old.text or "").strip() != (new.text or "").strip():
         return None  # element text cannot be patched; the parent replaces the element
 
@@ -196,6 +214,10 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
     new_kids = list(new)
     if not old_kids and not new_kids:
         return deletes, changes
+    if len(old_kids) == len(new_kids):
+        ids = _element_ids(old_kids)
+        if ids is not None and ids == _element_ids(new_kids):
+            return _diff_aligned(old_kids, new_kids, ids, path, depth, deletes, changes)
     old_keys, old_base, old_tags = _keys(old_kids)
     new_keys, new_base, new_tags = _keys(new_kids)
     counts = ((old_base, old_tags), (new_base, new_tags))
@@ -217,13 +239,15 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
         matched_old[i] = j
         if not _is_element(n):
             continue  # comments and PIs match by their text: nothing inside to change
-        if len(o) <= _BIG_PARENT and len(n) <= _BIG_PARENT and _same(o, n):
+        if depth >= _CONTAINER_DEPTH and _same(o, n):
             continue
         step = _step(n)
         unique = step is not None and _unique(n, key, counts)
+        if not unique and depth < _CONTAINER_DEPTH and _same(o, n):
+            continue  # a container is looked into unserialised only when it can be addressed
         child_path = f"{path}/{step}"
         child_paths[j] = child_path
-        result = _diff_pair(o, n, child_path, unique)
+        result = _diff_pair(o, n, child_path, unique, depth + 1)
         if result is None:
             if not unique:
                 return None  # we cannot delete it either: replace ourselves
@@ -275,6 +299,47 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
             if step is None or not _unique(node, new_keys[j], counts):
                 return None
             changes.append(Change("move", child_paths.get(j) or f"{path}/{step}", position=j))
+    return deletes, changes
+
+
+def _diff_aligned(old_kids: list[etree._Element], new_kids: list[etree._Element],
+                  ids: tuple[list[str], list[str | None]], path: str, depth: int,
+                  deletes: list[Change], changes: list[Change]) -> _Result | None:
+    """_diff_pair's children when both sides have the same elements (tag, id) in the same order,
+    the usual case: nothing is created, deleted or moved, so only the pairs that differ are
+    visited (same patch as the general path, at a fraction of the per-child work)."""
+    if depth < _CONTAINER_DEPTH:
+        differ = list(range(len(new_kids)))
+    else:
+        differ = [j for j, (o, n) in enumerate(zip(old_kids, new_kids, strict=True))
+                  if not _same(o, n)]
+    if not differ:
+        return deletes, changes
+    tags, idents = ids
+    tag_count = Counter(tags)
+    base_count = Counter(zip(tags, idents, strict=True))
+    replaced = False
+    for j in differ:
+        node = new_kids[j]
+        step = _step(node)
+        ident = idents[j]
+        unique = step is not None and (tag_count[node.tag] == 1 if ident is None
+                                       else base_count[(node.tag, ident)] == 1)
+        if not unique and depth < _CONTAINER_DEPTH and _same(old_kids[j], node):
+            continue  # as in _diff_pair
+        child_path = f"{path}/{step}"
+        result = _diff_pair(old_kids[j], node, child_path, unique, depth + 1)
+        if result is None:
+            if not unique:
+                return None  # we cannot delete it either: replace ourselves
+            deletes.append(Change("delete", child_path))
+            changes.append(Change("create", path, position=j, node=node))
+            replaced = True
+        else:
+            deletes.extend(result[0])
+            changes.extend(result[1])
+    if replaced and (_has_text(old_kids) or _has_text(new_kids)):
+        return None
     return deletes, changes
 
 
