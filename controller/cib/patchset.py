@@ -200,15 +200,17 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
 
     deletes: list[Change] = []
     changes: list[Change] = []
-    old_attrs = old.attrib
-    new_items = [(k, v) for k, v in new.attrib.items() if not (root and k in VERSION_FIELDS)]
-    sets = tuple((k, v) for k, v in new_items if old_attrs.get(k) != v)
-    new_names = {k for k, _ in new_items}
-    unsets = tuple(k for k in old_attrs
-                   if k not in new_names and not (root and k in VERSION_FIELDS))
-    if sets or unsets:
-        changes.append(Change("modify", path, sets=sets, unsets=unsets,
-                              result=tuple(new.attrib.items()), tag=new.tag))
+    new_all = new.items()
+    if old.items() != new_all:  # else nothing to modify (checked first: most pairs differ inside)
+        old_attrs = old.attrib
+        new_items = [(k, v) for k, v in new_all if not (root and k in VERSION_FIELDS)]
+        sets = tuple((k, v) for k, v in new_items if old_attrs.get(k) != v)
+        new_names = {k for k, _ in new_items}
+        unsets = tuple(k for k in old_attrs
+                       if k not in new_names and not (root and k in VERSION_FIELDS))
+        if sets or unsets:
+            changes.append(Change("modify", path, sets=sets, unsets=unsets, result=tuple(new_all),
+                                  tag=new.tag))
 
     old_kids = list(old)
     new_kids = list(new)
@@ -302,6 +304,15 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
     return deletes, changes
 
 
+def _shared(tags: list[str], keys: list[tuple[str, str | None]], j: int,
+            counts: tuple[Counter[str], Counter[tuple[str, str | None]]] | None) -> int:
+    """How many siblings Pacemaker's path step for child j matches: same tag when it has no id,
+    else same tag and id."""
+    if keys[j][1] is None:
+        return counts[0][tags[j]] if counts else tags.count(tags[j])
+    return counts[1][keys[j]] if counts else keys.count(keys[j])
+
+
 def _diff_aligned(old_kids: list[etree._Element], new_kids: list[etree._Element],
                   ids: tuple[list[str], list[str | None]], path: str, depth: int,
                   deletes: list[Change], changes: list[Change]) -> _Result | None:
@@ -316,15 +327,14 @@ def _diff_aligned(old_kids: list[etree._Element], new_kids: list[etree._Element]
     if not differ:
         return deletes, changes
     tags, idents = ids
-    tag_count = Counter(tags)
-    base_count = Counter(zip(tags, idents, strict=True))
+    keys = list(zip(tags, idents, strict=True))
+    # Count once for many children; a few are cheaper to scan.
+    counts = (Counter(tags), Counter(keys)) if len(keys) > _BIG_PARENT else None
     replaced = False
     for j in differ:
         node = new_kids[j]
         step = _step(node)
-        ident = idents[j]
-        unique = step is not None and (tag_count[node.tag] == 1 if ident is None
-                                       else base_count[(node.tag, ident)] == 1)
+        unique = step is not None and _shared(tags, keys, j, counts) == 1
         if not unique and depth < _CONTAINER_DEPTH and _same(old_kids[j], node):
             continue  # as in _diff_pair
         child_path = f"{path}/{step}"
