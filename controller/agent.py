@@ -81,7 +81,9 @@ class Agent:
             return None
         folder = self._exported.get(rev.sha)
         if folder is None:
-            folder = self.source.export(rev.sha, self.work_dir / rev.sha)
+            dest = self.work_dir / rev.sha
+            _rmtree(dest)  # left by an agent that was killed: exports are scratch, git has the content
+            folder = self.source.export(rev.sha, dest)
             # Keep only the current export: older ones are in git if a rollback needs them.
             for sha, old in list(self._exported.items()):
                 _rmtree(old)

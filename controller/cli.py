@@ -208,9 +208,9 @@ def audit_log(limit: int, kinds: tuple[str, ...], node: str | None, commit: str 
     with _audit_store(db_url) as store:
         events = [e.masked() for e in store.list(limit=limit, kind=kinds or None, node=node, commit=commit)]
     if fmt == "json":
-        print_json([{"id": e.id, "time": e.time.isoformat(), "node": e.node, "kind": e.kind,
-                     "commit": e.commit.sha if e.commit else None, "outcome": e.outcome,
-                     "summary": e.short_summary, "duration": e.duration} for e in events])
+        # Everything but the bulky texts (configurations, patch: see `audit show ID`).
+        bulky = {"config_before", "config_after", "patch", "corosync_before", "corosync_after"}
+        print_json([e.model_dump(mode="json", exclude=bulky) | {"summary": e.short_summary} for e in events])
         return
     if not events:
         out.print("no events")
@@ -543,6 +543,8 @@ def agent_cmd(config: str | None) -> None:
     settings = _settings(config)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # APScheduler logs every job run at INFO: one line per poll is noise in the journal.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     Agent(settings).run()
 
 

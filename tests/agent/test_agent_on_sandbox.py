@@ -64,8 +64,8 @@ def dc(sb: Sandbox) -> str:
 
 
 def stickiness(sb: Sandbox, node: str = "kamailio01") -> str:
-    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n", "resource-stickiness",
-                       "-G", "-q"])
+    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                       "resource-stickiness", "-G", "-q"])
     return r.stdout.strip()
 
 
@@ -91,10 +91,14 @@ def test_initial_sync_of_the_reference_cluster(env: tuple[Sandbox, GitRepo]) -> 
     sb, repo = env
     head = repo.head()
     wait_for(lambda: marker(sb).revision == head, 60, "the initial sync")
-    st = sb.cluster("kamailio02").status()
+    def started() -> object:
+        st = sb.cluster("kamailio02").status()
+        group = [r for r in st.resources if r.parent == "PROXY01"]
+        return all(r.role == "Started" for r in group) and len(group) == 2 and (st, group)
+
+    st, group = wait_for(started, 30, "PROXY01 started")
     assert st.node("kamailio03").standby  # type: ignore[union-attr]
-    group = [r for r in st.resources if r.parent == "PROXY01"]
-    assert [r.id for r in group] == ["IP-HA-01", "KAMAILIO01"] and all(r.role == "Started" for r in group)
+    assert [r.id for r in group] == ["IP-HA-01", "KAMAILIO01"]
     assert len({r.nodes[0] for r in group}) == 1  # the group runs on one node
     # The sandbox substitutes what a namespace cannot run, visibly: the plan says so.
     code, out, _ = cli(sb, "kamailio01", "plan", "--config", "/etc/ha-gitops/agent.toml")
@@ -119,9 +123,9 @@ def test_pushed_commit_is_applied_and_recorded(env: tuple[Sandbox, GitRepo]) -> 
         assert ev["outcome"] == "success"
     full = audit(sb, dc(sb))
     applied = next(e for e in full if e["kind"] == "apply" and e["commit"] and e["commit"]["sha"] == sha)
-    code, out, _ = cli(sb, dc(sb), "audit", "show", str(applied["id"]), "--format", "json")
+    _, out, _ = cli(sb, dc(sb), "audit", "show", str(applied["id"]), "--format", "json")
     shown = json.loads(out)
-    assert shown["commit"]["message"] == "raise stickiness to 150" and shown["patch"]
+    assert shown["commit"]["message"].strip() == "raise stickiness to 150" and shown["patch"]
     assert "resource-stickiness" in json.dumps(shown["diff"])
 
 
@@ -245,7 +249,7 @@ def test_rollback_restores_and_pins_until_a_newer_commit(env: tuple[Sandbox, Git
 
 def test_suspend_and_resume(env: tuple[Sandbox, GitRepo]) -> None:
     sb, repo = env
-    code, out, err = cli(sb, "kamailio02", "suspend")
+    code, _, err = cli(sb, "kamailio02", "suspend")
     assert code == 0, err
     try:
         set_stickiness_in_git(repo, 210, "stickiness 210 while suspended")
@@ -253,7 +257,7 @@ def test_suspend_and_resume(env: tuple[Sandbox, GitRepo]) -> None:
                  == "suspended", 20, "agents report suspended")
         assert stickiness(sb) != "210"
     finally:
-        code, out, err = cli(sb, "kamailio02", "resume")
+        code, _, err = cli(sb, "kamailio02", "resume")
         assert code == 0, err
     sb.exec(dc(sb), ["true"])
     wait_for(lambda: stickiness(sb) == "210", 30, "applied after resume")
