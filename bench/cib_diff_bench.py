@@ -2,7 +2,7 @@
 `crm_diff -o OLD -n NEW`, on synthetic CIBs of Dummy primitives in groups of 3 with one location
 constraint each. Median wall time of N runs, both tools in the same run.
 
-    .venv/bin/python bench/cib_diff_bench.py [--sizes 1000,5000,10000] [--runs 3]
+    .venv/bin/python bench/cib_diff_bench.py [--sizes 1000,5000,10000] [--runs 5]
 
 Writes bench/results/cib_diff.md and bench/results/cib_diff.json.
 """
@@ -92,7 +92,7 @@ def timed(argv: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,5000,10000")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     fs = feature_set()
     rng = random.Random(42)

@@ -5,7 +5,8 @@ Matching, as Pacemaker does: an element with an id is its (tag, id); an element 
 tag and rank among same-tag siblings; a comment is its text and rank. Children are indexed with
 dicts, so the diff is linear in the size of the CIB; reordering uses a longest increasing
 subsequence of the matched old positions (O(k log k) per parent), so the few children outside it
-get a `move`.
+get a `move`. Equal subtrees are skipped by comparing their serialisations (in C); when both sides
+have the same children in the same order, the usual case, only the pairs that differ are visited.
 
 How Pacemaker 2.1.5 applies a v2 patchset (lib/common/patchset.c) shapes what we emit:
 - a path step is `tag[@id='X']` or `tag`, resolved to the *first* child with that tag (and id), so
