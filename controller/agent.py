@@ -49,6 +49,7 @@ class Agent:
         self._exported: dict[str, Path] = {}
         self._stoppers: list[Any] = []
         self._source_trigger: Any = None
+        self._last: PassResult | None = None
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -94,7 +95,7 @@ class Agent:
 
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
-        fetch = bool(reasons & {"start", "poll", "push", "manual", "retry"})
+        fetch = bool(reasons & {"start", "poll", "push", "push-observe", "manual", "retry"})
         desired = self.desired_input(fetch)
         result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)))
         self._publish(result)
@@ -141,10 +142,15 @@ class Agent:
             if interval:
                 self.notifier.watchdog()
             reasons = self._take()
+            if "push" in reasons and self._last is not None and not self._last.leader and self._last.dc:
+                # Only the DC's agent writes: the others look a moment later, to record what it did, and
+                # do not compete with it for the CPU (crmsh conversion) meanwhile.
+                reasons.discard("push")
+                self._later("push-observe", 1.0)
             if not reasons or self._stop.is_set():
                 continue
             try:
-                result = self.run_once(reasons)
+                result = self._last = self.run_once(reasons)
                 log.info("pass (%s): %s %s", ",".join(sorted(reasons)), result.outcome, result.message)
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
                     # Changes are pending and the cluster is electing or regaining quorum: look again soon

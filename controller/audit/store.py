@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command as alembic_command
-from alembic.config import Config as AlembicConfig
 from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import URL, make_url
@@ -40,11 +39,11 @@ from controller.audit.models import (
 from controller.audit.orm import CHAIN_NAME, AgentStateRow, ChainHeadRow, EventRow
 from controller.errors import HaGitopsError, InputError
 
-MIGRATIONS_INI = Path(__file__).parent / "migrations" / "alembic.ini"
+# The newest migration's revision (tests check it is alembic's head): a database at it needs no alembic.
+SCHEMA_HEAD = "0001"
 # Events whose config_after is what the cluster ran afterwards: the candidates for a rollback target.
 APPLYING_KINDS = (EventKind.APPLY, EventKind.DRIFT_CORRECTED, EventKind.ROLLBACK, EventKind.AUTO_ROLLBACK)
 CLUSTER_SCOPE = "cluster"
-_PG_LOCK_MIGRATE = 0x6861_0001  # pg_advisory_xact_lock keys ("ha" + n)
 _PG_LOCK_STATE = 0x6861_0002
 
 
@@ -181,13 +180,24 @@ class AuditStore:
                                  else "BEGIN")
 
     def migrate(self) -> None:
-        """alembic upgrade head, serialised between processes that open the database together."""
-        cfg = AlembicConfig(str(MIGRATIONS_INI))
-        with _db_errors(f"migrating {self.display_url}"), self._writer.begin() as conn:
-            if not self._sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_MIGRATE})
-            cfg.attributes["connection"] = conn
-            alembic_command.upgrade(cfg, "head")
+        """alembic upgrade head, unless the schema is already there.
+
+        The upgrade runs in a child process (controller.audit.migrate), serialised between processes
+        that open the database together, so alembic never loads into a long-running agent."""
+        try:
+            current = self.schema_revision()
+        except AuditError:
+            current = None  # a fresh database: no version table yet
+        if current == SCHEMA_HEAD:
+            return
+        from controller.command import run
+        from controller.errors import CommandError
+
+        try:
+            run([sys.executable, "-m", "controller.audit.migrate"], timeout=300,
+                env={URL_ENV: self.url.render_as_string(hide_password=False)})
+        except CommandError as exc:
+            raise AuditError(f"migrating {self.display_url}: {exc.stderr.strip()[-2000:] or exc}") from exc
 
     def schema_revision(self) -> str | None:
         with _db_errors("reading schema revision"), self._engine.connect() as conn:

@@ -227,3 +227,11 @@ def test_sqlite_file_is_private_and_in_wal_mode(tmp_path) -> None:  # type: igno
     assert path.parent.stat().st_mode & 0o777 == 0o700
     with pytest.raises(AuditError, match="no audit database"):
         AuditStore(f"sqlite:///{tmp_path}/absent.db", create=False)
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    # AuditStore skips alembic (in its own process) when the database is at SCHEMA_HEAD: they must agree.
+    from controller.audit.migrate import head_revision
+    from controller.audit.store import SCHEMA_HEAD
+
+    assert head_revision() == SCHEMA_HEAD

@@ -1,0 +1,138 @@
+"""Agent on the sandbox: push-to-live latency, hand-edit-to-corrected latency, idle CPU and memory.
+
+Writes bench/results/agent.{json,md}. Run as root: `.venv/bin/python bench/agent_bench.py [changes]`.
+Latencies are measured from inside the cluster: a node-side watcher (crm_attribute polling every 20 ms
+in the node) timestamps the moment the CIB carries the value, so the host's nsenter cost is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from controller.sandbox.manager import Sandbox  # noqa: E402
+from controller.sandbox.topology import SandboxAgents  # noqa: E402
+from tests.helpers import GitRepo, wait_for  # noqa: E402
+
+STATE = "/var/lib/ha-gitops-sandbox-bench-agent"
+REPO = Path("/var/lib/ha-gitops-test-repos/bench-agent")
+FOLDER = "kamailio"
+# Inside a node: print the time when resource-stickiness first equals $1 (20 ms resolution).
+WATCH = ("v=$1; while :; do c=$(crm_attribute -t rsc_defaults -s rsc-options -n resource-stickiness -G -q "
+         "2>/dev/null); [ \"$c\" = \"$v\" ] && { date +%s.%N; exit 0; }; sleep 0.02; done")
+
+
+def wait_value(sb: Sandbox, node: str, value: int, timeout: float = 60) -> float:
+    r = sb.exec(node, ["timeout", str(timeout), "sh", "-c", WATCH, "sh", str(value)], timeout=timeout + 10)
+    if r.returncode != 0:
+        raise RuntimeError(f"value {value} never reached {node}: {r.stderr}")
+    return float(r.stdout.strip())
+
+
+def set_stickiness(repo: GitRepo, value: int) -> str:
+    text = re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}", repo.read(f"{FOLDER}/cib.crm"))
+    return repo.commit({f"{FOLDER}/cib.crm": text}, f"stickiness {value}")
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, RSS bytes) of a host PID."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    rss_pages = int(fields[21])
+    return ticks / os.sysconf("SC_CLK_TCK"), rss_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def agent_pids(sb: Sandbox) -> dict[str, int]:
+    """Host PIDs of the agents: processes in each node's PID namespace running `controller.cli agent`."""
+    out: dict[str, int] = {}
+    for node in [n.name for n in sb.spec().nodes]:
+        ns = Path(f"/proc/{sb.init_pid(node)}/ns/pid").readlink()
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                if (p / "ns" / "pid").readlink() != ns:
+                    continue
+                cmd = (p / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"controller.cli" in cmd and b"agent" in cmd:
+                out[node] = int(p.name)
+    return out
+
+
+def main(changes: int = 10) -> dict[str, object]:
+    shutil.rmtree(REPO, ignore_errors=True)
+    repo = GitRepo.create(REPO, {f"{FOLDER}/{p.name}": p.read_text()
+                                 for p in (REPO_ROOT / "desired" / "kamailio").iterdir()}, "initial")
+    sb = Sandbox(STATE)
+    sb.down()
+    sb.up(REPO_ROOT / "desired" / "kamailio", timeout=90,
+          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=60.0, drift_debounce=0.2,
+                               watch_debounce=0.05))
+    try:
+        wait_value(sb, "kamailio01", 100, 90)  # the initial sync
+        push: list[float] = []
+        for i in range(changes):
+            value = 300 + i
+            t0 = time.time()
+            set_stickiness(repo, value)
+            push.append(wait_value(sb, "kamailio01", value) - t0)
+        drift: list[float] = []
+        wanted = 300 + changes - 1
+        for i in range(5):
+            time.sleep(1.0)
+            r = sb.exec("kamailio02", ["sh", "-c", "crm_attribute -t rsc_defaults -s rsc-options -n "
+                                       f"resource-stickiness -v {7 + i} >/dev/null && date +%s.%N"])
+            edited = float(r.stdout.strip())
+            drift.append(wait_value(sb, "kamailio02", wanted) - edited)
+        # Idle: no pushes, no edits; the agents poll every 60 s (one poll falls inside the window).
+        time.sleep(3)
+        pids = agent_pids(sb)
+        before = {n: proc_stats(p) for n, p in pids.items()}
+        window = 65.0
+        time.sleep(window)
+        after = {n: proc_stats(p) for n, p in pids.items()}
+        idle = {n: {"cpu_percent_of_a_core": round(100 * (after[n][0] - before[n][0]) / window, 3),
+                    "rss_mb": round(after[n][1] / 2**20, 1)} for n in pids}
+    finally:
+        sb.down()
+        shutil.rmtree(REPO, ignore_errors=True)
+    result = {
+        "push_to_live_seconds": {"median": round(statistics.median(push), 3), "max": round(max(push), 3),
+                                 "all": [round(x, 3) for x in push]},
+        "hand_edit_to_corrected_seconds": {"median": round(statistics.median(drift), 3),
+                                           "max": round(max(drift), 3), "all": [round(x, 3) for x in drift]},
+        "idle_agents": idle,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "notes": "cib.crm changes: each push includes one crmsh conversion (the crm syntax is converted "
+                 "by crmsh itself, ~0.5 s). Idle window 65 s with poll_interval 60 s.",
+    }
+    out = REPO_ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "agent.json").write_text(json.dumps(result, indent=1) + "\n")
+    cpu = max(v["cpu_percent_of_a_core"] for v in idle.values())
+    rss = max(v["rss_mb"] for v in idle.values())
+    (out / "agent.md").write_text(
+        "| measure | median | max | target |\n|---|---|---|---|\n"
+        f"| push to live (watch trigger, {changes} changes) | {result['push_to_live_seconds']['median']} s | "
+        f"{result['push_to_live_seconds']['max']} s | < 1 s median |\n"
+        f"| hand edit to corrected (5 edits) | {result['hand_edit_to_corrected_seconds']['median']} s | "
+        f"{result['hand_edit_to_corrected_seconds']['max']} s | < 2 s |\n"
+        f"| idle agent CPU (worst of 3 nodes) | {cpu} % of a core | | < 1 % |\n"
+        f"| idle agent RSS (worst of 3 nodes) | {rss} MB | | < 80 MB |\n"
+        f"\n{result['measured_at']}, 2-core machine. {result['notes']}\n")
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10), indent=1))
