@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from lxml import etree
 from test_cib_diff_hypothesis import EDITS, SEED_FILES, _edit
 
 from controller.cib import patchset
+from controller.cib.diff import diff_cib, diff_files
 from controller.cib.document import load_cib, load_cib_pair
 from controller.errors import InputError
 
@@ -69,3 +71,12 @@ def test_pair_loader_reports_old_first(tmp_path: Path) -> None:
         load_cib_pair(good, bad_b)
     with pytest.raises(InputError, match="cannot read"):
         load_cib_pair(good, tmp_path / "missing.xml")
+
+
+@pytest.mark.parametrize("semantic", [False, True])
+def test_files_loaded_in_parallel_diff_as_loaded_one_by_one(semantic: bool) -> None:
+    for a, b in pairwise(SEED_FILES):
+        threaded = diff_files(a, b, semantic=semantic)
+        serial = diff_cib(load_cib(a), load_cib(b), semantic=semantic)
+        assert threaded.patch_xml() == serial.patch_xml()
+        assert threaded.objects() == serial.objects()
