@@ -97,3 +97,16 @@ def test_billion_laughs_is_refused_fast(tmp_path: Path) -> None:
     r = cli(str(SCHEDULER / "order1.xml"), str(lol))
     assert r.returncode == 2 and "DOCTYPE" in r.stderr
     assert time.monotonic() - start < 10
+
+
+def test_in_process_invocation_exits_normally() -> None:
+    """The console script skips interpreter teardown; an in-process caller gets SystemExit."""
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    a, b = str(SCHEDULER / "order1.xml"), str(SCHEDULER / "order2.xml")
+    result = CliRunner().invoke(main, ["cib", "diff", a, b])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith('<diff format="2">')
+    assert CliRunner().invoke(main, ["cib", "diff", a, a]).exit_code == 0
