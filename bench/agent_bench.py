@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.topology import SandboxAgents  # noqa: E402
-from tests.helpers import GitRepo, wait_for  # noqa: E402
+from tests.helpers import GitRepo  # noqa: E402
 
 STATE = "/var/lib/ha-gitops-sandbox-bench-agent"
 REPO = Path("/var/lib/ha-gitops-test-repos/bench-agent")
@@ -82,13 +82,15 @@ def main(changes: int = 10) -> dict[str, object]:
     try:
         wait_value(sb, "kamailio01", 100, 90)  # the initial sync
         push: list[float] = []
+        # Values never used before: no crm conversion of an earlier run can come from the cache.
+        base = 1000 + int(time.time()) % 100000 * 10
         for i in range(changes):
-            value = 300 + i
+            value = base + i
             t0 = time.time()
             set_stickiness(repo, value)
             push.append(wait_value(sb, "kamailio01", value) - t0)
         drift: list[float] = []
-        wanted = 300 + changes - 1
+        wanted = base + changes - 1
         for i in range(5):
             time.sleep(1.0)
             r = sb.exec("kamailio02", ["sh", "-c", "crm_attribute -t rsc_defaults -s rsc-options -n "

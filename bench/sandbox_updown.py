@@ -1,6 +1,7 @@
 """Times `sandbox up` (to quorum + DC) and `sandbox down` for the reference cluster, several cycles.
 
-Writes bench/results/sandbox_updown.{json,md}. Run as root: `make bench` or `.venv/bin/python bench/sandbox_updown.py`.
+Writes bench/results/sandbox_updown.{json,md}. Run as root: `make bench`, or
+`.venv/bin/python bench/sandbox_updown.py`.
 """
 
 from __future__ import annotations
