@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/ha-gitops sandbox up --cluster desired/kamailio
+	$(VENV)/bin/ha-gitops sandbox demo --cluster desired/kamailio
 	$(VENV)/bin/ha-gitops sandbox status
 
 demo-down: setup

@@ -330,6 +330,18 @@ def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None,
               f"in {result.seconds:.1f}s (state in {result.state_dir})", markup=False)
 
 
+@sandbox.command("demo")
+@click.option("--cluster", "cluster_dir", default="desired/kamailio", show_default=True,
+              type=click.Path(file_okay=False, exists=True))
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_demo(cluster_dir: str, state_dir: str | None) -> None:
+    """The whole loop, narrated: agents, initial sync, a commit, drift undone, rollback, audit log."""
+    from controller.sandbox.demo import run_demo
+
+    run_demo(cluster_dir, lambda text: out.print(text, markup=False), state_dir)
+
+
 @sandbox.command("down")
 @click.option("--keep-logs", is_flag=True, help="Keep the node logs in the state directory.")
 @SANDBOX_DIR_OPTION
