@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lxml import etree
 from pydantic import BaseModel, Field
@@ -65,6 +65,13 @@ class DesiredInput(BaseModel):
         return CommitInfo(sha=self.sha, author=self.author, message=self.message, signature=self.signature)
 
 
+class CorosyncStep(Protocol):
+    """One pass's share of a corosync.conf rollout on this node (controller/rollout.py)."""
+
+    def step(self, *, state: DesiredState, desired: DesiredInput, revision: str, status: Any, leader: bool,
+             trigger: str) -> dict[str, Any]: ...
+
+
 class PassResult(BaseModel):
     outcome: Outcome
     message: str = ""
@@ -73,6 +80,7 @@ class PassResult(BaseModel):
     changes: int = 0
     leader: bool = False
     dc: str | None = None
+    corosync: dict[str, Any] | None = None  # what the corosync.conf rollout did in this pass
     duration: float = 0.0
 
 
@@ -93,6 +101,7 @@ class Reconciler:
         self.substitutions = list(substitutions)
         self.shared_audit = shared_audit
         self.max_attempts = max_attempts
+        self.corosync: CorosyncStep | None = None  # set by the agent: the corosync.conf rollout
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
 
@@ -183,6 +192,20 @@ class Reconciler:
             return result("refused", text, revision=desired.sha)
 
         rev = revision_key(desired, state)
+        cib_result = self._cib_step(desired, state, rev, live, marker, status, leader, trigger, events,
+                                    result)
+        if self.corosync is not None and cib_result.outcome not in ("suspended", "pinned") \
+                and not marker.suspended and marker.pinned != rev:
+            # corosync.conf goes its own way (node by node, coordinated through node attributes).
+            step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
+                                      leader=leader, trigger=trigger)
+            cib_result.corosync = step
+            cib_result.events.extend(step.get("events", []))
+        return cib_result
+
+    def _cib_step(self, desired: DesiredInput, state: DesiredState, rev: str, live: etree._Element,
+                  marker: Marker, status: Any, leader: bool, trigger: str, events: list[int],
+                  result: Any) -> PassResult:
         wanted, substituted = effective_desired(state, self.substitutions)
         digest = config_digest(wanted)
         ignore = state.policy.ignore
