@@ -13,7 +13,7 @@ from lxml import etree
 from pydantic import BaseModel, Field
 
 from controller.cib.document import as_cib
-from controller.cib.marker import MARKER_RULE
+from controller.cib.marker import OWN_RULES
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange, render_text
 from controller.corosync.diff import CorosyncChange, diff_corosync, highest_class
@@ -59,7 +59,7 @@ def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: st
     from controller.cib.diff import build_live_patch
 
     wanted, substituted = effective_desired(desired, substitutions)
-    ignore = [*desired.policy.ignore, *extra_ignore, MARKER_RULE]
+    ignore = [*desired.policy.ignore, *extra_ignore, *OWN_RULES]
     cib = build_live_patch(live_cib, wanted, ignore=ignore)
     plan = Plan(cluster=desired.name, revision=revision, substitutions=substituted,
                 cib_changes=cib.objects() if cib.changed else [])

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion
-from controller.cib.marker import MARKER_RULE, Marker, read_marker, with_marker
+from controller.cib.marker import NODE_ATTR_RULE, OWN_RULES, Marker, read_marker, with_marker
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange
 from controller.cib.xml import to_bytes
@@ -79,7 +79,7 @@ def updated_by(cib: etree._Element) -> dict[str, str | None]:
 def pending_changes(live: etree._Element, desired: etree._Element,
                     ignore: Sequence[IgnoreRule] = ()) -> list[ObjectChange]:
     """What a write would change, ignoring our own marker (pure)."""
-    d = build_live_patch(live, desired, ignore=[*ignore, MARKER_RULE])
+    d = build_live_patch(live, desired, ignore=[*ignore, *OWN_RULES])
     return d.objects() if d.changed else []
 
 
@@ -100,7 +100,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         live = cluster.read_cib()
         if first is None:
             first = live
-        check = build_live_patch(live, desired, ignore=[*ignore, MARKER_RULE])
+        check = build_live_patch(live, desired, ignore=[*ignore, *OWN_RULES])
         if not check.changed:
             # Nothing to write (or someone else already wrote the same meaning meanwhile).
             return _outcome(first, live, changed=False, attempts=attempt, conflicts=conflicts,
@@ -109,7 +109,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         live_marker = read_marker(live)
         if marker is not None:
             wanted = with_marker(desired, marker(live_marker))
-        patch = build_live_patch(live, wanted, ignore=ignore)
+        patch = build_live_patch(live, wanted, ignore=[*ignore, NODE_ATTR_RULE])
         patch_xml = patch.patch_xml()
         if before_patch is not None:
             before_patch(attempt)
@@ -123,7 +123,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
                 continue
             raise PatchRejected(f"the CIB refused the patch: {exc.stderr.strip() or exc}", patch_xml) from exc
         after = cluster.read_cib()
-        verify = build_live_patch(after, desired, ignore=[*ignore, MARKER_RULE])
+        verify = build_live_patch(after, desired, ignore=[*ignore, *OWN_RULES])
         if verify.changed:
             conflicts.append(Conflict(attempt=attempt, reason="patch applied but live still differs "
                                       "(a concurrent write, or a source version ahead of live)",

@@ -1,0 +1,560 @@
+"""The corosync.conf rollout (issue 5): each node's agent writes its own file, in an order the CIB sets.
+
+No SSH and no second election: each agent acts on its own node only, and the agents talk through
+permanent node attributes in the CIB, which Pacemaker replicates to every node:
+
+    ha-gitops-corosync          "DIGEST:CLASS"  this node's corosync.conf is the desired one (and the class
+                                                of the change it made, so later passes know the flow)
+    ha-gitops-corosync-applied  "DIGEST"        this node *runs* it (cmap verified after a reload, or
+                                                corosync restarted with it)
+    ha-gitops-corosync-restart  "DIGEST"        cluster-restart: the driver asks every node to restart now
+
+The order is standby nodes first (by name), then the others (by name). A node acts only when every node
+before it has reported and the gate holds (quorate, every node online; for a restart also: the votes
+left while this node is down still make quorum). The semantic CIB diff ignores these attributes
+(controller.cib.marker.NODE_ATTR_RULE), so writing them is not drift.
+
+`plan_next` is pure (the whole decision, unit-tested); `CorosyncRollout` observes, calls it, and does
+the one action it returns. One action per call; the agent is woken again while a rollout is under way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lxml import etree
+from pydantic import BaseModel, Field
+
+from controller.audit.models import NewEvent
+from controller.audit.store import AuditStore
+from controller.cluster.adapter import LiveCluster
+from controller.command import run
+from controller.corosync import diff_corosync, highest_class, parse_corosync
+from controller.corosync.diff import ChangeClass, CorosyncChange
+from controller.disruption import check_corosync_restart
+from controller.errors import HaGitopsError
+
+ATTR_FILE = "ha-gitops-corosync"
+ATTR_APPLIED = "ha-gitops-corosync-applied"
+ATTR_RESTART = "ha-gitops-corosync-restart"
+CONF_PATH = Path("/etc/corosync/corosync.conf")
+BACKUP_SUFFIX = ".ha-gitops-prev"
+_CLASS_ORDER: list[ChangeClass] = ["reload", "rolling-restart", "cluster-restart"]
+
+ActionKind = Literal["nothing", "wait", "refuse", "write-file", "reload", "verify", "restart-self",
+                     "cluster-restart", "report"]
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- the planner
+class PeerState(BaseModel):
+    """One cluster node as the CIB and crm_mon show it."""
+
+    name: str
+    online: bool = True
+    standby: bool = False  # configured standby (the desired CIB), not a transient one set by a rollout
+    file: str | None = None  # ATTR_FILE value "DIGEST:CLASS"
+    applied: str | None = None
+    restart: str | None = None
+    votes: int = 1
+
+    def has_file(self, digest: str) -> bool:
+        return (self.file or "").split(":")[0] == digest
+
+    def file_class(self, digest: str) -> ChangeClass | None:
+        d, _, cls = (self.file or "").partition(":")
+        return cls if d == digest and cls in _CLASS_ORDER else None  # type: ignore[return-value]
+
+
+class Gate(BaseModel):
+    quorate: bool
+    total_votes: int | None = None  # votequorum's view (corosync-quorumtool)
+    quorum: int | None = None
+
+
+class RolloutInput(BaseModel):
+    node: str
+    desired_digest: str
+    local_digest: str | None  # None: no local file
+    local_class: ChangeClass | None  # class of local -> desired (None when they are the same)
+    nodes: list[PeerState]
+    gate: Gate
+    restart_refusal: str | None = None  # why a cluster-restart may not run now (policy, window)
+    reload_issued: bool = False  # this node already ran corosync-cfgtool -R for this digest
+
+
+class Action(BaseModel):
+    kind: ActionKind
+    reason: str = ""
+    change_class: ChangeClass | None = None
+    position: int = 0  # 1-based place of this node in the rollout order
+    order: list[str] = Field(default_factory=list)
+    in_progress: bool = False  # some node has the new digest and some has not: worth waking up for
+
+
+def rollout_order(nodes: Sequence[PeerState]) -> list[str]:
+    """Standby nodes first (by name), then the others (by name)."""
+    return [n.name for n in sorted(nodes, key=lambda n: (not n.standby, n.name))]
+
+
+def gate_problem(inp: RolloutInput, *, leaving: PeerState | None = None) -> str | None:
+    """Why no step may start now (None: it may). `leaving`: the node a restart takes down."""
+    if not inp.gate.quorate:
+        return "the cluster is not quorate"
+    offline = [n.name for n in inp.nodes if not n.online]
+    if offline:
+        return "not every node is online: " + ", ".join(sorted(offline))
+    if leaving is not None:
+        total = inp.gate.total_votes if inp.gate.total_votes is not None else sum(n.votes for n in inp.nodes)
+        need = inp.gate.quorum if inp.gate.quorum is not None else total // 2 + 1
+        if total - leaving.votes < need:
+            return (f"restarting {leaving.name} would leave {total - leaving.votes} vote(s); quorum needs "
+                    f"{need}")
+    return None
+
+
+def plan_next(inp: RolloutInput) -> Action:
+    """The next action of this node in the rollout of `inp.desired_digest` (pure)."""
+    d = inp.desired_digest
+    order = rollout_order(inp.nodes)
+    by_name = {n.name: n for n in inp.nodes}
+    me = by_name.get(inp.node)
+    if me is None:
+        return Action(kind="wait", reason=f"{inp.node} is not a cluster node (yet)", order=order)
+    pos = order.index(inp.node) + 1
+    has_local = inp.local_digest == d
+    classes = [c for c in [None if has_local else inp.local_class,
+                           *(n.file_class(d) for n in inp.nodes)] if c]
+    cls: ChangeClass | None = max(classes, key=_CLASS_ORDER.index) if classes else None
+
+    def act(kind: ActionKind, reason: str = "", in_progress: bool = True) -> Action:
+        return Action(kind=kind, reason=reason, change_class=cls, position=pos, order=order,
+                      in_progress=in_progress)
+
+    if all(n.applied == d for n in inp.nodes):
+        return act("nothing", "every node runs the desired corosync.conf", in_progress=False)
+    if has_local and not me.has_file(d):
+        # Written (by us before a crash, or by hand) but not reported: report before anything else.
+        return act("report", "the local file is the desired one", in_progress=cls is not None)
+    if cls is None:
+        # Every file that reports was the desired one before any write (a fresh cluster): it runs.
+        return act("report", "the local file is the desired one and runs", in_progress=False) \
+            if me.applied != d else act("wait", "waiting for the other nodes to report", in_progress=False)
+    if cls == "cluster-restart" and inp.restart_refusal and not any(n.restart == d for n in inp.nodes):
+        return act("refuse", inp.restart_refusal, in_progress=False)
+    if me.restart == d and me.applied != d:
+        return act("restart-self", "the cluster restart was requested")  # no gate: every node goes now
+
+    before = [by_name[n] for n in order[:pos - 1]]
+    if cls == "rolling-restart":
+        if me.applied == d:
+            return act("wait", "this node runs it; waiting for the others")
+        late = [n.name for n in before if n.applied != d]
+        if late:
+            return act("wait", f"waiting for {', '.join(late)} to restart with the new file")
+        problem = gate_problem(inp, leaving=me)
+        return act("wait", problem) if problem else act("restart-self", f"position {pos} of {len(order)}")
+
+    # reload and cluster-restart: first every node writes its file, one at a time.
+    if not has_local:
+        late = [n.name for n in before if not n.has_file(d)]
+        if late:
+            return act("wait", f"waiting for {', '.join(late)} to write the new file")
+        problem = gate_problem(inp)
+        return act("wait", problem) if problem else act("write-file", f"position {pos} of {len(order)}")
+    missing = [n.name for n in inp.nodes if not n.has_file(d)]
+    if missing:
+        return act("wait", f"waiting for {', '.join(sorted(missing))} to write the new file")
+    if cls == "cluster-restart":
+        if pos != 1:
+            return act("wait", f"{order[0]} drives the cluster restart")
+        problem = gate_problem(inp)
+        return act("wait", problem) if problem else act("cluster-restart", "every node has the new file")
+    if pos == 1 and not inp.reload_issued:
+        problem = gate_problem(inp)
+        return act("wait", problem) if problem else act("reload", "every node has the new file")
+    if me.applied == d:
+        return act("wait", "this node runs it; waiting for the others to verify")
+    return act("verify", "checking the runtime values through cmap")
+
+
+# ---------------------------------------------------------------------------------------------- cmap checks
+def expected_runtime(changes: Sequence[CorosyncChange], node_count: int,
+                     totem: dict[str, str]) -> dict[str, str | None]:
+    """cmap key -> the value a node runs once a reload took (None: the key must be absent).
+
+    Totem timing keys are checked where corosync publishes what it runs (runtime.config.totem.*);
+    the token there is the configured one plus token_coefficient (default 650 ms) per node beyond two
+    (corosync.conf(5)). Keys inside repeated sections (nodelist.node[...]) have no stable cmap name
+    and are covered by the reload-in-progress check only.
+    """
+    out: dict[str, str | None] = {}
+    for c in changes:
+        if c.change_class != "reload" or "[" in c.path:
+            continue
+        if c.path.startswith("totem.") and c.path.count(".") == 1:
+            key = c.path.split(".", 1)[1]
+            if key in ("token", "token_coefficient"):
+                token = int(totem.get("token", "1000"))
+                coef = int(totem.get("token_coefficient", "650"))
+                out["runtime.config.totem.token"] = str(token + max(0, node_count - 2) * coef)
+            elif key in ("config_version",):
+                out["totem.config_version"] = c.new
+            else:
+                out[f"runtime.config.totem.{key}"] = c.new
+        else:
+            out[c.path] = c.new
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the executor
+class StepResult(BaseModel):
+    action: str
+    reason: str = ""
+    change_class: ChangeClass | None = None
+    digest: str
+    position: int = 0
+    order: list[str] = Field(default_factory=list)
+    ok: bool = True
+    error: str | None = None
+    events: list[int] = Field(default_factory=list)
+    duration: float = 0.0
+
+
+class RolloutFailed(HaGitopsError):
+    pass
+
+
+class CorosyncRollout:
+    """The `CorosyncStep` the agent hangs on its Reconciler: one planner action per pass."""
+
+    def __init__(self, *, node: str, cluster: LiveCluster, store: AuditStore, service_command: Sequence[str],
+                 conf_path: Path = CONF_PATH, wake: Callable[[str], None] | None = None,
+                 poll_interval: float = 1.0, settle_timeout: float = 120.0, rejoin_timeout: float = 90.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.node = node
+        self.cluster = cluster
+        self.store = store
+        self.service_command = list(service_command)
+        self.conf_path = conf_path
+        self.wake = wake
+        self.poll_interval = poll_interval
+        self.settle_timeout = settle_timeout
+        self.rejoin_timeout = rejoin_timeout
+        self.now = now
+        self._timer: threading.Timer | None = None
+
+    # ------------------------------------------------------------------ observe
+    def observe(self, desired_text: str, status: Any, restart_refusal: str | None) -> RolloutInput:
+        cib = self.cluster.read_cib()
+        local = self._read_local()
+        desired_digest = text_digest(desired_text)
+        local_class: ChangeClass | None = None
+        if local is not None and text_digest(local) != desired_digest:
+            local_class = self._class(local, desired_text)
+        try:
+            q = self.cluster.quorum()
+            gate = Gate(quorate=q.quorate and bool(status.quorate), total_votes=q.total_votes,
+                        quorum=q.quorum)
+            votes = {m.name: m.votes for m in q.members}
+        except HaGitopsError:
+            gate, votes = Gate(quorate=False), {}
+        return RolloutInput(
+            node=self.node, desired_digest=desired_digest,
+            local_digest=text_digest(local) if local is not None else None, local_class=local_class,
+            nodes=peers(cib, status, votes), gate=gate, restart_refusal=restart_refusal,
+            reload_issued=self.store.get_state("corosync-reload-issued", scope=self.node) == desired_digest)
+
+    def _read_local(self) -> str | None:
+        try:
+            return self.conf_path.read_text(encoding="utf-8", errors="surrogateescape")
+        except FileNotFoundError:
+            return None
+
+    def _class(self, old: str, new: str) -> ChangeClass:
+        try:
+            changes = diff_corosync(parse_corosync(old, source=str(self.conf_path)),
+                                    parse_corosync(new, source="desired corosync.conf"))
+        except HaGitopsError:
+            return "rolling-restart"  # an unparsable live file: restart (never reload) onto the good one
+        return highest_class(changes) or "reload"  # text differs, meaning does not: a reload is harmless
+
+    # ------------------------------------------------------------------ the step
+    def step(self, *, state: Any, desired: Any, revision: str, status: Any, leader: bool,
+             trigger: str) -> dict[str, Any]:
+        started = time.monotonic()
+        text = state.corosync_text
+        refusal = check_corosync_restart("cluster-restart", state.policy, self.now())
+        inp = self.observe(text, status, str(refusal) if refusal else None)
+        action = plan_next(inp)
+        res = StepResult(action=action.kind, reason=action.reason, change_class=action.change_class,
+                         digest=inp.desired_digest, position=action.position, order=action.order)
+        base = {"node": self.node, "class": action.change_class, "digest": inp.desired_digest,
+                "position": action.position, "order": action.order, "revision": revision,
+                "trigger": trigger}
+        try:
+            if action.kind == "wait" and action.in_progress:
+                self._paused(inp, action, base, res)
+            elif action.kind == "refuse":
+                if self._once("corosync-refused", inp.desired_digest):
+                    res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest} "
+                                                  f"refused: {action.reason}", base, error=action.reason))
+            elif action.kind == "report":
+                self._report(inp, action)
+            elif action.kind == "write-file":
+                self._write(text, inp, action, base, res)
+            elif action.kind == "reload":
+                self._reload(inp, base, res)
+            elif action.kind == "verify":
+                self._verify(text, inp, base, res)
+            elif action.kind == "restart-self":
+                self._restart_self(text, inp, action, base, res)
+            elif action.kind == "cluster-restart":
+                for n in inp.nodes:
+                    self._set_attr(n.name, ATTR_RESTART, inp.desired_digest)
+                res.events.append(self._event("rollout-step", "success", "cluster restart requested on "
+                                              "every node", {**base, "step": "cluster-restart"}))
+        except HaGitopsError as exc:
+            res.ok, res.error = False, str(exc)
+            res.events.append(self._event("error", "failure", f"corosync.conf rollout stopped on {self.node} "
+                                          f"({action.kind}): {exc}"[:300], {**base, "step": action.kind},
+                                          error=str(exc)))
+        if action.in_progress and action.kind != "refuse":
+            self._poll_later()
+        res.duration = round(time.monotonic() - started, 3)
+        return res.model_dump()
+
+    # ------------------------------------------------------------------ actions
+    def _write(self, text: str, inp: RolloutInput, action: Action, base: dict[str, Any],
+               res: StepResult) -> None:
+        problem = self.validate(text)
+        if problem is not None:
+            res.ok, res.error = False, problem
+            if self._once("corosync-invalid", inp.desired_digest):
+                res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest} "
+                                              f"fails `corosync -t` on {self.node}; no file written",
+                                              {**base, "step": "validate"}, error=problem))
+            return
+        self.install(text)
+        self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+        res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} "
+                                      f"written on {self.node} ({action.position}/{len(action.order)})",
+                                      {**base, "step": "write-file"}))
+
+    def _report(self, inp: RolloutInput, action: Action) -> None:
+        if action.change_class is None:  # nothing to apply: the node already runs this file
+            self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:")
+            self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
+            return
+        self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+
+    def _reload(self, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
+        # -R exits 0 even when a node cannot parse its file or a key cannot change at run time: the
+        # exit code proves nothing, every node's cmap does (each verifies its own, `verify`).
+        r = self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+        self.store.set_state("corosync-reload-issued", inp.desired_digest, scope=self.node)
+        res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}",
+                                      {**base, "step": "reload", "output": (r.stdout + r.stderr)[-500:]}))
+
+    def _verify(self, text: str, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
+        problems = self.runtime_problems(text)
+        if problems:
+            res.reason = "runtime not there yet: " + "; ".join(problems)
+            return
+        self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
+        res.events.append(self._event("rollout-step", "success", f"runtime of corosync.conf "
+                                      f"{inp.desired_digest} verified on {self.node}",
+                                      {**base, "step": "verified"}))
+
+    def _restart_self(self, text: str, inp: RolloutInput, action: Action, base: dict[str, Any],
+                      res: StepResult) -> None:
+        me = next(n for n in inp.nodes if n.name == self.node)
+        cluster_restart = me.restart == inp.desired_digest
+        if inp.local_digest != inp.desired_digest:
+            problem = self.validate(text)
+            if problem is not None:
+                res.ok, res.error = False, problem
+                if self._once("corosync-invalid", inp.desired_digest):
+                    res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest}"
+                                                  f" fails `corosync -t` on {self.node}; no file written",
+                                                  {**base, "step": "validate"}, error=problem))
+                return
+        t0 = time.monotonic()
+        standby = not me.standby and not cluster_restart
+        try:
+            if standby:
+                self._standby(True)
+                self._wait(lambda: not self._resources_here(), self.settle_timeout,
+                           "resources to leave " + self.node)
+            if inp.local_digest != inp.desired_digest:
+                self.install(text)
+                self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+                res.events.append(self._event("rollout-step", "success", f"corosync.conf "
+                                              f"{inp.desired_digest} written on {self.node}",
+                                              {**base, "step": "write-file"}))
+            t1 = time.monotonic()
+            # systemctl restart corosync stops pacemaker (it requires corosync) but does not start it.
+            run([*self.service_command, "restart", "corosync"], timeout=240)
+            run([*self.service_command, "start", "pacemaker"], timeout=120)
+            if cluster_restart:  # the others restart at the same time: wait for this node's stack only
+                self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
+                           f"{self.node} to come back")
+            else:
+                self._wait(self._rejoined, self.rejoin_timeout, f"{self.node} to rejoin a quorate cluster")
+            down = round(time.monotonic() - t1, 2)
+        finally:
+            if standby:
+                with contextlib.suppress(HaGitopsError):  # a reboot-lifetime one is gone after a restart
+                    self._standby(False)
+        self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
+        res.events.append(self._event("rollout-step", "success", f"{self.node} restarted with corosync.conf "
+                                      f"{inp.desired_digest} ({action.position}/{len(action.order)})",
+                                      {**base, "step": "restarted", "restart_seconds": down,
+                                       "seconds": round(time.monotonic() - t0, 2)}))
+
+    def _paused(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
+        """A gate that stops a rollout under way is recorded once, with where it stopped."""
+        gate = gate_problem(inp)
+        key = f"{inp.desired_digest}:{'paused' if gate else 'running'}"
+        if gate and self._once("corosync-gate", key):
+            done = [n.name for n in inp.nodes if n.has_file(inp.desired_digest)]
+            res.events.append(self._event("rollout-step", "skipped", f"corosync.conf rollout paused on "
+                                          f"{self.node}: {gate}", {**base, "step": "paused", "reason": gate,
+                                                                  "done": done}))
+        elif not gate and self.store.get_state("corosync-gate", scope=self.node) == \
+                f"{inp.desired_digest}:paused":
+            self._once("corosync-gate", key)
+            res.events.append(self._event("rollout-step", "success", f"corosync.conf rollout resumes on "
+                                          f"{self.node}", {**base, "step": "resumed"}))
+
+    # ------------------------------------------------------------------ effects
+    def validate(self, text: str) -> str | None:
+        """`corosync -t` on a candidate next to the live file (same directory: uidgid.d is found)."""
+        cand = self.conf_path.with_name("." + self.conf_path.name + ".ha-gitops-candidate")
+        cand.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            r = self.cluster.runner.run(["corosync", "-c", str(cand), "-t"], timeout=30, check=False)
+        finally:
+            cand.unlink(missing_ok=True)
+        if r.returncode == 0:
+            return None
+        out = (r.stderr + r.stdout).strip()
+        return f"corosync -t exited {r.returncode}" + (f": {out[-500:]}" if out else "")
+
+    def install(self, text: str) -> None:
+        """Atomically replace the file (temp + rename in its directory), the previous one kept."""
+        current = self._read_local()
+        if current is not None:
+            backup = self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
+            backup.write_text(current, encoding="utf-8", errors="surrogateescape")
+        tmp = self.conf_path.with_name("." + self.conf_path.name + ".ha-gitops-tmp")
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if self.conf_path.exists():
+            st = self.conf_path.stat()
+            os.chmod(tmp, st.st_mode & 0o7777)
+        os.replace(tmp, self.conf_path)
+
+    def runtime_problems(self, text: str) -> list[str]:
+        """What cmap on this node shows that differs from a reload of `text` (empty: it took)."""
+        problems: list[str] = []
+        if (self.cluster.cmap_get("config.totemconfig_reload_in_progress") or "0") not in ("0", ""):
+            problems.append("config.totemconfig_reload_in_progress is set (the file did not load here)")
+        backup = self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
+        if not backup.exists():
+            return problems
+        old = parse_corosync(backup.read_text(encoding="utf-8", errors="surrogateescape"), source=str(backup))
+        new = parse_corosync(text, source="desired corosync.conf")
+        totem = new.root.sections("totem")[0].items() if new.root.sections("totem") else {}
+        nodes = len(new.root.sections("nodelist")[0].sections("node")) if new.root.sections("nodelist") else 0
+        for key, want in expected_runtime(diff_corosync(old, new), nodes, totem).items():
+            have = self.cluster.cmap_get(key)
+            if have != want:
+                problems.append(f"{key} = {have} (expected {want})")
+        return problems
+
+    def _set_attr(self, node: str, name: str, value: str) -> None:
+        self.cluster.runner.run(["crm_attribute", "-t", "nodes", "-N", node, "-n", name, "-v", value],
+                                timeout=30)
+
+    def _standby(self, on: bool) -> None:
+        # Reboot lifetime (status section): the desired CIB owns the permanent standby attribute (the
+        # DC's agent would undo a permanent one as drift), and a transient one cannot outlive a restart.
+        argv = ["crm_attribute", "-N", self.node, "-n", "standby", "-l", "reboot"]
+        self.cluster.runner.run(argv + (["-v", "on"] if on else ["-D"]), timeout=30)
+
+    def _resources_here(self) -> bool:
+        st = self.cluster.status()
+        return any(r.active and self.node in r.nodes and not r.agent.startswith("stonith:")
+                   for r in st.resources)
+
+    def _rejoined(self, everyone: bool = True) -> bool:
+        try:
+            st = self.cluster.status()
+            if not everyone:
+                me = st.node(self.node)
+                return me is not None and me.online
+            q = self.cluster.quorum()
+        except HaGitopsError:
+            return False
+        me = st.node(self.node)
+        return bool(q.quorate and st.quorate and st.dc and me is not None and me.online
+                    and all(n.online for n in st.nodes))
+
+    def _wait(self, ok: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if ok():
+                    return
+            except HaGitopsError:
+                pass  # the stack is restarting: its tools fail for a while
+            time.sleep(0.2)
+        raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what}")
+
+    def _poll_later(self) -> None:
+        # Peers report through the CIB (the agent's CIB watch wakes it), this is the fallback and the
+        # clock for waits that no CIB write ends (a node coming back, cmap catching up).
+        if self.wake is None or (self._timer is not None and self._timer.is_alive()):
+            return
+        self._timer = threading.Timer(self.poll_interval * 2, self.wake, args=("corosync",))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _once(self, key: str, value: str) -> bool:
+        if self.store.get_state(key, scope=self.node) == value:
+            return False
+        self.store.set_state(key, value, scope=self.node)
+        return True
+
+    def _event(self, kind: str, outcome: str, summary: str, details: dict[str, Any],
+               error: str | None = None) -> int:
+        return self.store.append(NewEvent(node=self.node, kind=kind, outcome=outcome, summary=summary,
+                                          error=error, details=details)).id
+
+
+def peers(cib: etree._Element, status: Any, votes: dict[str, int]) -> list[PeerState]:
+    """Every node of the CIB with its configured standby, its rollout attributes and crm_mon's view."""
+    out: list[PeerState] = []
+    for node in cib.iterfind("configuration/nodes/node"):
+        name = node.get("uname") or ""
+        attrs = {nv.get("name"): nv.get("value") for nv in node.iterfind("instance_attributes/nvpair")}
+        live = status.node(name) if status is not None else None
+        out.append(PeerState(
+            name=name, online=bool(live and live.online), standby=attrs.get("standby") in ("on", "true", "1"),
+            file=attrs.get(ATTR_FILE), applied=attrs.get(ATTR_APPLIED), restart=attrs.get(ATTR_RESTART),
+            votes=votes.get(name, 1)))
+    return out

@@ -1,0 +1,167 @@
+"""The corosync.conf rollout planner (pure): order, gates, vote arithmetic, refusals; and its helpers."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from controller.cib.marker import OWN_RULES
+from controller.cluster.cib_writer import pending_changes
+from controller.corosync import diff_corosync, parse_corosync
+from controller.rollout import (
+    Gate,
+    PeerState,
+    RolloutInput,
+    expected_runtime,
+    gate_problem,
+    plan_next,
+    rollout_order,
+)
+
+D = "d" * 16
+OLD = "o" * 16
+NODES = ["kamailio01", "kamailio02", "kamailio03"]
+
+
+def peers(**over: dict) -> list[PeerState]:
+    """kamailio03 is the standby node, as in the reference cluster."""
+    out = []
+    for n in NODES:
+        base = {"name": n, "standby": n == "kamailio03", "file": f"{OLD}:", "applied": OLD}
+        base.update(over.get(n, {}))
+        out.append(PeerState(**base))
+    return out
+
+
+def inp(node: str, nodes: list[PeerState], *, local: str | None = OLD, cls: str | None = "reload",
+        quorate: bool = True, total: int = 3, quorum: int = 2, **kw: object) -> RolloutInput:
+    return RolloutInput(node=node, desired_digest=D, local_digest=local,
+                        local_class=None if local == D else cls, nodes=nodes,
+                        gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **kw)
+
+
+def test_order_is_standby_nodes_first_then_by_name() -> None:
+    nodes = [PeerState(name="b"), PeerState(name="a"), PeerState(name="z", standby=True),
+             PeerState(name="c", standby=True)]
+    assert rollout_order(nodes) == ["c", "z", "a", "b"]
+
+
+def test_reload_standby_node_writes_first_others_wait() -> None:
+    nodes = peers()
+    first = plan_next(inp("kamailio03", nodes))
+    assert (first.kind, first.position, first.change_class) == ("write-file", 1, "reload")
+    assert first.order == ["kamailio03", "kamailio01", "kamailio02"]
+    for n in ("kamailio01", "kamailio02"):
+        a = plan_next(inp(n, nodes))
+        assert a.kind == "wait" and "kamailio03" in a.reason
+
+
+def test_reload_one_at_a_time_then_one_reload_then_verify() -> None:
+    nodes = peers(kamailio03={"file": f"{D}:reload"})
+    assert plan_next(inp("kamailio01", nodes)).kind == "write-file"
+    wait = plan_next(inp("kamailio02", nodes))
+    assert wait.kind == "wait" and "kamailio01" in wait.reason
+    # the standby node has its file; it waits until every node has it
+    assert plan_next(inp("kamailio03", nodes, local=D)).kind == "wait"
+    everyone = peers(**{n: {"file": f"{D}:reload"} for n in NODES})
+    assert plan_next(inp("kamailio03", everyone, local=D)).kind == "reload"
+    assert plan_next(inp("kamailio03", everyone, local=D, reload_issued=True)).kind == "verify"
+    assert plan_next(inp("kamailio01", everyone, local=D)).kind == "verify"  # only the first issues -R
+    done = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"
+
+
+def test_a_written_but_unreported_file_is_reported_first() -> None:
+    a = plan_next(inp("kamailio01", peers(), local=D))
+    assert a.kind == "report"
+
+
+def test_fresh_cluster_reports_without_any_change() -> None:
+    nodes = peers(**{n: {"file": None, "applied": None} for n in NODES})
+    a = plan_next(inp("kamailio02", nodes, local=D))
+    assert a.kind == "report" and a.change_class is None and not a.in_progress
+
+
+def test_gate_quorum_and_every_node_online() -> None:
+    nodes = peers()
+    a = plan_next(inp("kamailio03", nodes, quorate=False))
+    assert a.kind == "wait" and "not quorate" in a.reason and a.in_progress
+    nodes = peers(kamailio02={"online": False})
+    a = plan_next(inp("kamailio03", nodes))
+    assert a.kind == "wait" and "kamailio02" in a.reason
+
+
+def test_rolling_restart_waits_for_the_previous_node_to_run_it() -> None:
+    nodes = peers(kamailio03={"file": f"{D}:rolling-restart"})  # written, not restarted yet
+    a = plan_next(inp("kamailio01", nodes, cls="rolling-restart"))
+    assert a.kind == "wait" and "kamailio03" in a.reason
+    nodes = peers(kamailio03={"file": f"{D}:rolling-restart", "applied": D})
+    assert plan_next(inp("kamailio01", nodes, cls="rolling-restart")).kind == "restart-self"
+    assert plan_next(inp("kamailio02", nodes, cls="rolling-restart")).kind == "wait"
+
+
+def test_votes_arithmetic_refuses_a_restart_that_would_lose_quorum() -> None:
+    nodes = peers()
+    ok = plan_next(inp("kamailio03", nodes, cls="rolling-restart"))
+    assert ok.kind == "restart-self"
+    # a node with 2 of 4 votes, quorum 3: taking it down leaves 2
+    heavy = peers(kamailio03={"votes": 2})
+    a = plan_next(inp("kamailio03", heavy, cls="rolling-restart", total=4, quorum=3))
+    assert a.kind == "wait" and "leave 2 vote(s); quorum needs 3" in a.reason
+    # without quorumtool numbers: the node list's votes, majority
+    assert gate_problem(inp("kamailio03", nodes, total=None, quorum=None),  # type: ignore[arg-type]
+                        leaving=nodes[0]) is None
+
+
+def test_the_most_disruptive_class_any_node_reports_wins() -> None:
+    nodes = peers(kamailio03={"file": f"{D}:rolling-restart", "applied": D})
+    a = plan_next(inp("kamailio01", nodes, cls="reload"))
+    assert a.change_class == "rolling-restart" and a.kind == "restart-self"
+
+
+def test_cluster_restart_refused_by_policy() -> None:
+    a = plan_next(inp("kamailio03", peers(), cls="cluster-restart", restart_refusal="no window"))
+    assert a.kind == "refuse" and a.reason == "no window" and not a.in_progress
+
+
+def test_cluster_restart_driven_by_the_standby_node_then_every_node_restarts() -> None:
+    everyone = peers(**{n: {"file": f"{D}:cluster-restart"} for n in NODES})
+    assert plan_next(inp("kamailio03", everyone, local=D)).kind == "cluster-restart"
+    assert plan_next(inp("kamailio01", everyone, local=D)).kind == "wait"
+    asked = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D} for n in NODES})
+    # once asked, a node restarts even though the cluster is no longer whole (the others restart too)
+    a = plan_next(inp("kamailio01", asked, local=D, quorate=False, restart_refusal="window closed"))
+    assert a.kind == "restart-self"
+
+
+def test_unknown_node_waits() -> None:
+    assert plan_next(inp("other", peers())).kind == "wait"
+
+
+def test_expected_runtime_token_with_coefficient() -> None:
+    old = parse_corosync("totem {\n token: 3000\n}\nquorum {\n expected_votes: 3\n}\n")
+    new = parse_corosync("totem {\n token: 1000\n}\nquorum {\n expected_votes: 4\n}\n")
+    exp = expected_runtime(diff_corosync(old, new), 3, {"token": "1000"})
+    assert exp == {"runtime.config.totem.token": "1650", "quorum.expected_votes": "4"}
+    assert expected_runtime(diff_corosync(old, new), 2, {"token": "1000"})["runtime.config.totem.token"] \
+        == "1000"
+
+
+def _cib(nodes_xml: str) -> etree._Element:
+    return etree.fromstring(f'<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config/>'
+                            f"<nodes>{nodes_xml}</nodes><resources/><constraints/></configuration></cib>")
+
+
+def test_rollout_node_attributes_are_not_a_cib_difference() -> None:
+    desired = _cib('<node id="1" uname="a"/><node id="3" uname="c"><instance_attributes id="nodes-3">'
+                   '<nvpair id="nodes-3-standby" name="standby" value="on"/></instance_attributes></node>')
+    live = _cib('<node id="1" uname="a"><instance_attributes id="nodes-1"><nvpair id="nodes-1-ha-gitops-'
+                'corosync" name="ha-gitops-corosync" value="x:reload"/></instance_attributes></node>'
+                '<node id="3" uname="c"><instance_attributes id="nodes-3">'
+                '<nvpair id="nodes-3-standby" name="standby" value="on"/>'
+                '<nvpair id="nodes-3-ha-gitops-corosync" name="ha-gitops-corosync" value="x:"/>'
+                "</instance_attributes></node>")
+    assert pending_changes(live, desired) == []
+    # ... while a real node attribute still is
+    drift = _cib('<node id="1" uname="a"/><node id="3" uname="c"/>')
+    assert pending_changes(live, drift)
+    assert len(OWN_RULES) == 2
