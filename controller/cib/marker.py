@@ -20,6 +20,11 @@ MARKER_SET_ID = "ha-gitops"
 PREFIX = "ha-gitops-"
 MARKER_RULE = IgnoreRule(xpath=f"configuration/crm_config/cluster_property_set[@id='{MARKER_SET_ID}']",
                          reason="written by ha-gitops itself")
+# The corosync.conf rollout's node attributes (controller/rollout.py): agents' state, not configuration.
+NODE_ATTR_RULE = IgnoreRule(
+    xpath=f"configuration/nodes/node/instance_attributes/nvpair[starts-with(@name, '{PREFIX}')]",
+    reason="ha-gitops rollout state (node attributes)")
+OWN_RULES = (MARKER_RULE, NODE_ATTR_RULE)
 
 
 class Marker(BaseModel):
