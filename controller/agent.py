@@ -18,6 +18,7 @@ from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.notify import Notifier
 from controller.reconcile import DesiredInput, PassResult, Reconciler
+from controller.rollout import CorosyncRollout
 from controller.settings import AgentSettings
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
@@ -40,6 +41,9 @@ class Agent:
         self.reconciler = Reconciler(
             node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
             substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"))
+        self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
+            node=settings.node_name, cluster=self.cluster, store=self.store,
+            service_command=settings.service_command, wake=self.trigger)
         self.work_dir = settings.cache_dir.parent / "work"
         self._wake = threading.Event()
         self._reasons: set[str] = set()
