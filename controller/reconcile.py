@@ -22,8 +22,10 @@ from pydantic import BaseModel, Field
 from controller import faults
 from controller.audit.models import AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditStore
+from controller.cib.diff import build_live_patch
 from controller.cib.document import as_cib, canonical
-from controller.cib.marker import Marker, read_marker
+from controller.cib.marker import MARKER_RULE, Marker, read_marker
+from controller.cib.normalize import IgnoreRule
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
@@ -41,11 +43,15 @@ from controller.desired.findings import Finding
 from controller.desired.state import DesiredState, DesiredStateError, load_desired
 from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
+from controller.disruption import DisruptionRefused, enforce
 from controller.errors import HaGitopsError
+from controller.health import HealthProblem, health_problems
+from controller.impact import Impact, SimulationError, simulate
 from controller.plan import effective_desired
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
-                  "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back"]
+                  "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
+                  "bad-revision"]
 
 
 class DesiredInput(BaseModel):
@@ -218,6 +224,9 @@ class Reconciler:
         if marker.pinned and marker.pinned == rev:
             return result("pinned", f"revision {rev[:12]} was rolled back; waiting for a newer commit or "
                           "`ha-gitops resume`", revision=rev, changes=len(changes))
+        if marker.bad and marker.bad == rev:
+            return result("bad-revision", f"revision {rev[:12]} left the cluster unhealthy and was rolled "
+                          "back; it is not retried until a newer commit", revision=rev, changes=len(changes))
 
         drift = marker.digest == digest
         diff_json = [c.model_dump() for c in changes]
@@ -246,13 +255,33 @@ class Reconciler:
             return result("no-quorum", "the cluster is not quorate: nothing is written", revision=rev,
                           changes=len(changes))
 
+        impact_detail: dict[str, Any] = {}
+        if kind == "apply":
+            # Predict what Pacemaker will do (crm_simulate on the live status) and hold it to the policy.
+            try:
+                impact = self.predict(live, wanted, ignore)
+                impact_detail = {"impact": impact.model_dump(mode="json")}
+                enforce(impact, state.policy, datetime.now(UTC))
+            except DisruptionRefused as exc:
+                if self._once("refused-disruption", rev):
+                    events.append(self._record(
+                        node=self.node, kind="refused", outcome="refused", commit=desired.commit,
+                        summary="refused by the disruption policy; live cluster untouched", error=str(exc),
+                        diff=diff_json, details={"trigger": trigger, **exc.audit_detail()}).id)
+                return result("refused", str(exc), revision=rev, changes=len(changes))
+            except SimulationError as exc:
+                impact_detail = {"impact_error": str(exc)}
+            stopped = self._stop_removed_first(changes, status, state)
+            if stopped:
+                impact_detail["stopped_first"] = stopped
+
         event_id = str(uuid.uuid4())
 
         def new_marker(live_marker: Marker) -> Marker:
-            # A newer commit clears a pin; suspend stays the operator's.
+            # A newer commit clears a pin and a bad mark; suspend stays the operator's.
             return live_marker.model_copy(update={
                 "revision": rev, "digest": digest, "event": event_id, "kind": kind, "applied_by": self.node,
-                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": None,
                 "pinned": None if live_marker.pinned != rev else live_marker.pinned})
 
         try:
@@ -270,11 +299,89 @@ class Reconciler:
         if not outcome.changed:
             return result("no-change", "converged meanwhile", revision=rev)
         faults.pause("after-write")
-        ev = self._record_write(kind, desired, outcome, event_id, trigger, substituted_details(substituted),
+        ev = self._record_write(kind, desired, outcome, event_id, trigger,
+                                {**substituted_details(substituted), **impact_detail},
                                 origin=updated_by(live) if drift else None)
         events.append(ev.id)
+        problems = self.verify(status, state)
+        if problems:
+            events.append(self._record(
+                node=self.node, kind="verify", outcome="failure", commit=desired.commit,
+                summary=f"cluster unhealthy after {kind} of {rev[:12]}: "
+                        + "; ".join(p.message for p in problems),
+                details={"problems": [p.model_dump() for p in problems], "after_event": ev.id}).id)
+            if kind == "apply":
+                events.append(self._auto_rollback(outcome, rev, desired, ev.id, problems))
+                return result("rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
+                              f"configuration restored, {rev[:12]} marked bad", revision=rev,
+                              changes=len(outcome.objects))
         return result("applied" if kind == "apply" else "drift-corrected",
                       f"{len(outcome.objects)} object(s) changed", revision=rev, changes=len(outcome.objects))
+
+    # ------------------------------------------------------------------ safety around a write
+    def predict(self, live: etree._Element, wanted: etree._Element, ignore: Sequence[IgnoreRule]) -> Impact:
+        """What Pacemaker would do with the configuration exactly as it will be written."""
+        proposed = build_live_patch(live, wanted, ignore=[*ignore, MARKER_RULE]).new
+        return simulate(live, proposed, runner=self.cluster.runner)
+
+    def _stop_removed_first(self, changes: Sequence[Any], status: Any, state: DesiredState) -> list[str]:
+        """Resources removed from git are stopped (target-role Stopped) and waited for before they are
+        deleted, so nothing is left running unmanaged or orphaned."""
+        removed = {c.id for c in changes if c.kind == "resource" and c.action == "removed"}
+        running = {r.id for r in status.resources if r.active} | {
+            r.parent for r in status.resources if r.active and r.parent}
+        to_stop = sorted(removed & running)
+        for rid in to_stop:
+            self.cluster.runner.run(["crm_resource", "--resource", rid, "--meta", "--set-parameter",
+                                     "target-role", "--parameter-value", "Stopped"], timeout=30)
+        if to_stop:
+            timeout = state.policy.settle.timeout.total_seconds()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                st = self.cluster.status()
+                if not any(r.active and (r.id in to_stop or r.parent in to_stop) for r in st.resources):
+                    break
+                time.sleep(0.5)
+            else:
+                raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
+        return to_stop
+
+    def verify(self, before: Any, state: DesiredState) -> list[HealthProblem]:
+        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health."""
+        deadline = time.monotonic() + state.policy.settle.timeout.total_seconds()
+        settled = False
+        while time.monotonic() < deadline:
+            # crm_resource --wait can return before the transition for a fresh write has begun: also
+            # wait until no resource is in a transient role (Starting, Stopping, ...).
+            settled = self.cluster.wait_settled(max(deadline - time.monotonic(), 1))
+            after = self.cluster.status()
+            if settled and not any(r.role.endswith("ing") for r in after.resources):
+                break
+            settled = False
+            time.sleep(0.3)
+        problems = health_problems(before, self.cluster.status())
+        if not settled:
+            problems.append(HealthProblem(kind="settle", subject="cluster",
+                                          message="the cluster did not settle within the settle timeout"))
+        return problems
+
+    def _auto_rollback(self, outcome: WriteOutcome, rev: str, desired: DesiredInput, apply_event: int,
+                       problems: Sequence[HealthProblem]) -> int:
+        wanted = as_cib(parse_xml_bytes(outcome.config_before.encode(), source="configuration before apply"))
+        marker_event = str(uuid.uuid4())
+
+        def new_marker(live_marker: Marker) -> Marker:
+            return live_marker.model_copy(update={
+                "event": marker_event, "kind": "auto-rollback", "applied_by": self.node, "digest": None,
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": rev})
+
+        back = write_configuration(self.cluster, wanted, marker=new_marker, max_attempts=self.max_attempts)
+        ev = self._record_write("auto-rollback", desired, back, marker_event, "verify",
+                                {"rolled_back_event": apply_event, "bad_revision": rev,
+                                 "problems": [p.model_dump() for p in problems]},
+                                summary=f"auto-rollback of {rev[:12]}: previous configuration restored, "
+                                        "revision marked bad")
+        return ev.id
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: dict[str, Any], origin: dict[str, Any] | None = None,

@@ -37,6 +37,7 @@ class Marker(BaseModel):
     applied_at: str | None = None    # ISO time
     suspended: bool = False          # `ha-gitops suspend`: agents observe but do not write
     pinned: str | None = None        # sha rolled back from: not applied again until a newer commit
+    bad: str | None = None           # sha that left the cluster unhealthy and was rolled back automatically
 
     def nvpairs(self) -> dict[str, str]:
         out: dict[str, str] = {}

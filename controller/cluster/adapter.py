@@ -30,6 +30,12 @@ class LiveCluster:
         r = self.runner.run(["cat", "--", path], timeout=15, check=False)
         return r.stdout if r.returncode == 0 else None
 
+    def wait_settled(self, timeout: float) -> bool:
+        """Until no transition is in progress (crm_resource --wait); False when the timeout ran out."""
+        r = self.runner.run(["crm_resource", "--wait", f"--timeout={int(max(timeout, 1))}s"],
+                            timeout=timeout + 15, check=False)
+        return r.returncode == 0
+
     def status(self) -> ClusterStatus:
         r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30)
         return parse_crm_mon(r.stdout)
