@@ -1,0 +1,145 @@
+"""Safe order for CIB changes on a real cluster: disruption policy, stop-before-delete, auto-rollback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cib.marker import read_marker
+from controller.sandbox.manager import Sandbox
+from controller.sandbox.topology import SandboxAgents
+from tests.conftest import REFERENCE, need_root
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+STATE = Path("/var/lib/ha-gitops-sandbox-safe")
+REPO = Path("/var/lib/ha-gitops-test-repos/safe")
+FOLDER = "kamailio"
+CRM = f"{FOLDER}/cib.crm"
+POLICY = f"{FOLDER}/cluster.toml"
+
+CLOSED_WINDOW = '''
+[[maintenance_window]]
+name = "new-year"
+cron = "0 3 1 1 *"
+duration = "1m"
+
+[disruption]
+protect = ["PROXY01"]
+'''
+OPEN_WINDOW = '''
+[[maintenance_window]]
+name = "always"
+cron = "* * * * *"
+duration = "2m"
+
+[disruption]
+protect = ["PROXY01"]
+'''
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[Sandbox, GitRepo]]:
+    need_root()
+    shutil.rmtree(REPO, ignore_errors=True)
+    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
+    files[POLICY] = CLOSED_WINDOW
+    repo = GitRepo.create(REPO, files, "kamailio with a disruption policy")
+    sb = Sandbox(STATE)
+    sb.down()
+    sb.up(REFERENCE, timeout=90, agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0,
+                                                       drift_debounce=0.2))
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
+             "initial sync")
+    yield sb, repo
+    sb.down(keep_logs=True)
+    shutil.rmtree(REPO, ignore_errors=True)
+
+
+def events(sb: Sandbox, node: str = "kamailio01") -> list[dict]:
+    r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def dc(sb: Sandbox) -> str:
+    d = sb.cluster("kamailio01").status().dc
+    assert d
+    return d
+
+
+def vip(sb: Sandbox) -> str:
+    r = sb.exec("kamailio01", ["crm_resource", "-r", "IP-HA-01", "-g", "ip"])
+    return r.stdout.strip()
+
+
+def by_commit(sb: Sandbox, sha: str, kind: str) -> dict | None:
+    return next((e for e in events(sb, dc(sb)) if e["kind"] == kind and e["commit"]
+                 and e["commit"]["sha"] == sha), None)
+
+
+def test_restart_of_protected_group_refused_outside_window_and_applied_inside(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    text = repo.read(CRM).replace("ip=10.220.1.25", "ip=10.220.1.26")
+    sha = repo.commit({CRM: text}, "move the VIP to .26")
+    refused = wait_for(lambda: by_commit(sb, sha, "refused"), 30, "refusal")
+    assert "protect" in refused["error"] and "PROXY01" in refused["error"]
+    # The prediction is in the event: the VIP and the group member after it restart.
+    impact = {(r["resource"], r["action"]) for r in refused["details"]["impact"]["resources"]}
+    assert ("IP-HA-01", "restart") in impact and ("KAMAILIO01", "restart") in impact
+    assert vip(sb) == "10.220.1.25"
+    # Inside a maintenance window the same change goes through.
+    sha2 = repo.commit({POLICY: OPEN_WINDOW}, "open a maintenance window")
+    wait_for(lambda: vip(sb) == "10.220.1.26", 30, "VIP moved inside the window")
+    applied = wait_for(lambda: by_commit(sb, sha2, "apply"), 20, "apply event")
+    assert any(r["resource"] == "IP-HA-01" and r["action"] == "restart"
+               for r in applied["details"]["impact"]["resources"])
+    wait_for(lambda: sb.exec("kamailio03", ["ping", "-c1", "-W1", "10.220.1.26"]).returncode == 0, 30,
+             "the new VIP answers")
+
+
+def test_removed_resource_is_stopped_before_it_is_deleted(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    base = repo.read(CRM)
+    extra = ("primitive extra-dummy ocf:pacemaker:Dummy \\\n\top monitor interval=10s\n"
+             "location extra-prefers-02 extra-dummy 50: kamailio02\n")
+    repo.commit({CRM: base + extra}, "add extra-dummy")
+    wait_for(lambda: (r := sb.cluster("kamailio01").status().resource("extra-dummy")) and r.active, 40,
+             "extra-dummy running")
+    sha = repo.commit({CRM: base}, "remove extra-dummy")
+    ev = wait_for(lambda: by_commit(sb, sha, "apply"), 60, "the removal applied")
+    assert ev["details"]["stopped_first"] == ["extra-dummy"]
+    cib = sb.cluster("kamailio01").read_cib()
+    assert cib.find(".//primitive[@id='extra-dummy']") is None
+    assert cib.find(".//rsc_location[@id='extra-prefers-02']") is None  # its constraint went with it
+    # Nothing orphaned or still running.
+    assert sb.cluster("kamailio01").status().resource("extra-dummy") is None
+
+
+def test_change_that_fails_to_start_is_rolled_back_and_marked_bad(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    base = repo.read(CRM)
+    broken = ("primitive broken-dummy ocf:pacemaker:Dummy \\\n\tparams state=/nonexistent/dir/state \\\n"
+              "\tmeta migration-threshold=1\n")
+    sha = repo.commit({CRM: base + broken}, "add a resource that cannot start")
+    rollback = wait_for(lambda: by_commit(sb, sha, "auto-rollback"), 120, "auto-rollback")
+    assert rollback["details"]["bad_revision"] == sha
+    verify = by_commit(sb, sha, "verify")
+    assert verify is not None and verify["outcome"] == "failure" and "broken-dummy" in verify["summary"]
+    cib = sb.cluster("kamailio01").read_cib()
+    assert cib.find(".//primitive[@id='broken-dummy']") is None
+    assert read_marker(cib).bad == sha
+    # Not retried: the agents report the revision as bad.
+    wait_for(lambda: json.loads(sb.exec(dc(sb), [*HA_GITOPS, "status", "--format", "json"]).stdout)
+             ["agent"]["outcome"] == "bad-revision", 30, "bad-revision reported")
+    # A newer commit is applied again.
+    good = repo.commit({CRM: base.replace("resource-stickiness=100", "resource-stickiness=120")},
+                       "drop the broken resource, stickiness 120")
+    wait_for(lambda: by_commit(sb, good, "apply"), 40, "newer commit applied")
+    assert read_marker(sb.cluster("kamailio01").read_cib()).bad is None
