@@ -492,8 +492,18 @@ def plan_cmd(config: str | None, folder: str | None, fmt: str) -> None:
         desired = _desired_input(settings, folder, Path(work))
         state = load_desired(desired.folder)
         cluster = LiveCluster()
-        plan = make_plan(state, cluster.read_cib(), cluster.read_file("/etc/corosync/corosync.conf"),
+        live = cluster.read_cib()
+        plan = make_plan(state, live, cluster.read_file("/etc/corosync/corosync.conf"),
                          revision=desired.sha, substitutions=settings.substitute)
+        if plan.cib_changes:
+            from controller.impact import SimulationError, simulate
+            from controller.plan import proposed_configuration
+
+            try:
+                plan.impact = simulate(live, proposed_configuration(state, live, settings.substitute),
+                                       runner=cluster.runner)
+            except SimulationError as exc:
+                plan.notes.append(f"impact prediction unavailable: {exc}")
     if fmt == "json":
         print_json(plan.model_dump(mode="json", by_alias=True) | {"changed": plan.changed})
     elif fmt == "markdown":

@@ -20,6 +20,7 @@ from controller.corosync.diff import CorosyncChange, diff_corosync, highest_clas
 from controller.corosync.document import parse_corosync
 from controller.desired.state import DesiredState
 from controller.desired.substitute import Substituted, Substitution, substitute
+from controller.impact import Impact
 
 StepKind = Literal["cib-patch", "corosync-write", "corosync-reload", "corosync-rolling-restart",
                    "corosync-cluster-restart"]
@@ -39,7 +40,7 @@ class Plan(BaseModel):
     corosync_class: str | None = None
     substitutions: list[Substituted] = Field(default_factory=list)
     steps: list[PlanStep] = Field(default_factory=list)
-    impact: Any = None  # filled by the shell when a live status is available (crm_simulate)
+    impact: Impact | None = None  # filled by the shell from the live status (crm_simulate)
     notes: list[str] = Field(default_factory=list)
 
     @property
@@ -51,6 +52,15 @@ def effective_desired(desired: DesiredState, substitutions: Sequence[Substitutio
                       ) -> tuple[etree._Element, list[Substituted]]:
     """The <cib> the cluster should hold: the desired configuration, substituted where agents cannot run."""
     return substitute(as_cib(desired.configuration()), list(substitutions))
+
+
+def proposed_configuration(desired: DesiredState, live_cib: etree._Element,
+                           substitutions: Sequence[Substitution] = ()) -> etree._Element:
+    """The configuration exactly as a write would leave it (live ids adopted, managed fields kept)."""
+    from controller.cib.diff import build_live_patch
+
+    wanted, _ = effective_desired(desired, substitutions)
+    return build_live_patch(live_cib, wanted, ignore=[*desired.policy.ignore, *OWN_RULES]).new
 
 
 def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: str | None, *,
@@ -111,9 +121,9 @@ def render_plan_text(plan: Plan) -> str:
         for c in plan.corosync_changes:
             lines.append(f"  ~ {c.path}: {c.old if c.old is not None else '(unset)'} -> "
                          f"{c.new if c.new is not None else '(unset)'}  [{c.change_class}]")
-    if plan.impact is not None and hasattr(plan.impact, "render_text"):
+    if plan.impact is not None:
         lines.append("")
-        lines.append(plan.impact.render_text())
+        lines.append(plan.impact.text().rstrip())
     if plan.steps:
         lines.append("")
         lines.append("Steps:")
@@ -146,8 +156,8 @@ def render_plan_markdown(plan: Plan) -> str:
         for cc in plan.corosync_changes:
             out.append(f"| `{cc.path}` | {cc.old or ''} | {cc.new or ''} | {cc.change_class} |")
         out.append("")
-    if plan.impact is not None and hasattr(plan.impact, "render_markdown"):
-        out += [plan.impact.render_markdown(), ""]
+    if plan.impact is not None:
+        out += [plan.impact.markdown().rstrip(), ""]
     if plan.steps:
         out += ["#### Steps", ""]
         out += [f"{i}. **{s.kind}**: {s.description} (gate: {s.gate})" for i, s in enumerate(plan.steps, 1)]

@@ -22,10 +22,8 @@ from pydantic import BaseModel, Field
 from controller import faults
 from controller.audit.models import AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditStore
-from controller.cib.diff import build_live_patch
 from controller.cib.document import as_cib, canonical
-from controller.cib.marker import MARKER_RULE, Marker, read_marker
-from controller.cib.normalize import IgnoreRule
+from controller.cib.marker import Marker, read_marker
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
@@ -47,7 +45,7 @@ from controller.disruption import DisruptionRefused, enforce
 from controller.errors import HaGitopsError
 from controller.health import HealthProblem, health_problems
 from controller.impact import Impact, SimulationError, simulate
-from controller.plan import effective_desired
+from controller.plan import effective_desired, proposed_configuration
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
@@ -259,7 +257,7 @@ class Reconciler:
         if kind == "apply":
             # Predict what Pacemaker will do (crm_simulate on the live status) and hold it to the policy.
             try:
-                impact = self.predict(live, wanted, ignore)
+                impact = self.predict(live, state)
                 impact_detail = {"impact": impact.model_dump(mode="json")}
                 enforce(impact, state.policy, datetime.now(UTC))
             except DisruptionRefused as exc:
@@ -319,9 +317,9 @@ class Reconciler:
                       f"{len(outcome.objects)} object(s) changed", revision=rev, changes=len(outcome.objects))
 
     # ------------------------------------------------------------------ safety around a write
-    def predict(self, live: etree._Element, wanted: etree._Element, ignore: Sequence[IgnoreRule]) -> Impact:
+    def predict(self, live: etree._Element, state: DesiredState) -> Impact:
         """What Pacemaker would do with the configuration exactly as it will be written."""
-        proposed = build_live_patch(live, wanted, ignore=[*ignore, MARKER_RULE]).new
+        proposed = proposed_configuration(state, live, self.substitutions)
         return simulate(live, proposed, runner=self.cluster.runner)
 
     def _stop_removed_first(self, changes: Sequence[Any], status: Any, state: DesiredState) -> list[str]:
