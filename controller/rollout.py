@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,8 @@ from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass, CorosyncChange
 from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
+
+log = logging.getLogger("ha-gitops.rollout")
 
 ATTR_FILE = "ha-gitops-corosync"
 ATTR_APPLIED = "ha-gitops-corosync-applied"
@@ -190,31 +193,42 @@ def plan_next(inp: RolloutInput) -> Action:
 
 
 # ---------------------------------------------------------------------------------------------- cmap checks
-def expected_runtime(changes: Sequence[CorosyncChange], node_count: int,
-                     totem: dict[str, str]) -> dict[str, str | None]:
-    """cmap key -> the value a node runs once a reload took (None: the key must be absent).
+class Expect(BaseModel):
+    """What cmap must show: `value` (None: absent), or for the token `value` + k * `coefficient`, k >= 0."""
 
-    Totem timing keys are checked where corosync publishes what it runs (runtime.config.totem.*);
-    the token there is the configured one plus token_coefficient (default 650 ms) per node beyond two
-    (corosync.conf(5)). Keys inside repeated sections (nodelist.node[...]) have no stable cmap name
-    and are covered by the reload-in-progress check only.
+    value: str | None
+    coefficient: int = 0
+
+    def matches(self, have: str | None) -> bool:
+        if self.coefficient and have is not None and self.value is not None and have.isdigit():
+            extra = int(have) - int(self.value)
+            return extra >= 0 and extra % self.coefficient == 0
+        return have == self.value
+
+
+def expected_runtime(changes: Sequence[CorosyncChange], totem: dict[str, str]) -> dict[str, Expect]:
+    """cmap key -> what a node shows once a reload of the new file took.
+
+    Totem keys are checked twice: the configured value (totem.KEY, re-read from the file) and what
+    corosync runs (runtime.config.totem.KEY). The running token is the configured one plus
+    token_coefficient (default 650 ms) times a node count; measured with 3 nodes after a reload,
+    corosync 3.1.7 counts more than the 3 (token 1000 runs as 3600), so the token is checked as
+    token + k * coefficient. Keys inside repeated sections (nodelist.node[...]) have no stable cmap
+    name and are covered by the reload-in-progress check only.
     """
-    out: dict[str, str | None] = {}
+    out: dict[str, Expect] = {}
     for c in changes:
         if c.change_class != "reload" or "[" in c.path:
             continue
+        out[c.path] = Expect(value=c.new)
         if c.path.startswith("totem.") and c.path.count(".") == 1:
             key = c.path.split(".", 1)[1]
             if key in ("token", "token_coefficient"):
-                token = int(totem.get("token", "1000"))
-                coef = int(totem.get("token_coefficient", "650"))
-                out["runtime.config.totem.token"] = str(token + max(0, node_count - 2) * coef)
-            elif key in ("config_version",):
-                out["totem.config_version"] = c.new
-            else:
-                out[f"runtime.config.totem.{key}"] = c.new
-        else:
-            out[c.path] = c.new
+                out["runtime.config.totem.token"] = Expect(value=totem.get("token", "1000"),
+                                                           coefficient=int(totem.get("token_coefficient",
+                                                                                     "650")) or 0)
+            elif key != "config_version" and c.new is not None:
+                out[f"runtime.config.totem.{key}"] = Expect(value=c.new)
     return out
 
 
@@ -332,6 +346,9 @@ class CorosyncRollout:
                                           error=str(exc)))
         if action.in_progress and action.kind != "refuse":
             self._poll_later()
+        if action.in_progress or action.kind not in ("nothing", "wait"):
+            log.info("corosync.conf %s: %s (%s)%s", inp.desired_digest, action.kind, res.reason,
+                     f" failed: {res.error}" if res.error else "")
         res.duration = round(time.monotonic() - started, 3)
         return res.model_dump()
 
@@ -479,11 +496,11 @@ class CorosyncRollout:
         old = parse_corosync(backup.read_text(encoding="utf-8", errors="surrogateescape"), source=str(backup))
         new = parse_corosync(text, source="desired corosync.conf")
         totem = new.root.sections("totem")[0].items() if new.root.sections("totem") else {}
-        nodes = len(new.root.sections("nodelist")[0].sections("node")) if new.root.sections("nodelist") else 0
-        for key, want in expected_runtime(diff_corosync(old, new), nodes, totem).items():
+        for key, want in expected_runtime(diff_corosync(old, new), totem).items():
             have = self.cluster.cmap_get(key)
-            if have != want:
-                problems.append(f"{key} = {have} (expected {want})")
+            if not want.matches(have):
+                problems.append(f"{key} = {have} (expected {want.value}"
+                                + (f" + k*{want.coefficient}" if want.coefficient else "") + ")")
         return problems
 
     def _set_attr(self, node: str, name: str, value: str) -> None:

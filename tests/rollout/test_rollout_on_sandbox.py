@@ -1,0 +1,237 @@
+"""The corosync.conf rollout on the real 3-node sandbox, driven by the agents from a git repository."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.errors import HaGitopsError
+from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
+from controller.sandbox.manager import Sandbox
+from controller.sandbox.topology import SandboxAgents
+from tests.conftest import REFERENCE, need_root
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+STATE = Path("/var/lib/ha-gitops-sandbox-rollout")
+REPO = Path("/var/lib/ha-gitops-test-repos/rollout")  # not under /tmp: every node must see it
+NODES = ["kamailio01", "kamailio02", "kamailio03"]
+FOLDER = "clusters/kamailio"
+CONF = f"{FOLDER}/corosync.conf"
+VIP = "10.220.1.25"
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[Sandbox, GitRepo]]:
+    need_root()
+    shutil.rmtree(REPO, ignore_errors=True)
+    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
+    repo = GitRepo.create(REPO, files, "kamailio: initial desired state")
+    sb = Sandbox(STATE)
+    sb.down()
+    sb.up(REFERENCE, timeout=90,
+          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
+    digest = text_digest(repo.read(CONF))
+    wait_for(lambda: all(a.get(ATTR_APPLIED) == digest for a in attrs(sb).values()), 60,
+             "every node to report the initial corosync.conf")
+    yield sb, repo
+    sb.down(keep_logs=True)
+    shutil.rmtree(REPO, ignore_errors=True)
+
+
+def attrs(sb: Sandbox, via: str = "kamailio01") -> dict[str, dict[str, str]]:
+    """Node name -> its permanent node attributes, from the CIB."""
+    try:
+        cib = sb.cluster(via).read_cib()
+    except HaGitopsError:
+        return {}
+    return {n.get("uname", ""): {nv.get("name", ""): nv.get("value", "")
+                                 for nv in n.iterfind("instance_attributes/nvpair")}
+            for n in cib.iterfind("configuration/nodes/node")}
+
+
+def applied_everywhere(sb: Sandbox, digest: str, via: str = "kamailio01") -> bool:
+    a = attrs(sb, via)
+    return len(a) == 3 and all(v.get(ATTR_APPLIED) == digest for v in a.values())
+
+
+def node_file(sb: Sandbox, node: str) -> str:
+    return (sb.layout.node_dir(node) / "etc-corosync" / "corosync.conf").read_text()
+
+
+def audit(sb: Sandbox, node: str) -> list[dict]:
+    r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def steps(sb: Sandbox, digest: str, step: str | None = None) -> list[dict]:
+    """Every node's rollout events for `digest`, oldest first (one host clock: times compare)."""
+    out = [e for n in NODES for e in audit(sb, n)
+           if e["kind"] in ("rollout-step", "refused", "error")
+           and (e.get("details") or {}).get("digest") == digest
+           and (step is None or e["details"].get("step") == step)]
+    return sorted(out, key=lambda e: e["time"])
+
+
+def commit_conf(repo: GitRepo, text: str, message: str) -> str:
+    repo.commit({CONF: text}, message)
+    return text_digest(text)
+
+
+class Sampler:
+    """Runs `probe` every `interval` seconds in a thread; keeps (monotonic time, result)."""
+
+    def __init__(self, probe: object, interval: float = 0.2) -> None:
+        self.probe, self.interval, self.samples = probe, interval, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                value = self.probe()  # type: ignore[operator]
+            except HaGitopsError as exc:
+                value = f"error: {exc}"
+            self.samples.append((time.monotonic(), value))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Sampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._t.join(10)
+
+
+class VipPinger:
+    """`ping` of the VIP from a node that never holds it; the longest gap between answers."""
+
+    def __init__(self, sb: Sandbox, node: str, interval: float = 0.05) -> None:
+        argv = [*sb.prefix(node), "ping", "-n", "-D", "-i", str(interval), "-W", "1", VIP]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.times: list[float] = []
+
+    def stop(self) -> float:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        self.times = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)]
+        assert len(self.times) > 10, out[-500:]
+        return max(b - a for a, b in zip(self.times, self.times[1:], strict=False))
+
+
+def set_key(text: str, section: str, key: str, value: str) -> str:
+    """corosync.conf text with `key: value` set in the first `section {` (added at its top if absent)."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if re.match(rf"^\s*{section}\s*\{{", line))
+    for i in range(start + 1, len(lines)):
+        if re.match(r"^\s*\}", lines[i]) or re.match(r"^\s*\w+\s*\{", lines[i]):
+            break
+        if re.match(rf"^\s*{key}\s*:", lines[i]):
+            lines[i] = f"{key}: {value}\n"
+            return "".join(lines)
+    lines.insert(start + 1, f"{key}: {value}\n")
+    return "".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_token_reload_reaches_every_node_standby_first_while_quorate(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    text = set_key(repo.read(CONF), "totem", "token", "1000")
+    with Sampler(lambda: sb.cluster("kamailio02").quorum().quorate) as quorate:
+        t0 = time.monotonic()
+        digest = commit_conf(repo, text, "corosync: token 1000")
+        wait_for(lambda: applied_everywhere(sb, digest), 60, "the token change on every node")
+        elapsed = time.monotonic() - t0
+    assert quorate.samples and all(v is True for _, v in quorate.samples), quorate.samples
+    for node in NODES:
+        assert node_file(sb, node) == text
+        assert sb.cluster(node).cmap_get("totem.token") == "1000"
+        runtime = int(sb.cluster(node).cmap_get("runtime.config.totem.token") or 0)
+        assert runtime >= 1000 and (runtime - 1000) % 650 == 0  # + token_coefficient per node (3600 seen)
+        assert sb.cluster(node).cmap_get("config.totemconfig_reload_in_progress") in (None, "0")
+    writes = steps(sb, digest, "write-file")
+    assert [e["node"] for e in writes] == ["kamailio03", "kamailio01", "kamailio02"]  # standby first
+    assert [e["details"]["position"] for e in writes] == [1, 2, 3]
+    reloads = steps(sb, digest, "reload")
+    assert [e["node"] for e in reloads] == ["kamailio03"]  # one -R, after every node had its file
+    assert reloads[0]["time"] >= writes[-1]["time"]
+    assert {e["node"] for e in steps(sb, digest, "verified")} == set(NODES)
+    print(f"reload across 3 nodes: {elapsed:.2f}s, {len(quorate.samples)} quorum samples, all quorate")
+
+
+def test_config_failing_corosync_t_is_refused_and_no_file_changes(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    good = repo.read(CONF)
+    before = {n: node_file(sb, n) for n in NODES}
+    bad = set_key(good, "totem", "version", "3")  # parses, but corosync accepts only version 2
+    digest = commit_conf(repo, bad, "corosync: version 3 (invalid)")
+    refused = wait_for(lambda: [e for e in steps(sb, digest) if e["kind"] == "refused"], 30, "the refusal")
+    assert refused[0]["node"] == "kamailio03" and "corosync -t" in refused[0]["summary"]
+    assert "version" in (refused[0]["error"] or "") or "exited" in (refused[0]["error"] or "")
+    time.sleep(2)
+    assert {n: node_file(sb, n) for n in NODES} == before
+    assert not any(a.get(ATTR_FILE, "").startswith(digest) for a in attrs(sb).values())
+    # back to the good file: the nodes already run it, nothing to do
+    commit_conf(repo, good, "corosync: back to version 2")
+    wait_for(lambda: applied_everywhere(sb, text_digest(good)), 20, "the good file reported again")
+    assert {n: node_file(sb, n) for n in NODES} == before
+
+
+def test_rolling_restart_node_by_node_with_the_vip_answering(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    text = repo.read(CONF) + "system {\nmove_to_root_cgroup: no\n}\n"  # a rolling-restart key
+    ping = VipPinger(sb, "kamailio03")  # the standby node never holds the VIP
+    try:
+        time.sleep(1)
+        t0 = time.monotonic()
+        digest = commit_conf(repo, text, "corosync: system.move_to_root_cgroup (rolling restart)")
+        wait_for(lambda: applied_everywhere(sb, digest), 150, "the rolling restart on every node", interval=1)
+        elapsed = time.monotonic() - t0
+        time.sleep(1)
+    finally:
+        gap = ping.stop()
+    restarted = steps(sb, digest, "restarted")
+    assert [e["node"] for e in restarted] == ["kamailio03", "kamailio01", "kamailio02"]
+    assert all(e["details"]["class"] == "rolling-restart" for e in restarted)
+    for node in NODES:
+        assert node_file(sb, node) == text
+        assert sb.cluster(node).cmap_get("system.move_to_root_cgroup") == "no"
+    st = sb.cluster("kamailio01").status()
+    assert all(n.online for n in st.nodes) and st.quorate
+    assert [n.name for n in st.nodes if n.standby] == ["kamailio03"]  # nobody left in standby
+    per_node = [e["details"]["seconds"] for e in restarted]
+    print(f"rolling restart: {elapsed:.1f}s total, per node {per_node}, longest VIP gap {gap:.3f}s")
+    assert gap < 5.0
+
+
+def test_rollout_interrupted_by_a_poweroff_stops_and_finishes_when_the_node_is_back(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    text = set_key(repo.read(CONF), "totem", "token", "1500")
+    digest = commit_conf(repo, text, "corosync: token 1500")
+    wait_for(lambda: attrs(sb, "kamailio03").get("kamailio03", {}).get(ATTR_FILE, "").startswith(digest), 30,
+             "the first node to write", interval=0.05)
+    sb.poweroff("kamailio02")
+    paused = wait_for(lambda: steps(sb, digest, "paused"), 30, "the rollout to pause")
+    assert "kamailio02" in paused[0]["details"]["reason"] or "quorate" in paused[0]["details"]["reason"]
+    assert not applied_everywhere(sb, digest, via="kamailio03")
+    with contextlib.suppress(HaGitopsError):  # fencing may have rebooted it already
+        sb.start("kamailio02")
+    wait_for(lambda: applied_everywhere(sb, digest, via="kamailio03"), 90, "the rollout to finish",
+             interval=1)
+    for node in NODES:
+        assert node_file(sb, node) == text
+        assert sb.cluster(node).cmap_get("totem.token") == "1500"
+    assert steps(sb, digest, "resumed")
