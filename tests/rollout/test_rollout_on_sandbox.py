@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.cib.marker import read_marker
 from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
@@ -41,7 +44,10 @@ def env() -> Iterator[tuple[Sandbox, GitRepo]]:
     sb.down()
     sb.up(REFERENCE, timeout=90,
           agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
-    digest = text_digest(repo.read(CONF))
+    head, digest = repo.head(), text_digest(repo.read(CONF))
+    # The order needs the CIB's standby flags: wait for the initial sync of the CIB first.
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == head, 60,
+             "the initial sync")
     wait_for(lambda: all(a.get(ATTR_APPLIED) == digest for a in attrs(sb).values()), 60,
              "every node to report the initial corosync.conf")
     yield sb, repo
@@ -120,11 +126,13 @@ class VipPinger:
 
     def __init__(self, sb: Sandbox, node: str, interval: float = 0.05) -> None:
         argv = [*sb.prefix(node), "ping", "-n", "-D", "-i", str(interval), "-W", "1", VIP]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # Own process group: nsenter forks ping as its child, both must go at the end.
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
         self.times: list[float] = []
 
     def stop(self) -> float:
-        self.proc.terminate()
+        os.killpg(self.proc.pid, signal.SIGINT)
         out, _ = self.proc.communicate(timeout=10)
         self.times = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.M)]
         assert len(self.times) > 10, out[-500:]
