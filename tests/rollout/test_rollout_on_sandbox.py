@@ -76,9 +76,12 @@ def node_file(sb: Sandbox, node: str) -> str:
 
 
 def audit(sb: Sandbox, node: str) -> list[dict]:
-    r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"], timeout=60)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    """The node's audit trail; empty while the node is powered off (or its CLI was cut short)."""
+    try:
+        r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"], timeout=60)
+    except HaGitopsError:
+        return []
+    return json.loads(r.stdout) if r.returncode == 0 else []
 
 
 def steps(sb: Sandbox, digest: str, step: str | None = None) -> list[dict]:
