@@ -330,6 +330,8 @@ class CorosyncRollout:
                 self._write(text, inp, action, base, res)
             elif action.kind == "reload":
                 self._reload(inp, base, res)
+                time.sleep(0.2)  # cmap is updated asynchronously after -R
+                self._verify(text, inp, base, res)
             elif action.kind == "verify":
                 self._verify(text, inp, base, res)
             elif action.kind == "restart-self":
@@ -345,7 +347,8 @@ class CorosyncRollout:
                                           f"({action.kind}): {exc}"[:300], {**base, "step": action.kind},
                                           error=str(exc)))
         if action.in_progress and action.kind != "refuse":
-            self._poll_later()
+            # cmap catches up with a reload in well under a second and no CIB write tells the others
+            self._poll_later(0.3 if action.kind in ("reload", "verify") else 2 * self.poll_interval)
         if action.in_progress or action.kind not in ("nothing", "wait"):
             log.info("corosync.conf %s: %s (%s)%s", inp.desired_digest, action.kind, res.reason,
                      f" failed: {res.error}" if res.error else "")
@@ -542,12 +545,12 @@ class CorosyncRollout:
             time.sleep(0.2)
         raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what}")
 
-    def _poll_later(self) -> None:
+    def _poll_later(self, delay: float) -> None:
         # Peers report through the CIB (the agent's CIB watch wakes it), this is the fallback and the
         # clock for waits that no CIB write ends (a node coming back, cmap catching up).
         if self.wake is None or (self._timer is not None and self._timer.is_alive()):
             return
-        self._timer = threading.Timer(self.poll_interval * 2, self.wake, args=("corosync",))
+        self._timer = threading.Timer(delay, self.wake, args=("corosync",))
         self._timer.daemon = True
         self._timer.start()
 
