@@ -23,6 +23,7 @@ from controller import faults
 from controller.audit.models import AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditStore
 from controller.cib.document import as_cib, canonical
+from controller.cib.edit import with_target_role
 from controller.cib.marker import Marker, read_marker
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
@@ -269,7 +270,7 @@ class Reconciler:
                 return result("refused", str(exc), revision=rev, changes=len(changes))
             except SimulationError as exc:
                 impact_detail = {"impact_error": str(exc)}
-            stopped = self._stop_removed_first(changes, status, state)
+            stopped = self._stop_removed_first(changes, status, state, live, digest)
             if stopped:
                 impact_detail["stopped_first"] = stopped
 
@@ -296,6 +297,9 @@ class Reconciler:
             return result("error", str(exc), revision=rev, changes=len(changes))
         if not outcome.changed:
             return result("no-change", "converged meanwhile", revision=rev)
+        if impact_detail.get("stopped_first"):
+            # "Before" is the configuration before this change, not the intermediate stop.
+            outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
         faults.pause("after-write")
         ev = self._record_write(kind, desired, outcome, event_id, trigger,
                                 {**substituted_details(substituted), **impact_detail},
@@ -322,27 +326,28 @@ class Reconciler:
         proposed = proposed_configuration(state, live, self.substitutions)
         return simulate(live, proposed, runner=self.cluster.runner)
 
-    def _stop_removed_first(self, changes: Sequence[Any], status: Any, state: DesiredState) -> list[str]:
+    def _stop_removed_first(self, changes: Sequence[Any], status: Any, state: DesiredState,
+                            live: etree._Element, digest: str) -> list[str]:
         """Resources removed from git are stopped (target-role Stopped) and waited for before they are
-        deleted, so nothing is left running unmanaged or orphaned."""
+        deleted, so nothing is left running unmanaged or orphaned. The stop is a version-checked write
+        that already carries the new digest in the marker, so other agents do not take it for drift."""
         removed = {c.id for c in changes if c.kind == "resource" and c.action == "removed"}
         running = {r.id for r in status.resources if r.active} | {
             r.parent for r in status.resources if r.active and r.parent}
         to_stop = sorted(removed & running)
-        for rid in to_stop:
-            self.cluster.runner.run(["crm_resource", "--resource", rid, "--meta", "--set-parameter",
-                                     "target-role", "--parameter-value", "Stopped"], timeout=30)
-        if to_stop:
-            timeout = state.policy.settle.timeout.total_seconds()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                st = self.cluster.status()
-                if not any(r.active and (r.id in to_stop or r.parent in to_stop) for r in st.resources):
-                    break
-                time.sleep(0.5)
-            else:
-                raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
-        return to_stop
+        if not to_stop:
+            return []
+        write_configuration(self.cluster, with_target_role(live, to_stop, "Stopped"),
+                            marker=lambda m: m.model_copy(update={"digest": digest}),
+                            max_attempts=self.max_attempts)
+        timeout = state.policy.settle.timeout.total_seconds()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.cluster.status()
+            if not any(r.active and (r.id in to_stop or r.parent in to_stop) for r in st.resources):
+                return to_stop
+            time.sleep(0.5)
+        raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
 
     def verify(self, before: Any, state: DesiredState) -> list[HealthProblem]:
         """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health."""

@@ -114,7 +114,7 @@ def _uncomment(text: str) -> str:
     out, in_list = [], False
     for line in text.splitlines():
         body = line[2:] if line.startswith("# ") else None
-        if body is not None and (in_list or re.match(r"[a-z_]+ = ", body)):
+        if body is not None and (in_list or re.match(r"[a-z_]+ = |\[\[[a-z_]+\]\]$", body)):
             in_list = (in_list or body.endswith("[")) and body.strip() != "]"
             out.append(body)
         else:
@@ -130,6 +130,7 @@ def test_example_documents_every_field_and_loads(tmp_path: Path) -> None:
     assert set(tomllib.loads(full)) == set(AgentSettings.model_fields)
     s = load_settings(write(tmp_path, full))
     assert s.require_signed is True and len(s.allowed_signers) == 4
+    assert s.substitute[0].match_class == "systemd" and s.substitute[0].to_type == "Dummy"
     assert load_settings(write(tmp_path, text)).repo_url.startswith("git@")  # as shipped: only repo_url
     for name, field in AgentSettings.model_fields.items():
         assert field.description and len(field.description) > 20, name
