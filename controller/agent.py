@@ -27,6 +27,7 @@ log = logging.getLogger("ha-gitops.agent")
 
 CIB_DIR = Path("/var/lib/pacemaker/cib")
 STATUS_KEY = "agent-status"
+MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
 
 
 class Agent:
@@ -54,6 +55,7 @@ class Agent:
         self._stoppers: list[Any] = []
         self._source_trigger: Any = None
         self._last: PassResult | None = None
+        self._beat = time.monotonic()
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -133,6 +135,14 @@ class Agent:
                             path=self.cib_dir / "cib.xml")
             self._stoppers.append(cib.stop)
 
+    def _watchdog(self, interval: float) -> None:
+        """Tell systemd we are alive while the worker makes progress: a pass may legitimately wait minutes
+        (settling, a rolling restart), but a worker stuck longer than MAX_PASS gets us restarted."""
+        while not self._stop.is_set():
+            if time.monotonic() - self._beat < MAX_PASS:
+                self.notifier.watchdog()
+            self._stop.wait(interval)
+
     def run(self) -> None:
         """Until SIGTERM/SIGINT: passes on every trigger, systemd told we are ready and alive."""
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -141,10 +151,11 @@ class Agent:
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
+        if interval:
+            threading.Thread(target=self._watchdog, args=(interval,), daemon=True, name="watchdog").start()
         while not self._stop.is_set():
-            self._wake.wait(timeout=interval or 30.0)
-            if interval:
-                self.notifier.watchdog()
+            self._wake.wait(timeout=30.0)
+            self._beat = time.monotonic()
             reasons = self._take()
             if "push" in reasons and self._last is not None and not self._last.leader and self._last.dc:
                 # Only the DC's agent writes: the others look a moment later, to record what it did, and
@@ -154,6 +165,7 @@ class Agent:
             if not reasons or self._stop.is_set():
                 continue
             try:
+                self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
                 log.info("pass (%s): %s %s", ",".join(sorted(reasons)), result.outcome, result.message)
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
