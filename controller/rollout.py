@@ -268,6 +268,7 @@ class CorosyncRollout:
         self.rejoin_timeout = rejoin_timeout
         self.now = now
         self._timer: threading.Timer | None = None
+        self._fast_since: dict[str, float] = {}  # digest -> when fast verify polling began
 
     # ------------------------------------------------------------------ observe
     def observe(self, desired_text: str, status: Any, restart_refusal: str | None) -> RolloutInput:
@@ -348,7 +349,9 @@ class CorosyncRollout:
                                           error=str(exc)))
         if action.in_progress and action.kind != "refuse":
             # cmap catches up with a reload in well under a second and no CIB write tells the others
-            self._poll_later(0.3 if action.kind in ("reload", "verify") else 2 * self.poll_interval)
+            fast = action.kind in ("reload", "verify") and \
+                time.monotonic() - self._fast_since.setdefault(inp.desired_digest, time.monotonic()) < 15
+            self._poll_later(0.3 if fast else 2 * self.poll_interval)  # a verify that never takes backs off
         if action.in_progress or action.kind not in ("nothing", "wait"):
             log.info("corosync.conf %s: %s (%s)%s", inp.desired_digest, action.kind, res.reason,
                      f" failed: {res.error}" if res.error else "")
