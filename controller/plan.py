@@ -85,8 +85,9 @@ def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: st
                         f"({_summary(plan.cib_changes)})"))
     if plan.corosync_changes:
         cls = plan.corosync_class
+        order = ", ".join(standby_first(wanted))
         plan.steps.append(PlanStep(kind="corosync-write", gate="`corosync -t` accepts the file on each node",
-                                   description="write corosync.conf on every node, standby nodes first"))
+                                   description=f"write corosync.conf on every node in this order: {order}"))
         plan.steps.append(PlanStep(kind=f"corosync-{cls}",  # type: ignore[arg-type]
                                    gate="all expected nodes online and quorate before each node",
                                    description={"reload": "one corosync-cfgtool -R, then check cmap on "
@@ -97,6 +98,16 @@ def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: st
                                                                    "(maintenance window only)",
                                                 }[cls or "reload"]))
     return plan
+
+
+def standby_first(cib: etree._Element) -> list[str]:
+    """The rollout order (controller/rollout.py): standby nodes first, then the others, each by name."""
+    nodes = []
+    for node in cib.iterfind("configuration/nodes/node"):
+        standby = any(nv.get("value", "").lower() in ("on", "true", "yes", "1")
+                      for nv in node.iterfind("instance_attributes/nvpair[@name='standby']"))
+        nodes.append((not standby, node.get("uname", "")))
+    return [name for _, name in sorted(nodes)]
 
 
 def _summary(changes: Sequence[ObjectChange]) -> str:

@@ -71,6 +71,8 @@ def test_plan_lists_changes_steps_and_renders_for_humans_and_pull_requests() -> 
     assert [(c.path, c.old, c.new, c.change_class) for c in plan.corosync_changes] == [
         ("totem.token", "5000", "3000", "reload")]
     assert [s.kind for s in plan.steps] == ["cib-patch", "corosync-write", "corosync-reload"]
+    # The standby, voting-only node goes first.
+    assert plan.steps[1].description.endswith("kamailio03, kamailio01, kamailio02")
     text = render_plan_text(plan)
     assert "resource-stickiness" in text and "42 -> 100" in text and "cccccccccccc" in text
     md = render_plan_markdown(plan)
