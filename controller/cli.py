@@ -656,9 +656,5 @@ def resume_cmd(config: str | None) -> None:
 # ---- end operations
 
 
-def run() -> None:
-    main()
-
-
 if __name__ == "__main__":
     main()

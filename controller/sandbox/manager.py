@@ -21,7 +21,7 @@ from controller.cluster.adapter import LiveCluster
 from controller.cluster.models import ClusterStatus
 from controller.cluster.runner import ToolRunner
 from controller.command import Result, run
-from controller.errors import CommandError, HaGitopsError
+from controller.errors import HaGitopsError
 from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
@@ -354,5 +354,3 @@ def _remove(p: Path) -> None:
     else:
         p.unlink(missing_ok=True)
 
-
-__all__ = ["CommandError", "Sandbox", "SandboxError", "SandboxStatus", "UpResult"]
