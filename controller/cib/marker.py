@@ -38,6 +38,7 @@ class Marker(BaseModel):
     suspended: bool = False          # `ha-gitops suspend`: agents observe but do not write
     pinned: str | None = None        # sha rolled back from: not applied again until a newer commit
     bad: str | None = None           # sha that left the cluster unhealthy and was rolled back automatically
+    corosync_bad: str | None = None  # revision whose corosync.conf rollout failed verify and was rolled back
 
     def nvpairs(self) -> dict[str, str]:
         out: dict[str, str] = {}
