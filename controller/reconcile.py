@@ -206,6 +206,10 @@ class Reconciler:
                                       leader=leader, trigger=trigger)
             cib_result.corosync = step
             cib_result.events.extend(step.get("events", []))
+            if step.get("bad") and cib_result.outcome == "no-change":
+                cib_result.outcome = "bad-revision"
+                cib_result.message = (f"the corosync.conf of revision {rev[:12]} failed its verify and was "
+                                      "rolled back; it is not retried until a newer commit")
         return cib_result
 
     def _cib_step(self, desired: DesiredInput, state: DesiredState, rev: str, live: etree._Element,

@@ -36,12 +36,16 @@ from pydantic import BaseModel, Field
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
+from controller.cib.marker import read_marker
 from controller.cluster.adapter import LiveCluster
+from controller.cluster.cib_writer import write_marker_only
+from controller.cluster.models import ClusterStatus
 from controller.command import run
 from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass, CorosyncChange
 from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
+from controller.health import health_problems
 
 log = logging.getLogger("ha-gitops.rollout")
 
@@ -53,7 +57,7 @@ BACKUP_SUFFIX = ".ha-gitops-prev"
 _CLASS_ORDER: list[ChangeClass] = ["reload", "rolling-restart", "cluster-restart"]
 
 ActionKind = Literal["nothing", "wait", "refuse", "write-file", "reload", "verify", "restart-self",
-                     "cluster-restart", "report"]
+                     "cluster-restart", "report", "check-health", "restore"]
 
 
 def text_digest(text: str) -> str:
@@ -95,6 +99,11 @@ class RolloutInput(BaseModel):
     gate: Gate
     restart_refusal: str | None = None  # why a cluster-restart may not run now (policy, window)
     reload_issued: bool = False  # this node already ran corosync-cfgtool -R for this digest
+    restarted: bool = False  # this node's corosync was restarted with this digest (local record: survives
+                             # a CIB merge that drops the applied attribute written in a lone partition)
+    bad: bool = False  # the marker: this revision's rollout failed its verify and is rolled back
+    previous_digest: str | None = None  # digest of corosync.conf.ha-gitops-prev (what a rollback restores)
+    health_checked: bool = False  # the driver already judged the cluster after this rollout
 
 
 class Action(BaseModel):
@@ -104,6 +113,7 @@ class Action(BaseModel):
     position: int = 0  # 1-based place of this node in the rollout order
     order: list[str] = Field(default_factory=list)
     in_progress: bool = False  # some node has the new digest and some has not: worth waking up for
+    restart: bool = False  # restore: restart corosync onto the restored file (else reload it)
 
 
 def rollout_order(nodes: Sequence[PeerState]) -> list[str]:
@@ -145,7 +155,11 @@ def plan_next(inp: RolloutInput) -> Action:
         return Action(kind=kind, reason=reason, change_class=cls, position=pos, order=order,
                       in_progress=in_progress)
 
+    if inp.bad:
+        return _plan_rollback(inp, me, order, pos, cls, act)
     if all(n.applied == d for n in inp.nodes):
+        if pos == 1 and cls is not None and not inp.health_checked:
+            return act("check-health", "every node runs it: is the cluster healthy?")
         return act("nothing", "every node runs the desired corosync.conf", in_progress=False)
     if has_local and not me.has_file(d):
         # Written (by us before a crash, or by hand) but not reported: report before anything else.
@@ -157,12 +171,16 @@ def plan_next(inp: RolloutInput) -> Action:
     if cls == "cluster-restart" and inp.restart_refusal and not any(n.restart == d for n in inp.nodes):
         return act("refuse", inp.restart_refusal, in_progress=False)
     if me.restart == d and me.applied != d:
+        if inp.restarted and has_local:  # restarted, but the CIB lost the report (partition merge)
+            return act("report", "restarted with the new file already")
         return act("restart-self", "the cluster restart was requested")  # no gate: every node goes now
 
     before = [by_name[n] for n in order[:pos - 1]]
     if cls == "rolling-restart":
         if me.applied == d:
             return act("wait", "this node runs it; waiting for the others")
+        if inp.restarted and has_local:
+            return act("report", "restarted with the new file already")
         late = [n.name for n in before if n.applied != d]
         if late:
             return act("wait", f"waiting for {', '.join(late)} to restart with the new file")
@@ -190,6 +208,38 @@ def plan_next(inp: RolloutInput) -> Action:
     if me.applied == d:
         return act("wait", "this node runs it; waiting for the others to verify")
     return act("verify", "checking the runtime values through cmap")
+
+
+def _plan_rollback(inp: RolloutInput, me: PeerState, order: list[str], pos: int, cls: ChangeClass | None,
+                   act: Callable[..., Action]) -> Action:
+    """The revision is marked bad: every node that wrote the new file puts its previous one back.
+
+    reload: restore and `corosync-cfgtool -R` at once (each node reloads after its own restore, so the
+    last -R finds every file restored). rolling-restart: restore and restart one node at a time in the
+    rollout order, each after the ones before it (a node that is not in the cluster goes at once: it has
+    nothing to lose). cluster-restart: every node restores and restarts at once, as it came.
+    """
+    d = inp.desired_digest
+    has_local = inp.local_digest == d
+    if not has_local:
+        if me.has_file(d) or me.applied == d:  # restored, the CIB does not say so yet
+            return act("report", "the previous corosync.conf is back")
+        return act("nothing", f"corosync.conf {d} of this revision is marked bad (not retried until a "
+                   "newer commit)", in_progress=False)
+    if not inp.previous_digest:
+        return act("nothing", "no previous corosync.conf to restore on this node", in_progress=False)
+    if cls == "reload" or cls is None:
+        return act("restore", "rolling back: restore and reload")
+    if cls == "rolling-restart" and me.online:
+        by_name = {n.name: n for n in inp.nodes}
+        # One at a time, in the rollout order; no quorum gate: a lost quorum may be what went wrong,
+        # and each node reports only once it is back, so two never restart together.
+        late = [n for n in order[:pos - 1] if by_name[n].has_file(d) and by_name[n].online]
+        if late:
+            return act("wait", f"rolling back: waiting for {', '.join(late)} to restore first")
+    a = act("restore", "rolling back: restore and restart")
+    a.restart = True
+    return a
 
 
 # ---------------------------------------------------------------------------------------------- cmap checks
@@ -244,6 +294,7 @@ class StepResult(BaseModel):
     error: str | None = None
     events: list[int] = Field(default_factory=list)
     duration: float = 0.0
+    bad: bool = False  # this revision's corosync.conf was rolled back: not retried until a newer commit
 
 
 class RolloutFailed(HaGitopsError):
@@ -256,6 +307,7 @@ class CorosyncRollout:
     def __init__(self, *, node: str, cluster: LiveCluster, store: AuditStore, service_command: Sequence[str],
                  conf_path: Path = CONF_PATH, wake: Callable[[str], None] | None = None,
                  poll_interval: float = 1.0, settle_timeout: float = 120.0, rejoin_timeout: float = 90.0,
+                 verify_timeout: float = 30.0,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node = node
         self.cluster = cluster
@@ -266,14 +318,19 @@ class CorosyncRollout:
         self.poll_interval = poll_interval
         self.settle_timeout = settle_timeout
         self.rejoin_timeout = rejoin_timeout
+        self.verify_timeout = verify_timeout
+        self._verify_since: dict[str, float] = {}  # digest -> first runtime check after the reload
         self.now = now
         self._timer: threading.Timer | None = None
         self._fast_since: dict[str, float] = {}  # digest -> when fast verify polling began
 
     # ------------------------------------------------------------------ observe
-    def observe(self, desired_text: str, status: Any, restart_refusal: str | None) -> RolloutInput:
+    def observe(self, desired_text: str, status: Any, restart_refusal: str | None,
+                revision: str = "") -> RolloutInput:
         cib = self.cluster.read_cib()
         local = self._read_local()
+        backup = self._backup_path()
+        previous = backup.read_text(encoding="utf-8", errors="surrogateescape") if backup.exists() else None
         desired_digest = text_digest(desired_text)
         local_class: ChangeClass | None = None
         if local is not None and text_digest(local) != desired_digest:
@@ -289,7 +346,14 @@ class CorosyncRollout:
             node=self.node, desired_digest=desired_digest,
             local_digest=text_digest(local) if local is not None else None, local_class=local_class,
             nodes=peers(cib, status, votes), gate=gate, restart_refusal=restart_refusal,
-            reload_issued=self.store.get_state("corosync-reload-issued", scope=self.node) == desired_digest)
+            reload_issued=self.store.get_state("corosync-reload-issued", scope=self.node) == desired_digest,
+            restarted=self.store.get_state("corosync-restarted", scope=self.node) == desired_digest,
+            bad=bool(revision) and read_marker(cib).corosync_bad == revision,
+            previous_digest=text_digest(previous) if previous is not None else None,
+            health_checked=self.store.get_state("corosync-health", scope=self.node) == desired_digest)
+
+    def _backup_path(self) -> Path:
+        return self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
 
     def _read_local(self) -> str | None:
         try:
@@ -311,10 +375,18 @@ class CorosyncRollout:
         started = time.monotonic()
         text = state.corosync_text
         refusal = check_corosync_restart("cluster-restart", state.policy, self.now())
-        inp = self.observe(text, status, str(refusal) if refusal else None)
+        inp = self.observe(text, status, str(refusal) if refusal else None, revision)
         action = plan_next(inp)
         res = StepResult(action=action.kind, reason=action.reason, change_class=action.change_class,
-                         digest=inp.desired_digest, position=action.position, order=action.order)
+                         digest=inp.desired_digest, position=action.position, order=action.order, bad=inp.bad)
+        saved = self.store.get_state("corosync-before", scope=self.node) or {}
+        if action.position == 1 and saved.get("digest") != inp.desired_digest \
+                and action.kind in ("write-file", "restart-self", "reload", "cluster-restart"):
+            # The driver keeps the cluster's state from before its first step: the health check after
+            # the rollout blames only what is new.
+            self.store.set_state("corosync-before", {"digest": inp.desired_digest,
+                                                     "status": status.model_dump(mode="json")},
+                                 scope=self.node)
         base = {"node": self.node, "class": action.change_class, "digest": inp.desired_digest,
                 "position": action.position, "order": action.order, "revision": revision,
                 "trigger": trigger}
@@ -332,11 +404,20 @@ class CorosyncRollout:
             elif action.kind == "reload":
                 self._reload(inp, base, res)
                 time.sleep(0.2)  # cmap is updated asynchronously after -R
-                self._verify(text, inp, base, res)
+                self._verify(text, inp, base, res, revision)
             elif action.kind == "verify":
-                self._verify(text, inp, base, res)
+                self._verify(text, inp, base, res, revision)
             elif action.kind == "restart-self":
-                self._restart_self(text, inp, action, base, res)
+                try:
+                    self._restart_self(text, inp, action, base, res)
+                except HaGitopsError as exc:
+                    if text_digest(self._read_local() or "") != inp.desired_digest:
+                        raise  # nothing was written: nothing to roll back
+                    self._fail(inp, action, base, res, revision, f"restart with the new file failed: {exc}")
+            elif action.kind == "check-health":
+                self._check_health(state, inp, action, base, res, revision)
+            elif action.kind == "restore":
+                self._restore(inp, action, base, res)
             elif action.kind == "cluster-restart":
                 for n in inp.nodes:
                     self._set_attr(n.name, ATTR_RESTART, inp.desired_digest)
@@ -376,6 +457,14 @@ class CorosyncRollout:
                                       {**base, "step": "write-file"}))
 
     def _report(self, inp: RolloutInput, action: Action) -> None:
+        if inp.bad and inp.local_digest:  # rolled back: this node runs its previous file again
+            self._set_attr(self.node, ATTR_FILE, f"{inp.local_digest}:")
+            self._set_attr(self.node, ATTR_APPLIED, inp.local_digest)
+            return
+        if inp.restarted and inp.local_digest == inp.desired_digest:
+            self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+            self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
+            return
         if action.change_class is None:  # nothing to apply: the node already runs this file
             self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:")
             self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
@@ -390,10 +479,15 @@ class CorosyncRollout:
         res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}",
                                       {**base, "step": "reload", "output": (r.stdout + r.stderr)[-500:]}))
 
-    def _verify(self, text: str, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
+    def _verify(self, text: str, inp: RolloutInput, base: dict[str, Any], res: StepResult,
+                revision: str) -> None:
         problems = self.runtime_problems(text)
         if problems:
             res.reason = "runtime not there yet: " + "; ".join(problems)
+            since = self._verify_since.setdefault(inp.desired_digest, time.monotonic())
+            if time.monotonic() - since > self.verify_timeout:
+                self._fail(inp, None, base, res, revision, f"runtime still differs {self.verify_timeout:g}s "
+                           "after the reload: " + "; ".join(problems), problems=problems)
             return
         self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
         res.events.append(self._event("rollout-step", "success", f"runtime of corosync.conf "
@@ -430,6 +524,7 @@ class CorosyncRollout:
             # systemctl restart corosync stops pacemaker (it requires corosync) but does not start it.
             run([*self.service_command, "restart", "corosync"], timeout=240)
             run([*self.service_command, "start", "pacemaker"], timeout=120)
+            self.store.set_state("corosync-restarted", inp.desired_digest, scope=self.node)
             if cluster_restart:  # the others restart at the same time: wait for this node's stack only
                 self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
                            f"{self.node} to come back")
@@ -444,6 +539,80 @@ class CorosyncRollout:
         res.events.append(self._event("rollout-step", "success", f"{self.node} restarted with corosync.conf "
                                       f"{inp.desired_digest} ({action.position}/{len(action.order)})",
                                       {**base, "step": "restarted", "restart_seconds": down,
+                                       "seconds": round(time.monotonic() - t0, 2)}))
+
+    def _check_health(self, state: Any, inp: RolloutInput, action: Action, base: dict[str, Any],
+                      res: StepResult, revision: str) -> None:
+        """The driver, once every node runs the new file: settled and healthy, or roll back."""
+        timeout = state.policy.settle.timeout.total_seconds()
+        deadline, settled = time.monotonic() + timeout, False
+        while time.monotonic() < deadline:
+            # --wait can return before a fresh transition began: also no resource in a transient role
+            settled = self.cluster.wait_settled(max(deadline - time.monotonic(), 1))
+            if settled and not any(r.role.endswith("ing") for r in self.cluster.status().resources):
+                break
+            settled = False
+            time.sleep(0.3)
+        after = self.cluster.status()
+        saved = self.store.get_state("corosync-before", scope=self.node) or {}
+        before = ClusterStatus.model_validate(saved["status"]) \
+            if saved.get("digest") == inp.desired_digest else after
+        problems = [p.message for p in health_problems(before, after)]
+        if not settled:
+            problems.append(f"the cluster did not settle within {timeout:g}s")
+        self.store.set_state("corosync-health", inp.desired_digest, scope=self.node)
+        if problems:
+            self._fail(inp, action, base, res, revision, "cluster unhealthy after the rollout: "
+                       + "; ".join(problems), problems=problems)
+            return
+        res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} runs "
+                                      "on every node; the cluster is healthy", {**base, "step": "healthy"}))
+
+    def _fail(self, inp: RolloutInput, action: Action | None, base: dict[str, Any], res: StepResult,
+              revision: str, why: str, problems: Sequence[str] = ()) -> None:
+        """Verify failed: record it, mark the revision bad (the marker reaches every agent), roll back."""
+        res.ok, res.error, res.bad = False, why, True
+        verify = self._event("verify", "failure",
+                             f"corosync.conf {inp.desired_digest} failed on {self.node}: {why}"[:300],
+                             {**base, "step": "verify", "problems": list(problems)}, error=why)
+        res.events.append(verify)
+        restored_here = False
+        try:
+            self._mark_bad(revision)
+        except HaGitopsError:
+            # This node is out of the cluster (it did not rejoin): put its own file back first.
+            self._restore(inp, Action(kind="restore", restart=True), base, res)
+            restored_here = True
+            self._mark_bad(revision)
+        res.events.append(self._event(
+            "auto-rollback", "success", f"auto-rollback of corosync.conf {inp.desired_digest} "
+            f"({revision[:12]}): every node that wrote it restores its previous file; revision marked bad",
+            {**base, "step": "auto-rollback", "bad_revision": revision, "verify_event": verify,
+             "restored_here": restored_here}, error=why))
+
+    def _mark_bad(self, revision: str) -> None:
+        write_marker_only(self.cluster, lambda m: m.model_copy(update={"corosync_bad": revision}))
+
+    def _restore(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
+        """Put corosync.conf.ha-gitops-prev back, then reload or restart onto it, then report."""
+        previous = self._backup_path().read_text(encoding="utf-8", errors="surrogateescape")
+        t0 = time.monotonic()
+        if self._read_local() != previous:
+            self.install(previous, keep_backup=False)
+        if action.restart:
+            run([*self.service_command, "restart", "corosync"], timeout=240)
+            run([*self.service_command, "start", "pacemaker"], timeout=120)
+            self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
+                       f"{self.node} to come back with its previous corosync.conf")
+        else:
+            self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+        prev = text_digest(previous)
+        self._set_attr(self.node, ATTR_FILE, f"{prev}:")
+        self._set_attr(self.node, ATTR_APPLIED, prev)
+        res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} rolled "
+                                      f"back on {self.node}: previous file {prev} restored and "
+                                      + ("restarted" if action.restart else "reloaded"),
+                                      {**base, "step": "restored", "previous": prev,
                                        "seconds": round(time.monotonic() - t0, 2)}))
 
     def _paused(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
@@ -475,10 +644,10 @@ class CorosyncRollout:
         out = (r.stderr + r.stdout).strip()
         return f"corosync -t exited {r.returncode}" + (f": {out[-500:]}" if out else "")
 
-    def install(self, text: str) -> None:
+    def install(self, text: str, keep_backup: bool = True) -> None:
         """Atomically replace the file (temp + rename in its directory), the previous one kept."""
         current = self._read_local()
-        if current is not None:
+        if current is not None and keep_backup:
             backup = self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
             backup.write_text(current, encoding="utf-8", errors="surrogateescape")
         tmp = self.conf_path.with_name("." + self.conf_path.name + ".ha-gitops-tmp")
@@ -496,7 +665,7 @@ class CorosyncRollout:
         problems: list[str] = []
         if (self.cluster.cmap_get("config.totemconfig_reload_in_progress") or "0") not in ("0", ""):
             problems.append("config.totemconfig_reload_in_progress is set (the file did not load here)")
-        backup = self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
+        backup = self._backup_path()
         if not backup.exists():
             return problems
         old = parse_corosync(backup.read_text(encoding="utf-8", errors="surrogateescape"), source=str(backup))
