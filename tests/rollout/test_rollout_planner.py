@@ -168,3 +168,52 @@ def test_rollout_node_attributes_are_not_a_cib_difference() -> None:
     drift = _cib('<node id="1" uname="a"/><node id="3" uname="c"/>')
     assert pending_changes(live, drift)
     assert len(OWN_RULES) == 2
+
+
+def test_after_the_last_node_the_driver_checks_health_once() -> None:
+    done = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    a = plan_next(inp("kamailio03", done, local=D))
+    assert a.kind == "check-health" and a.in_progress
+    assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"  # only the driver judges
+    assert plan_next(inp("kamailio03", done, local=D, health_checked=True)).kind == "nothing"
+
+
+def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None:
+    wrote = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    for n in NODES:
+        a = plan_next(inp(n, wrote, local=D, bad=True, previous_digest=OLD, quorate=False))
+        assert (a.kind, a.restart) == ("restore", False)  # no gate: lost quorum may be the failure
+    # restored locally, the CIB not told yet: report; then nothing, and nothing retried
+    assert plan_next(inp("kamailio01", wrote, local=OLD, bad=True, previous_digest=OLD)).kind == "report"
+    a = plan_next(inp("kamailio01", peers(), local=OLD, bad=True, previous_digest=OLD))
+    assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
+
+
+def test_bad_rolling_restart_restores_one_node_at_a_time_in_order() -> None:
+    nodes = peers(kamailio03={"file": f"{D}:rolling-restart", "applied": D},
+                  kamailio01={"file": f"{D}:rolling-restart", "applied": D})
+    kw = {"local": D, "cls": "rolling-restart", "bad": True, "previous_digest": OLD}
+    a = plan_next(inp("kamailio03", nodes, **kw))
+    assert (a.kind, a.restart) == ("restore", True)
+    w = plan_next(inp("kamailio01", nodes, **kw))
+    assert w.kind == "wait" and "kamailio03" in w.reason
+    # a node that never wrote it has nothing to restore
+    assert plan_next(inp("kamailio02", nodes, bad=True, previous_digest=OLD, cls="rolling-restart")).kind \
+        == "nothing"
+    # the node that failed to rejoin (offline) goes at once
+    out = peers(kamailio03={"file": f"{D}:rolling-restart", "applied": D, "online": False},
+                kamailio01={"file": f"{D}:rolling-restart", "applied": D})
+    assert plan_next(inp("kamailio01", out, **kw)).kind == "restore"
+
+
+def test_bad_without_a_previous_file_does_nothing() -> None:
+    a = plan_next(inp("kamailio01", peers(), local=D, bad=True, previous_digest=None))
+    assert a.kind == "nothing" and not a.in_progress
+
+
+def test_a_node_that_restarted_but_lost_its_report_reports_instead_of_restarting_again() -> None:
+    asked = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D} for n in NODES})
+    assert plan_next(inp("kamailio01", asked, local=D, restarted=True)).kind == "report"
+    rolling = peers(kamailio03={"file": f"{D}:rolling-restart"})
+    assert plan_next(inp("kamailio03", rolling, local=D, cls="rolling-restart", restarted=True)).kind \
+        == "report"
