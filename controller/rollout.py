@@ -104,6 +104,7 @@ class RolloutInput(BaseModel):
     bad: bool = False  # the marker: this revision's rollout failed its verify and is rolled back
     previous_digest: str | None = None  # digest of corosync.conf.ha-gitops-prev (what a rollback restores)
     health_checked: bool = False  # the driver already judged the cluster after this rollout
+    rollback_reloaded: bool = False  # the driver issued the final -R of a reload rollback
 
 
 class Action(BaseModel):
@@ -224,6 +225,11 @@ def _plan_rollback(inp: RolloutInput, me: PeerState, order: list[str], pos: int,
     if not has_local:
         if me.has_file(d) or me.applied == d:  # restored, the CIB does not say so yet
             return act("report", "the previous corosync.conf is back")
+        if cls in ("reload", None) and pos == 1 and not inp.rollback_reloaded \
+                and not any(n.has_file(d) for n in inp.nodes):
+            # Each node reloaded after its own restore, but -R calls that overlap a reload under way
+            # can be lost: one more from the driver once every node reports its previous file.
+            return act("reload", "every node restored its previous file: the final reload")
         return act("nothing", f"corosync.conf {d} of this revision is marked bad (not retried until a "
                    "newer commit)", in_progress=False)
     if not inp.previous_digest:
@@ -348,6 +354,8 @@ class CorosyncRollout:
             nodes=peers(cib, status, votes), gate=gate, restart_refusal=restart_refusal,
             reload_issued=self.store.get_state("corosync-reload-issued", scope=self.node) == desired_digest,
             restarted=self.store.get_state("corosync-restarted", scope=self.node) == desired_digest,
+            rollback_reloaded=self.store.get_state("corosync-reload-issued", scope=self.node)
+            == f"{desired_digest}:rollback",
             bad=bool(revision) and read_marker(cib).corosync_bad == revision,
             previous_digest=text_digest(previous) if previous is not None else None,
             health_checked=self.store.get_state("corosync-health", scope=self.node) == desired_digest)
@@ -401,6 +409,14 @@ class CorosyncRollout:
                 self._report(inp, action)
             elif action.kind == "write-file":
                 self._write(text, inp, action, base, res)
+            elif action.kind == "reload" and inp.bad:
+                d = inp.desired_digest
+                r = self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+                self.store.set_state("corosync-reload-issued", f"{d}:rollback", scope=self.node)
+                res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
+                                              f"final corosync-cfgtool -R by {self.node}",
+                                              {**base, "step": "rollback-reload",
+                                               "output": (r.stdout + r.stderr)[-500:]}))
             elif action.kind == "reload":
                 self._reload(inp, base, res)
                 time.sleep(0.2)  # cmap is updated asynchronously after -R

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,82 @@ def test_rollout_interrupted_by_a_poweroff_stops_and_finishes_when_the_node_is_b
         assert node_file(sb, node) == text
         assert sb.cluster(node).cmap_get("totem.token") == "1500"
     assert steps(sb, digest, "resumed")
+
+
+def trail(sb: Sandbox, digest: str, kinds: tuple[str, ...]) -> list[dict]:
+    return sorted((e for n in NODES for e in audit(sb, n) if e["kind"] in kinds
+                   and (e.get("details") or {}).get("digest") == digest), key=lambda e: e["time"])
+
+
+def policy(cron: str) -> dict[str, str]:
+    return {f"{FOLDER}/cluster.toml": f'[[maintenance_window]]\nname = "test"\ncron = "{cron}"\n'
+            'duration = "1h"\n\n[disruption]\nallow_cluster_restart = true\n\n[settle]\ntimeout = "20s"\n'}
+
+
+def test_cluster_restart_refused_without_a_window_then_driven_by_the_standby_node_in_one(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    before = {n: node_file(sb, n) for n in NODES}
+    text = set_key(repo.read(CONF), "totem", "netmtu", "1400")  # cluster-restart class
+    closed = f"0 {(datetime.now(UTC).hour + 12) % 24} * * *"  # a window 12 hours away
+    repo.commit({**policy(closed), CONF: text}, "corosync: netmtu 1400, no window open")
+    digest = text_digest(text)
+    refused = wait_for(lambda: [e for e in steps(sb, digest) if e["kind"] == "refused"], 30, "the refusal")
+    assert "maintenance window" in (refused[0]["error"] or ""), refused[0]
+    time.sleep(2)
+    assert {n: node_file(sb, n) for n in NODES} == before
+    assert not any(a.get(ATTR_FILE, "").startswith(digest) for a in attrs(sb).values())
+
+    t0 = time.monotonic()
+    repo.commit(policy("* * * * *"), "maintenance window open now")
+    wait_for(lambda: applied_everywhere(sb, digest), 120, "the cluster restart on every node", interval=1)
+    healthy = wait_for(lambda: steps(sb, digest, "healthy"), 60, "the driver's health check", interval=1)
+    elapsed = time.monotonic() - t0
+    assert healthy[0]["node"] == "kamailio03"
+    requested = steps(sb, digest, "cluster-restart")
+    assert [e["node"] for e in requested] == ["kamailio03"]  # the standby node drove it
+    restarted = steps(sb, digest, "restarted")
+    assert sorted(e["node"] for e in restarted) == NODES
+    starts = [e["time"] for e in restarted]
+    for node in NODES:
+        assert node_file(sb, node) == text
+        assert sb.cluster(node).cmap_get("totem.netmtu") == "1400"
+    st = sb.cluster("kamailio01").status()
+    assert st.quorate and st.dc and all(n.online for n in st.nodes), st
+    print(f"cluster restart: {elapsed:.1f}s from the window opening; restarted events {starts}")
+
+
+def test_reload_that_loses_quorum_is_rolled_back_on_every_node_and_marked_bad(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    good = repo.read(CONF)
+    # A node announced before it exists, with 3 votes: consistent (expected_votes = the nodelist's
+    # votes), passes `corosync -t` and the validator, reloads - and quorum is 4 of the 3 votes present.
+    text = good.replace("expected_votes: 3", "expected_votes: 6").replace(
+        "ring0_addr: 10.220.1.23\n}\n", "ring0_addr: 10.220.1.23\n}\nnode {\nring0_addr: 10.220.1.26\n"
+        "quorum_votes: 3\n}\n")
+    assert text.count("node {") == 4 and "expected_votes: 6" in text
+    rev = repo.commit({CONF: text}, "corosync: a fourth node with 3 votes, not built yet (loses quorum)")
+    digest, prev = text_digest(text), text_digest(good)
+    t0 = time.monotonic()
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).corosync_bad == rev, 90,
+             "the revision marked bad", interval=0.5)
+    wait_for(lambda: all(node_file(sb, n) == good for n in NODES) and applied_everywhere(sb, prev), 60,
+             "the previous corosync.conf restored on every node", interval=0.5)
+    wait_for(lambda: steps(sb, digest, "rollback-reload"), 30, "the driver's final reload")
+    wait_for(lambda: all(sb.cluster(n).quorum().quorate for n in NODES), 30,
+             "quorum back: " + sb.exec("kamailio01", ["corosync-quorumtool", "-s"]).stdout)
+    elapsed = time.monotonic() - t0
+    for node in NODES:
+        assert sb.cluster(node).cmap_get("quorum.expected_votes") == "3"
+    events = trail(sb, digest, ("verify", "auto-rollback"))
+    assert [e["kind"] for e in events][:2] == ["verify", "auto-rollback"], events
+    assert events[0]["node"] == "kamailio03" and "quorum lost" in (events[0]["error"] or "")
+    assert events[1]["details"]["bad_revision"] == rev
+    restored = steps(sb, digest, "restored")
+    assert sorted(e["node"] for e in restored) == NODES
+    # not retried while git still says this revision
+    time.sleep(3)
+    assert all(node_file(sb, n) == good for n in NODES)
+    assert len(steps(sb, digest, "write-file")) == 3
+    print(f"auto-rollback of a reload: {elapsed:.1f}s until restored and quorate on every node")

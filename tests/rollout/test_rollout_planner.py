@@ -187,6 +187,10 @@ def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None
     assert plan_next(inp("kamailio01", wrote, local=OLD, bad=True, previous_digest=OLD)).kind == "report"
     a = plan_next(inp("kamailio01", peers(), local=OLD, bad=True, previous_digest=OLD))
     assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
+    # once every node reports its previous file, the driver reloads once more, once
+    assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD)).kind == "reload"
+    assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD,
+                         rollback_reloaded=True)).kind == "nothing"
 
 
 def test_bad_rolling_restart_restores_one_node_at_a_time_in_order() -> None:
