@@ -199,6 +199,8 @@ def plan_next(inp: RolloutInput) -> Action:
     if missing:
         return act("wait", f"waiting for {', '.join(sorted(missing))} to write the new file")
     if cls == "cluster-restart":
+        if any(n.restart == d for n in inp.nodes):  # requested: the driver, back first, must not ask again
+            return act("wait", "the cluster restart is under way: waiting for every node to come back")
         if pos != 1:
             return act("wait", f"{order[0]} drives the cluster restart")
         problem = gate_problem(inp)

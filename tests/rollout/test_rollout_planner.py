@@ -131,6 +131,10 @@ def test_cluster_restart_driven_by_the_standby_node_then_every_node_restarts() -
     # once asked, a node restarts even though the cluster is no longer whole (the others restart too)
     a = plan_next(inp("kamailio01", asked, local=D, quorate=False, restart_refusal="window closed"))
     assert a.kind == "restart-self"
+    # the driver, back first, waits for the others instead of asking again
+    back = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D,
+                        "applied": D if n == "kamailio03" else OLD} for n in NODES})
+    assert plan_next(inp("kamailio03", back, local=D, quorate=False)).kind == "wait"
 
 
 def test_unknown_node_waits() -> None:
