@@ -259,21 +259,25 @@ class Reconciler:
                           changes=len(changes))
 
         impact_detail: dict[str, Any] = {}
-        if kind == "apply":
-            # Predict what Pacemaker will do (crm_simulate on the live status) and hold it to the policy.
-            try:
-                impact = self.predict(live, state)
-                impact_detail = {"impact": impact.model_dump(mode="json")}
+        quiet = False  # crm_simulate predicts no action at all: nothing to wait for after the write
+        # Predict what Pacemaker will do (crm_simulate on the live status); changes from git are held to
+        # the disruption policy (a drift correction restores what git already says).
+        try:
+            impact = self.predict(live, state)
+            impact_detail = {"impact": impact.model_dump(mode="json")}
+            if kind == "apply":
                 enforce(impact, state.policy, datetime.now(UTC))
-            except DisruptionRefused as exc:
-                if self._once("refused-disruption", rev):
-                    events.append(self._record(
-                        node=self.node, kind="refused", outcome="refused", commit=desired.commit,
-                        summary="refused by the disruption policy; live cluster untouched", error=str(exc),
-                        diff=diff_json, details={"trigger": trigger, **exc.audit_detail()}).id)
-                return result("refused", str(exc), revision=rev, changes=len(changes))
-            except SimulationError as exc:
-                impact_detail = {"impact_error": str(exc)}
+            quiet = not impact.resources and not impact.node_actions
+        except DisruptionRefused as exc:
+            if self._once("refused-disruption", rev):
+                events.append(self._record(
+                    node=self.node, kind="refused", outcome="refused", commit=desired.commit,
+                    summary="refused by the disruption policy; live cluster untouched", error=str(exc),
+                    diff=diff_json, details={"trigger": trigger, **exc.audit_detail()}).id)
+            return result("refused", str(exc), revision=rev, changes=len(changes))
+        except SimulationError as exc:
+            impact_detail = {"impact_error": str(exc)}
+        if kind == "apply":
             stopped = self._stop_removed_first(changes, status, state, live, digest)
             if stopped:
                 impact_detail["stopped_first"] = stopped
@@ -309,7 +313,7 @@ class Reconciler:
                                 {**substituted_details(substituted), **impact_detail},
                                 origin=updated_by(live) if drift else None)
         events.append(ev.id)
-        problems = self.verify(status, state)
+        problems = self.verify(status, state, wait=not quiet)
         if problems:
             events.append(self._record(
                 node=self.node, kind="verify", outcome="failure", commit=desired.commit,
@@ -353,8 +357,13 @@ class Reconciler:
             time.sleep(0.5)
         raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
 
-    def verify(self, before: Any, state: DesiredState) -> list[HealthProblem]:
-        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health."""
+    def verify(self, before: Any, state: DesiredState, *, wait: bool = True) -> list[HealthProblem]:
+        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health.
+
+        Without `wait` (the prediction said no resource or node action follows the write) the health is
+        judged at once: crm_resource --wait polls every 2 s, which would only delay the next change."""
+        if not wait:
+            return health_problems(before, self.cluster.status())
         deadline = time.monotonic() + state.policy.settle.timeout.total_seconds()
         settled = False
         while time.monotonic() < deadline:

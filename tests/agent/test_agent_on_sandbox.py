@@ -166,10 +166,11 @@ def test_drift_is_recorded_with_its_origin_and_corrected(env: tuple[Sandbox, Git
     assert origin["update-origin"] == "kamailio03" and origin["update-client"] == "crm_attribute"
     assert origin["update-user"] == "root"
     assert any(e["kind"] == "drift-corrected" and e["id"] > detected["id"] for e in events)
-    # The other nodes' trails have it too (detected there, corrected as observed from the marker).
+    # The other nodes' trails have the correction too, observed from the marker (they may or may not
+    # have seen the drift itself before the DC's agent undid it).
     for node in NODES:
-        kinds = [e["kind"] for e in audit(sb, node)]
-        assert "drift-corrected" in kinds and "drift-detected" in kinds, node
+        corrected = [e for e in audit(sb, node) if e["kind"] == "drift-corrected"]
+        assert corrected and corrected[0]["node"] == leader, node
 
 
 def test_concurrent_hand_edit_during_an_apply_is_neither_lost_nor_fought_blindly(
