@@ -27,6 +27,9 @@ log = logging.getLogger("ha-gitops.agent")
 
 CIB_DIR = Path("/var/lib/pacemaker/cib")
 STATUS_KEY = "agent-status"
+# Non-DC agents look at a push this much later: the DC's pass (fetch, crm conversion, simulation, write)
+# takes about a second and must not share the CPU with two observers doing the same conversion.
+OBSERVE_DELAY = 2.5
 MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
 
 
@@ -161,7 +164,7 @@ class Agent:
                 # Only the DC's agent writes: the others look a moment later, to record what it did, and
                 # do not compete with it for the CPU (crmsh conversion) meanwhile.
                 reasons.discard("push")
-                self._later("push-observe", 1.0)
+                self._later("push-observe", OBSERVE_DELAY)
             if not reasons or self._stop.is_set():
                 continue
             try:
