@@ -22,6 +22,19 @@ def need_root() -> None:
 
 
 @pytest.fixture(scope="session")
+def private_crm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A crm-conversion cache of the tests' own: they never read or fill the machine's cache."""
+    cache = tmp_path_factory.mktemp("crm-cache")
+    old = os.environ.get("HA_GITOPS_CACHE_DIR")
+    os.environ["HA_GITOPS_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("HA_GITOPS_CACHE_DIR", None)
+    else:
+        os.environ["HA_GITOPS_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
 def sandbox() -> Iterator[object]:
     """The reference cluster, up once per session; every test leaves it whole (see `whole_sandbox`)."""
     need_root()

@@ -16,16 +16,9 @@ CORPUS = REPO.parent / "shared" / "corpus"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_crm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def _private_crm_cache(private_crm_cache: Path) -> Iterator[Path]:
     """Tests never read or fill the machine's cache."""
-    cache = tmp_path_factory.mktemp("crm-cache")
-    old = os.environ.get("HA_GITOPS_CACHE_DIR")
-    os.environ["HA_GITOPS_CACHE_DIR"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("HA_GITOPS_CACHE_DIR", None)
-    else:
-        os.environ["HA_GITOPS_CACHE_DIR"] = old
+    yield private_crm_cache
 
 
 def crmsh_directly(crm_text: str) -> tuple[int, bytes]:

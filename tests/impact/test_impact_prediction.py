@@ -7,7 +7,6 @@ by that bare name.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,16 +28,9 @@ KAMAILIO = REPO / "desired" / "kamailio"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _private_crm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def _private_crm_cache(private_crm_cache: Path) -> Iterator[Path]:
     """load_desired caches crm conversions: tests never read or fill the machine's cache."""
-    cache = tmp_path_factory.mktemp("crm-cache")
-    old = os.environ.get("HA_GITOPS_CACHE_DIR")
-    os.environ["HA_GITOPS_CACHE_DIR"] = str(cache)
-    yield cache
-    if old is None:
-        os.environ.pop("HA_GITOPS_CACHE_DIR", None)
-    else:
-        os.environ["HA_GITOPS_CACHE_DIR"] = old
+    yield private_crm_cache
 
 
 @pytest.fixture(scope="module")
