@@ -414,6 +414,7 @@ class CorosyncRollout:
             elif action.kind == "reload" and inp.bad:
                 d = inp.desired_digest
                 r = self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+                self._reassert_expected_votes()
                 self.store.set_state("corosync-reload-issued", f"{d}:rollback", scope=self.node)
                 res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
                                               f"final corosync-cfgtool -R by {self.node}",
@@ -488,6 +489,21 @@ class CorosyncRollout:
             self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
             return
         self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+
+    def _reassert_expected_votes(self) -> None:
+        """After a rollback reload, votequorum can keep the quorum of the bad file (seen: expected 3,
+        quorum 4, activity blocked) until expected votes are set again: set them from the restored file."""
+        time.sleep(0.5)  # cmap and votequorum catch up asynchronously after -R
+        try:
+            if self.cluster.quorum().quorate:
+                return
+            restored = parse_corosync(self.conf_path.read_text(encoding="utf-8", errors="surrogateescape"),
+                                      source=str(self.conf_path))
+        except (HaGitopsError, OSError):
+            return
+        expected = restored.get("quorum.expected_votes")
+        if expected and expected.isdigit():
+            self.cluster.runner.run(["corosync-quorumtool", "-e", expected], timeout=30, check=False)
 
     def _reload(self, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
         # -R exits 0 even when a node cannot parse its file or a key cannot change at run time: the
