@@ -6,6 +6,7 @@ writes is one pass, and no two passes ever race each other on this node.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -16,12 +17,14 @@ from typing import Any
 
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
+from controller.desired.crm_worker import WarmCrm
 from controller.notify import Notifier
 from controller.reconcile import DesiredInput, PassResult, Reconciler
 from controller.rollout import CorosyncRollout
 from controller.settings import AgentSettings
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
+from controller.stages import StageTimer
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -30,6 +33,7 @@ STATUS_KEY = "agent-status"
 # Non-DC agents look at a push this much later: the DC's pass (fetch, crm conversion, simulation, write)
 # takes about a second and must not share the CPU with two observers doing the same conversion.
 OBSERVE_DELAY = 2.5
+OBSERVER_NICE = 10  # CPU priority of an observer's crm conversion: the DC's pass goes first
 MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
 
 
@@ -42,9 +46,13 @@ class Agent:
         self.cib_dir = cib_dir
         self.store = AuditStore(settings.audit_url)
         self.source = GitSource(SourceConfig.from_settings(settings))
+        # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py): about half the cost
+        # of a new crm process, which matters on the DC, where a push waits for it.
+        self.crm = WarmCrm()
         self.reconciler = Reconciler(
             node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
-            substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"))
+            substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"),
+            crm=self.crm.run, observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE))
         self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
             node=settings.node_name, cluster=self.cluster, store=self.store,
             service_command=settings.service_command, wake=self.trigger)
@@ -78,9 +86,11 @@ class Agent:
         return reasons
 
     # ------------------------------------------------------------------ one iteration
-    def desired_input(self, fetch: bool) -> DesiredInput | None:
+    def desired_input(self, fetch: bool, timer: StageTimer | None = None) -> DesiredInput | None:
+        timer = timer or StageTimer()
         if fetch or self._last_sync is None:
-            self._last_sync = self.source.sync()
+            with timer.stage("fetch"):
+                self._last_sync = self.source.sync()
             if self._last_sync.error:
                 log.warning("git source: %s (retry in %ss)", self._last_sync.error, self._last_sync.retry_in)
                 if self._source_trigger is not None and self._last_sync.retry_in is not None:
@@ -93,7 +103,8 @@ class Agent:
         if folder is None:
             dest = self.work_dir / rev.sha
             _rmtree(dest)  # left by an agent that was killed: exports are scratch, git has the content
-            folder = self.source.export(rev.sha, dest)
+            with timer.stage("export"):
+                folder = self.source.export(rev.sha, dest)
             # Keep only the current export: older ones are in git if a rollback needs them.
             for sha, old in list(self._exported.items()):
                 _rmtree(old)
@@ -105,8 +116,9 @@ class Agent:
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
         fetch = bool(reasons & {"start", "poll", "push", "push-observe", "manual", "retry"})
-        desired = self.desired_input(fetch)
-        result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)))
+        timer = StageTimer()
+        desired = self.desired_input(fetch, timer)
+        result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)), timer=timer)
         self._publish(result)
         return result
 
@@ -151,6 +163,10 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set() or self._wake.set())
         self.start_watchers()
+        try:
+            self.crm.start()
+        except Exception as exc:  # conversions then run as one-shot crm processes
+            log.warning("warm crmsh did not start: %s", exc)
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
@@ -170,7 +186,8 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
-                log.info("pass (%s): %s %s", ",".join(sorted(reasons)), result.outcome, result.message)
+                log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
+                         " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
                     # Changes are pending and the cluster is electing or regaining quorum: look again soon
                     # rather than at the next poll.
@@ -189,6 +206,7 @@ class Agent:
         for stop in self._stoppers:
             stop()
         self.source.close()
+        self.crm.close()
         self.store.close()
 
 

@@ -17,6 +17,7 @@ import copy
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
 from lxml import etree
@@ -365,10 +366,16 @@ def simulate(live_cib: etree._Element, proposed: etree._Element, *, runner: Runn
     test_cib = simulation_cib(live_cib, proposed)
     known = {**resource_containers(live_cib.find("configuration")),
              **resource_containers(test_cib.find("configuration"))}  # removed resources keep a parent
-    with tempfile.TemporaryDirectory(prefix="ha-gitops-simulate-") as tmp:
+    # The two simulations are independent: run them side by side (each keeps its own shadow.PID file).
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-simulate-") as tmp, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-simulate") as pool:
         where = scratch_dir or tmp
-        baseline = run_crm_simulate(live_cib, runner=runner, scratch_dir=where, what="live",
-                                    timeout=timeout)
-        proposed_out = run_crm_simulate(test_cib, runner=runner, scratch_dir=where, what="proposed",
-                                        timeout=timeout)
-    return predict(proposed_out, baseline, known)
+        baseline = pool.submit(run_crm_simulate, live_cib, runner=runner, scratch_dir=where, what="live",
+                               timeout=timeout)
+        try:
+            proposed_out = run_crm_simulate(test_cib, runner=runner, scratch_dir=where, what="proposed",
+                                            timeout=timeout)
+        except SimulationError:
+            baseline.result()  # when both fail, the live CIB's failure is the one to report
+            raise
+        return predict(proposed_out, baseline.result(), known)

@@ -12,6 +12,8 @@ import hashlib
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -38,6 +40,7 @@ from controller.cluster.cib_writer import (
     write_configuration,
     write_marker_only,
 )
+from controller.desired.crm import CrmRunner
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState, DesiredStateError, load_desired
 from controller.desired.substitute import Substitution
@@ -47,6 +50,7 @@ from controller.errors import HaGitopsError
 from controller.health import HealthProblem, health_problems
 from controller.impact import Impact, SimulationError, simulate
 from controller.plan import effective_desired, proposed_configuration
+from controller.stages import StageTimer
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
@@ -87,6 +91,18 @@ class PassResult(BaseModel):
     dc: str | None = None
     corosync: dict[str, Any] | None = None  # what the corosync.conf rollout did in this pass
     duration: float = 0.0
+    timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (fetch, load, write, ...)
+
+
+@dataclass
+class Planned:
+    """One pass's view of the desired configuration against the live one (computed once per pass)."""
+
+    wanted: etree._Element  # the desired <cib>, substitutions applied
+    substituted: list[Any]
+    digest: str
+    changes: list[Any]
+    impact: Future[Impact] | None = None  # the prediction, when it was started early
 
 
 def revision_key(desired: DesiredInput, state: DesiredState) -> str:
@@ -98,8 +114,13 @@ class Reconciler:
     def __init__(self, *, node: str, cluster: LiveCluster, store: AuditStore,
                  drift_mode: Literal["correct", "report", "off"] = "correct",
                  substitutions: Sequence[Substitution] = (), shared_audit: bool = False,
-                 max_attempts: int = 5) -> None:
+                 max_attempts: int = 5, crm: CrmRunner | None = None,
+                 observer_crm: CrmRunner | None = None) -> None:
         self.node = node
+        # How crm syntax is converted: the DC's agent needs it fast (a warm crmsh); an observer's
+        # conversion can wait for the DC's (observer_crm: the same at a lower CPU priority).
+        self.crm = crm
+        self.observer_crm = observer_crm or crm
         self.cluster = cluster
         self.store = store
         self.drift_mode = drift_mode
@@ -109,6 +130,7 @@ class Reconciler:
         self.corosync: CorosyncStep | None = None  # set by the agent: the corosync.conf rollout
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
+        self._last_dc: str | None = None
 
     # ------------------------------------------------------------------ recording
     def _record(self, **fields: Any) -> AuditEvent:
@@ -148,30 +170,63 @@ class Reconciler:
         return [ev.id]
 
     # ------------------------------------------------------------------ desired
-    def load(self, desired: DesiredInput) -> tuple[DesiredState | None, list[Finding]]:
+    def load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
+             ) -> tuple[DesiredState | None, list[Finding]]:
+        """The desired state and every finding about it (loading, crm_verify, cross-checks)."""
+        state, findings = self._load(desired, timer, leader=leader)
+        if state is None:
+            return None, findings
+        return state, self._findings(state, timer)
+
+    def _load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
+              ) -> tuple[DesiredState | None, list[Finding]]:
+        timer = timer or StageTimer()
         try:
-            state = load_desired(desired.folder)
+            with timer.stage("load"):
+                return load_desired(desired.folder, crm=self.crm if leader else self.observer_crm), []
         except DesiredStateError as exc:
             return None, list(exc.findings)
         except HaGitopsError as exc:
             return None, [Finding(severity="error", file=str(desired.folder), message=str(exc))]
+
+    def _findings(self, state: DesiredState, timer: StageTimer | None = None) -> list[Finding]:
         if state.digest not in self._validated:
-            self._validated[state.digest] = validate_state(state)
-        return state, self._validated[state.digest]
+            with (timer or StageTimer()).stage("validate"):
+                self._validated[state.digest] = validate_state(state)
+        return self._validated[state.digest]
+
+    def _observe(self, timer: StageTimer) -> tuple[etree._Element, Marker, Any]:
+        with timer.stage("observe"):
+            live = self.cluster.read_cib()
+            return live, read_marker(live), self.cluster.status()
 
     # ------------------------------------------------------------------ the pass
     def run_pass(self, desired: DesiredInput | None, *, trigger: str = "manual",
-                 force_leader: bool = False) -> PassResult:
+                 force_leader: bool = False, timer: StageTimer | None = None) -> PassResult:
+        # Work that does not depend on each other runs side by side, so a push is live sooner: observing
+        # the cluster with loading the desired state; predicting the impact with validating it.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ha-gitops-pass") as pool:
+            return self._run_pass(desired, trigger=trigger, force_leader=force_leader,
+                                  timer=timer or StageTimer(), pool=pool)
+
+    def _run_pass(self, desired: DesiredInput | None, *, trigger: str, force_leader: bool,
+                  timer: StageTimer, pool: ThreadPoolExecutor) -> PassResult:
         started = time.monotonic()
-        live = self.cluster.read_cib()
-        marker = read_marker(live)
-        status = self.cluster.status()
+        observed = pool.submit(self._observe, timer)
+        loaded: tuple[DesiredState | None, list[Finding]] | None = None
+        if desired is not None and not desired.refusal:
+            # Whether this node is the DC is known once observed; until then, what the last pass saw
+            # decides the conversion's CPU priority (nothing else).
+            loaded = self._load(desired, timer, leader=force_leader or self._last_dc in (None, self.node))
+        live, marker, status = observed.result()
+        self._last_dc = status.dc
         leader = force_leader or status.dc == self.node
-        events = self._record_observed(live, marker, desired.commit if desired else None)
+        with timer.stage("record"):
+            events = self._record_observed(live, marker, desired.commit if desired else None)
 
         def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
             return PassResult(outcome=outcome, message=message, leader=leader, events=events, dc=status.dc,
-                              duration=round(time.monotonic() - started, 3), **kw)
+                              duration=round(time.monotonic() - started, 3), timings=timer.durations, **kw)
 
         if desired is None:
             return result("no-source", "no desired state yet")
@@ -183,7 +238,19 @@ class Reconciler:
                                            error=desired.refusal, details={"trigger": trigger}).id)
             return result("refused", desired.refusal, revision=desired.sha)
 
-        state, findings = self.load(desired)
+        assert loaded is not None
+        state, findings = loaded
+        planned: Planned | None = None
+        if state is not None:
+            try:
+                with timer.stage("diff"):
+                    planned = self._planned(state, live)
+            except Exception:  # not validated yet: whatever broke the diff is diffed (and raised) below
+                planned = None
+            if planned and planned.changes and leader and status.quorate and not marker.suspended:
+                # Likely to be written: predict while crm_verify runs; used only if the state is valid.
+                planned.impact = pool.submit(self._timed_predict, live, state, timer)
+            findings = self._findings(state, timer)
         errors = [f for f in findings if f.severity == "error"]
         if state is None or errors:
             text = "\n".join(f"{f.where()}: {f.message}" for f in errors)
@@ -196,14 +263,18 @@ class Reconciler:
                                          "trigger": trigger}).id)
             return result("refused", text, revision=desired.sha)
 
+        if planned is None:
+            with timer.stage("diff"):
+                planned = self._planned(state, live)
         rev = revision_key(desired, state)
         cib_result = self._cib_step(desired, state, rev, live, marker, status, leader, trigger, events,
-                                    result)
+                                    result, timer, planned)
         if self.corosync is not None and cib_result.outcome not in ("suspended", "pinned") \
                 and not marker.suspended and marker.pinned != rev:
             # corosync.conf goes its own way (node by node, coordinated through node attributes).
-            step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
-                                      leader=leader, trigger=trigger)
+            with timer.stage("corosync"):
+                step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
+                                          leader=leader, trigger=trigger)
             cib_result.corosync = step
             cib_result.events.extend(step.get("events", []))
             if step.get("bad") and cib_result.outcome == "no-change":
@@ -214,11 +285,10 @@ class Reconciler:
 
     def _cib_step(self, desired: DesiredInput, state: DesiredState, rev: str, live: etree._Element,
                   marker: Marker, status: Any, leader: bool, trigger: str, events: list[int],
-                  result: Any) -> PassResult:
-        wanted, substituted = effective_desired(state, self.substitutions)
-        digest = config_digest(wanted)
+                  result: Any, timer: StageTimer, planned: Planned) -> PassResult:
+        wanted, substituted, digest, changes = (planned.wanted, planned.substituted, planned.digest,
+                                                planned.changes)
         ignore = state.policy.ignore
-        changes = pending_changes(live, wanted, ignore)
         if not changes:
             return result("no-change", revision=rev)
         if marker.suspended:
@@ -263,7 +333,7 @@ class Reconciler:
         # Predict what Pacemaker will do (crm_simulate on the live status); changes from git are held to
         # the disruption policy (a drift correction restores what git already says).
         try:
-            impact = self.predict(live, state)
+            impact = planned.impact.result() if planned.impact else self._timed_predict(live, state, timer)
             impact_detail = {"impact": impact.model_dump(mode="json")}
             if kind == "apply":
                 enforce(impact, state.policy, datetime.now(UTC))
@@ -292,9 +362,10 @@ class Reconciler:
                 "pinned": None if live_marker.pinned != rev else live_marker.pinned})
 
         try:
-            outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
-                                          max_attempts=self.max_attempts,
-                                          before_patch=lambda _attempt: faults.pause("before-patch"))
+            with timer.stage("write"):
+                outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
+                                              max_attempts=self.max_attempts,
+                                              before_patch=lambda _attempt: faults.pause("before-patch"))
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
             events.append(self._record(
                 node=self.node, kind="error", outcome="failure", commit=desired.commit,
@@ -309,11 +380,15 @@ class Reconciler:
             # "Before" is the configuration before this change, not the intermediate stop.
             outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
         faults.pause("after-write")
-        ev = self._record_write(kind, desired, outcome, event_id, trigger,
-                                {**substituted_details(substituted), **impact_detail},
-                                origin=updated_by(live) if drift else None)
+        with timer.stage("record"):
+            # The timings so far: what it took from the trigger to the write that made the change live.
+            ev = self._record_write(kind, desired, outcome, event_id, trigger,
+                                    {**substituted_details(substituted), **impact_detail,
+                                     "timings": timer.durations},
+                                    origin=updated_by(live) if drift else None)
         events.append(ev.id)
-        problems = self.verify(status, state, wait=not quiet)
+        with timer.stage("verify"):
+            problems = self.verify(status, state, wait=not quiet)
         if problems:
             events.append(self._record(
                 node=self.node, kind="verify", outcome="failure", commit=desired.commit,
@@ -329,6 +404,15 @@ class Reconciler:
                       f"{len(outcome.objects)} object(s) changed", revision=rev, changes=len(outcome.objects))
 
     # ------------------------------------------------------------------ safety around a write
+    def _planned(self, state: DesiredState, live: etree._Element) -> Planned:
+        wanted, substituted = effective_desired(state, self.substitutions)
+        return Planned(wanted=wanted, substituted=list(substituted), digest=config_digest(wanted),
+                       changes=pending_changes(live, wanted, state.policy.ignore))
+
+    def _timed_predict(self, live: etree._Element, state: DesiredState, timer: StageTimer) -> Impact:
+        with timer.stage("predict"):
+            return self.predict(live, state)
+
     def predict(self, live: etree._Element, state: DesiredState) -> Impact:
         """What Pacemaker would do with the configuration exactly as it will be written."""
         proposed = proposed_configuration(state, live, self.substitutions)

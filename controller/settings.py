@@ -95,8 +95,8 @@ class AgentSettings(BaseSettings):
         1.0, ge=0, description="Seconds the CIB must stay unchanged before a drift check runs, so a burst "
                                "of changes (an operator's crm session, Pacemaker's own writes) is one check.")
     watch_debounce: float = Field(
-        0.25, ge=0, description="Seconds a watched local repository's refs must stay quiet before the "
-                                "agent fetches (a push writes several files).")
+        0.05, ge=0, description="Seconds a watched local repository's refs must stay quiet before the "
+                                "agent fetches (a commit or push rewrites the ref and its reflog).")
     node_name: str = Field(
         default_factory=socket.gethostname,
         description="This node's name as Corosync and Pacemaker know it. Default: the host name.")

@@ -22,13 +22,15 @@ import os
 import re
 import shlex
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel
 
 from controller.cib.xml import parse_xml_bytes, to_bytes
-from controller.command import run
+from controller.command import Result, run
 from controller.desired.findings import Finding
 
 CRM_TIMEOUT = 120.0
@@ -90,6 +92,19 @@ def crm_id_lines(text: str) -> dict[str, int]:
         for ident in st.ids:
             lines.setdefault(ident, st.first_line)
     return lines
+
+
+class CrmRunner(Protocol):
+    """Runs the `crm` command line: controller.command.run (a new process) or a warm crmsh
+    (controller/desired/crm_worker.py), which also takes the text to keep its metadata for."""
+
+    def __call__(self, argv: list[str], *, timeout: float, env: Mapping[str, str] | None,
+                 check: bool, warm: str | None = None) -> Result: ...
+
+
+def _run_once(argv: list[str], *, timeout: float, env: Mapping[str, str] | None, check: bool,
+              warm: str | None = None) -> Result:
+    return run(argv, timeout=timeout, env=env, check=check)
 
 
 class CrmConversion(BaseModel):
@@ -195,9 +210,11 @@ def _findings(stderr: str, text: str, source: str, failed: bool) -> list[Finding
     return out
 
 
-def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool = True) -> CrmConversion:
+def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool = True,
+                         runner: CrmRunner | None = None) -> CrmConversion:
     """Convert crm configure syntax to the CIB <configuration> XML bytes crmsh produces.
 
+    `runner` runs the crm command line (default: a new crm process).
     Raises CrmConversionError (with file/line findings) when crmsh rejects the text."""
     key = _cache_key(text)
     cache_file = cache_dir() / "crm" / f"{key}.json"
@@ -214,8 +231,9 @@ def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool 
         cib.write_text(empty_cib())
         crm_file = tmpdir / "input.crm"
         crm_file.write_text(text)
-        result = run(["crm", "-F", "configure", "load", "replace", str(crm_file)], timeout=CRM_TIMEOUT,
-                     env={**_crm_env(tmpdir), "CIB_file": str(cib)}, check=False)
+        result = (runner or _run_once)(["crm", "-F", "configure", "load", "replace", str(crm_file)],
+                                       timeout=CRM_TIMEOUT, env={**_crm_env(tmpdir), "CIB_file": str(cib)},
+                                       check=False, warm=text)
         failed = result.returncode != 0
         findings = _findings(result.stderr + "\n" + result.stdout, text, source, failed)
         if failed:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from controller.cib.xml import parse_xml_bytes, parse_xml_file, to_bytes
 from controller.corosync import CorosyncConf, CorosyncDocument, corosync_model, parse_corosync
-from controller.desired.crm import CrmConversionError, crm_id_lines, crm_to_configuration
+from controller.desired.crm import CrmConversionError, CrmRunner, crm_id_lines, crm_to_configuration
 from controller.desired.findings import DesiredStateError, Finding
 from controller.desired.policy import ClusterPolicy, load_policy
 from controller.errors import InputError
@@ -79,9 +79,10 @@ def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict
                      line=root.sourceline)
 
 
-def load_desired(path: str | Path) -> DesiredState:
+def load_desired(path: str | Path, *, crm: CrmRunner | None = None) -> DesiredState:
     """Load a cluster folder. Raises DesiredStateError (an InputError listing every problem with
-    file and line) when a file is missing or cannot be parsed/converted."""
+    file and line) when a file is missing or cannot be parsed/converted. `crm` runs crmsh (default:
+    a new `crm` process per conversion; the agent passes its warm crmsh)."""
     folder = Path(path)
     errors: list[Finding] = []
     if not folder.is_dir():
@@ -124,7 +125,7 @@ def load_desired(path: str | Path) -> DesiredState:
             sources[CRM_FILE] = data
             text = data.decode("utf-8")
             id_lines = crm_id_lines(text)
-            conversion = crm_to_configuration(text, source=str(crm_file))
+            conversion = crm_to_configuration(text, source=str(crm_file), runner=crm)
             config_xml = conversion.configuration
             messages = conversion.messages
         except UnicodeDecodeError as exc:

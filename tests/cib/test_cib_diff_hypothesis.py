@@ -95,7 +95,8 @@ def _edit(cib: etree._Element, kind: str, pick: int, text: str) -> None:
     elif kind == "comment-add":
         res = cib.find("configuration/resources")
         if res is not None:
-            res.insert(pick % (len(res) + 1), etree.Comment(f" {text} "))
+            # XML forbids "--" inside a comment: such text is not a comment anyone could write
+            res.insert(pick % (len(res) + 1), etree.Comment(f" {text.replace('-', '_')} "))
 
 
 EDITS = st.tuples(st.sampled_from(["nvpair-value", "nvpair-add", "nvpair-remove", "attr-set",

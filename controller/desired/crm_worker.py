@@ -1,0 +1,167 @@
+"""The agent's warm crmsh: `crm` command lines run by crm_server.py, forked from an imported crmsh.
+
+A one-shot `crm -F configure load replace` costs about a second inside a busy sandbox node, most of it
+importing crmsh and reading resource-agent metadata; the DC's agent pays it for every push. The warm
+server keeps crmsh imported and its metadata caches filled, and forks a fresh child per command line,
+so the conversion is still crmsh's own code, from its own entry point.
+
+`WarmCrm.run` has the signature of controller.command.run, so it drops in wherever crm is run. When
+the server cannot be started or dies, the command runs as a one-shot `crm` (and the server is started
+again at the next call): slower, never different.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from controller.command import Result, run
+from controller.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+SERVER = Path(__file__).with_name("crm_server.py")
+CRM = Path("/usr/sbin/crm")
+START_TIMEOUT = 60.0
+
+
+def crmsh_interpreter(crm: Path = CRM) -> str:
+    """The interpreter crmsh is installed for: the `#!` line of the crm script."""
+    try:
+        first = crm.read_text(errors="replace").split("\n", 1)[0]
+    except OSError:
+        first = ""
+    if first.startswith("#!"):
+        parts = first[2:].split()
+        if parts and parts[0].endswith("/env") and len(parts) > 1:
+            return parts[1]
+        if parts:
+            return parts[0]
+    return "/usr/bin/python3"
+
+
+class WarmCrm:
+    """One crm server process, owned by this object (started lazily, stopped by close())."""
+
+    def __init__(self, *, base_env: Mapping[str, str] | None = None, nice: int = 0,
+                 max_age: float | None = None, interpreter: str | None = None) -> None:
+        self._base_env = dict(base_env or {})
+        self.nice = nice
+        self.max_age = max_age  # seconds before the idle server starts afresh (default: the server's)
+        self.interpreter = interpreter
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buf = b""
+        self._home: tempfile.TemporaryDirectory[str] | None = None
+        self.started_count = 0  # how many servers this object started (restarts show up here)
+        self.fresh_starts = 0  # how often a server re-executed itself (after max_age idle)
+
+    # ------------------------------------------------------------------ the server process
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def _start(self) -> None:
+        self._home = tempfile.TemporaryDirectory(prefix="ha-gitops-crm-home-")
+        home = self._home.name
+        env = {**os.environ, **self._base_env, "HOME": home, "XDG_CACHE_HOME": f"{home}/.cache",
+               "XDG_CONFIG_HOME": f"{home}/.config"}
+        argv = [self.interpreter or crmsh_interpreter(), "-I", str(SERVER)]
+        if self.max_age is not None:
+            argv += ["--max-age", str(self.max_age)]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=env, cwd=home, close_fds=True)
+        self._buf = b""
+        self.started_count += 1
+        reply = self._read(START_TIMEOUT)
+        if not reply.get("ready"):
+            raise CommandError(argv, None, f"crm server did not start: {reply}")
+
+    def _read(self, timeout: float) -> dict:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"crm server gave no answer within {timeout:g}s")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise EOFError("crm server exited")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()  # our own child, by its PID
+            proc.wait(10)
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+        if self._home is not None:
+            self._home.cleanup()
+            self._home = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def start(self) -> None:
+        """Start the server now (the agent does, so the first push does not pay for it)."""
+        with self._lock:
+            if self.pid is None:
+                self._stop()
+                self._start()
+
+    # ------------------------------------------------------------------ one command line
+    def run(self, argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None,
+            input: str | None = None, check: bool = True, ok_codes: Sequence[int] = (0,),
+            cwd: str | None = None, warm: str | None = None, nice: int | None = None) -> Result:
+        """Run a `crm` command line in the warm server (see controller.command.run for the contract).
+
+        `warm`: crm text whose agents' metadata the server loads afterwards, for the next call.
+        `nice`: the command's CPU priority (default: this object's)."""
+        argv = [str(a) for a in argv]
+        if input is not None or not argv or Path(argv[0]).name != "crm":
+            return run(argv, timeout=timeout, env=env, input=input, check=check, ok_codes=ok_codes, cwd=cwd)
+        request = {"argv": argv, "env": {**os.environ, **self._base_env, **(env or {})},
+                   "cwd": cwd or os.getcwd(), "timeout": timeout, "warm": warm,
+                   "nice": self.nice if nice is None else nice}
+        reply: dict | None = None
+        with self._lock:
+            try:
+                if self.pid is None:
+                    self._stop()
+                    self._start()
+                assert self._proc is not None and self._proc.stdin is not None
+                self._proc.stdin.write((json.dumps(request) + "\n").encode())
+                self._proc.stdin.flush()
+                while True:  # skip the "ready" of a server that re-executed itself while idle
+                    reply = self._read(timeout + 10.0)
+                    if not reply.get("ready"):
+                        break
+                    self.fresh_starts += 1
+            except (OSError, EOFError, TimeoutError, ValueError, CommandError) as exc:
+                log.warning("warm crm server unavailable (%s): running crm once", exc)
+                self._stop()
+                reply = None
+        if reply is None:
+            return run(argv, timeout=timeout, env=env, check=check, ok_codes=ok_codes, cwd=cwd)
+        if reply.get("timeout"):
+            raise CommandError(argv, None, reply.get("stderr", ""), timeout=timeout)
+        result = Result(argv, int(reply["rc"]) if reply.get("rc") is not None else -1,
+                        reply.get("stdout", ""), reply.get("stderr", ""))
+        if check and result.returncode not in ok_codes:
+            raise CommandError(argv, result.returncode, result.stderr, result.stdout)
+        return result
