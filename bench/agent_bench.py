@@ -74,6 +74,24 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return ticks / os.sysconf("SC_CLK_TCK"), rss_pages * os.sysconf("SC_PAGE_SIZE")
 
 
+_PASS = re.compile(r"pass \((?P<reasons>[^)]*)\): applied .*\[(?P<timings>[^\]]*)\]$")
+
+
+def push_pass_stages(sb: Sandbox) -> dict[str, float]:
+    """Median seconds per stage of the writer's passes that applied a push (from the agents' logs; stages
+    that ran side by side overlap)."""
+    per_stage: dict[str, list[float]] = {}
+    for log in sb.layout.nodes_dir.glob("*/logs/agent.out"):
+        for line in log.read_text(errors="replace").splitlines():
+            m = _PASS.search(line)
+            if not m or "push" not in m.group("reasons").split(","):
+                continue
+            for item in m.group("timings").split():
+                name, _, value = item.partition("=")
+                per_stage.setdefault(name, []).append(float(value))
+    return {k: round(statistics.median(v), 3) for k, v in per_stage.items()}
+
+
 def pss_mb(pid: int) -> float | None:
     """Proportional set size: the process's own pages plus its share of pages shared with others."""
     try:
@@ -156,14 +174,16 @@ def main(changes: int = 10) -> dict[str, object]:
                     "crm_server_rss_mb": round(crm_after[n][1] / 2**20, 1) if n in crm else None,
                     "crm_server_pss_mb": pss_mb(crm[n]) if n in crm else None} for n in pids}
     finally:
-        sb.down()
+        sb.down(keep_logs=True)
         shutil.rmtree(REPO, ignore_errors=True)
+    stages = push_pass_stages(sb)
     result = {
         "push_to_live_seconds": {"median": round(statistics.median(push), 3), "max": round(max(push), 3),
                                  "all": [round(x, 3) for x in push]},
         "hand_edit_to_corrected_seconds": {"median": round(statistics.median(drift), 3),
                                            "max": round(max(drift), 3), "all": [round(x, 3) for x in drift]},
         "idle_agents": idle,
+        "dc_push_pass_stages_median_seconds": stages,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "notes": "Agents with the default settings (watch_debounce, drift_debounce) and poll_interval 60 s. "
                  "Each push changes cib.crm, so it includes one crmsh conversion, in the agent's warm crmsh "
@@ -195,6 +215,9 @@ def main(changes: int = 10) -> dict[str, object]:
         f"(PSS {worst('crm_server_pss_mb')} MB) | | |\n"
         f"| idle agent + warm crmsh (worst node) | RSS {round(total, 1)} MB, PSS {round(total_pss, 1)} MB "
         "| | |\n"
+        "\nThe writer's passes that applied a push, median seconds per stage (observe runs beside load, "
+        "predict beside validate):\n\n"
+        + " ".join(f"{k}={v}" for k, v in stages.items()) + "\n"
         f"\n{result['measured_at']}, 2-core machine. {result['notes']}\n")
     return result
 

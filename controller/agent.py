@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
+from controller.command import Result, run
+from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
 from controller.notify import Notifier
 from controller.reconcile import DesiredInput, PassResult, Reconciler
@@ -30,10 +34,10 @@ log = logging.getLogger("ha-gitops.agent")
 
 CIB_DIR = Path("/var/lib/pacemaker/cib")
 STATUS_KEY = "agent-status"
-# Non-DC agents look at a push this much later: the DC's pass (fetch, crm conversion, simulation, write)
-# takes about a second and must not share the CPU with two observers doing the same conversion.
+# Non-DC agents look at a push this much after the last of a series of pushes: the DC's pass (fetch, crm
+# conversion, simulation, write) must not share the CPU with two observers doing the same conversion.
 OBSERVE_DELAY = 2.5
-OBSERVER_NICE = 10  # CPU priority of an observer's crm conversion: the DC's pass goes first
+OBSERVER_NICE = 10  # CPU priority of an observer's passes and crm conversions: the DC's pass goes first
 MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
 
 
@@ -46,13 +50,15 @@ class Agent:
         self.cib_dir = cib_dir
         self.store = AuditStore(settings.audit_url)
         self.source = GitSource(SourceConfig.from_settings(settings))
-        # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py): about half the cost
-        # of a new crm process, which matters on the DC, where a push waits for it.
-        self.crm = WarmCrm()
+        # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py) where this agent keeps
+        # one (settings.warm_crm): about half the cost of a new crm process. It matters on the DC, where a
+        # push waits for the conversion.
+        self.crm = WarmCrm() if settings.warm_crm != "off" else None
+        self._keep_warm = False
         self.reconciler = Reconciler(
             node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
             substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"),
-            crm=self.crm.run, observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE))
+            crm=self._crm, observer_crm=functools.partial(self._crm, nice=OBSERVER_NICE))
         self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
             node=settings.node_name, cluster=self.cluster, store=self.store,
             service_command=settings.service_command, wake=self.trigger)
@@ -67,6 +73,7 @@ class Agent:
         self._source_trigger: Any = None
         self._last: PassResult | None = None
         self._beat = time.monotonic()
+        self._observe_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -74,10 +81,17 @@ class Agent:
             self._reasons.add(reason)
         self._wake.set()
 
-    def _later(self, reason: str, seconds: float) -> None:
+    def _later(self, reason: str, seconds: float) -> threading.Timer:
         t = threading.Timer(seconds, self.trigger, args=(reason,))
         t.daemon = True
         t.start()
+        return t
+
+    def _observe_later(self) -> None:
+        """Look at pushes OBSERVE_DELAY after the last one: a series of pushes is one observer pass."""
+        if self._observe_timer is not None:
+            self._observe_timer.cancel()
+        self._observe_timer = self._later("push-observe", OBSERVE_DELAY)
 
     def _take(self) -> set[str]:
         with self._lock:
@@ -135,6 +149,54 @@ class Agent:
         self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
 
+    # ------------------------------------------------------------------ crmsh
+    def _crm(self, argv: list[str], *, timeout: float, env: Mapping[str, str] | None, check: bool,
+             warm: str | None = None, nice: int | None = None) -> Result:
+        """Runs crm for a conversion: in the warm crmsh while this agent keeps one, else as a new process
+        (which inherits the CPU priority of the pass)."""
+        if self.crm is not None and self._keep_warm:
+            return self.crm.run(argv, timeout=timeout, env=env, check=check, warm=warm, nice=nice)
+        return run(argv, timeout=timeout, env=env, check=check)
+
+    def _update_warm_crm(self, result: PassResult) -> None:
+        """Keep a warm crmsh where the settings want one: on the DC ("dc") or everywhere ("always"). A new
+        one is started and primed with the current cib.crm in the background, so that the next push finds
+        crmsh loaded and its resource-agent metadata cached."""
+        if self.crm is None:
+            return
+        want = self.settings.warm_crm == "always" or (result.leader and result.dc is not None)
+        if want == self._keep_warm:
+            return
+        self._keep_warm = want
+        if not want:
+            log.info("not the DC: warm crmsh stopped")
+            self.crm.close()
+            return
+        crm_file = next((f / "cib.crm" for f in self._exported.values() if (f / "cib.crm").is_file()), None)
+        threading.Thread(target=self._prime_crm, args=(crm_file,), daemon=True, name="crm-prime").start()
+
+    def _prime_crm(self, crm_file: Path | None) -> None:
+        assert self.crm is not None
+        try:
+            self.crm.start()
+            if crm_file is not None:
+                crm_to_configuration(crm_file.read_text(), source=str(crm_file), use_cache=False,
+                                     runner=self.crm.run)
+            log.info("warm crmsh ready (pid %s)", self.crm.pid)
+        except Exception as exc:  # conversions then run as new crm processes
+            log.warning("warm crmsh: %s", exc)
+
+    def _set_priority(self, *, observer: bool) -> None:
+        """An agent that does not write (not on the DC) runs its passes, and the tools they start, at a
+        lower CPU priority: its work can wait, the node's services and the DC's agent cannot. Linux keeps
+        the nice value per thread; passes run on this (the main) thread and threads it starts."""
+        want = OBSERVER_NICE if observer else 0
+        try:
+            if os.getpriority(os.PRIO_PROCESS, 0) != want:
+                os.setpriority(os.PRIO_PROCESS, 0, want)
+        except OSError as exc:  # raising the priority again needs CAP_SYS_NICE
+            log.debug("cannot set CPU priority %d: %s", want, exc)
+
     # ------------------------------------------------------------------ service
     def start_watchers(self) -> None:
         from controller.source.watch import SourceTrigger, watch_cib
@@ -163,10 +225,6 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set() or self._wake.set())
         self.start_watchers()
-        try:
-            self.crm.start()
-        except Exception as exc:  # conversions then run as one-shot crm processes
-            log.warning("warm crmsh did not start: %s", exc)
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
@@ -180,12 +238,14 @@ class Agent:
                 # Only the DC's agent writes: the others look a moment later, to record what it did, and
                 # do not compete with it for the CPU (crmsh conversion) meanwhile.
                 reasons.discard("push")
-                self._later("push-observe", OBSERVE_DELAY)
+                self._observe_later()
             if not reasons or self._stop.is_set():
                 continue
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
+                self._set_priority(observer=result.dc is not None and not result.leader)
+                self._update_warm_crm(result)
                 log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
                          " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
@@ -206,7 +266,8 @@ class Agent:
         for stop in self._stoppers:
             stop()
         self.source.close()
-        self.crm.close()
+        if self.crm is not None:
+            self.crm.close()
         self.store.close()
 
 

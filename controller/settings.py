@@ -35,6 +35,7 @@ CONFIG_ENV = "HA_GITOPS_CONFIG"
 ENV_PREFIX = "HA_GITOPS_"
 
 DriftMode = Literal["correct", "report", "off"]
+WarmCrmMode = Literal["dc", "always", "off"]
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<![./])(?<!\.lock)$")
 
 
@@ -91,6 +92,10 @@ class AgentSettings(BaseSettings):
     drift_mode: DriftMode = Field(
         "correct", description="What to do when the live cluster differs from git: \"correct\" puts it "
                                "back and records it, \"report\" only records it, \"off\" does not look.")
+    warm_crm: WarmCrmMode = Field(
+        "dc", description="Keep crmsh loaded (a helper process of about 45 MB) so that a push converts in "
+                          "about half the time: \"dc\" on the node that writes (the DC's agent), "
+                          "\"always\" on every node, \"off\" never (every conversion starts crm anew).")
     drift_debounce: float = Field(
         1.0, ge=0, description="Seconds the CIB must stay unchanged before a drift check runs, so a burst "
                                "of changes (an operator's crm session, Pacemaker's own writes) is one check.")

@@ -107,7 +107,8 @@ class Services:
     @staticmethod
     def _agent_env() -> dict[str, str]:
         # Sandbox agents can be paused at named points (controller/faults.py) for incident rehearsals.
-        return {**os.environ, "HA_GITOPS_FAULT_FILE": "/etc/ha-gitops/faults.json"}
+        # MALLOC_ARENA_MAX as in deploy/ha-gitops-agent.service.
+        return {**os.environ, "HA_GITOPS_FAULT_FILE": "/etc/ha-gitops/faults.json", "MALLOC_ARENA_MAX": "2"}
 
     def running(self, name: str) -> bool:
         p = self.procs.get(name)
