@@ -31,6 +31,8 @@ lint: setup
 bench: setup
 	$(PY) bench/sandbox_updown.py
 	$(PY) bench/cib_diff_bench.py
+	$(PY) bench/crm_conversion_bench.py
+	$(PY) bench/agent_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

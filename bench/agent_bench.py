@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.topology import SandboxAgents  # noqa: E402
 from controller.settings import AgentSettings  # noqa: E402
-from tests.helpers import GitRepo  # noqa: E402
+from tests.helpers import GitRepo, node_processes  # noqa: E402
 
 STATE = "/var/lib/ha-gitops-sandbox-bench-agent"
 REPO = Path("/var/lib/ha-gitops-test-repos/bench-agent")
@@ -106,22 +106,8 @@ def pss_mb(pid: int) -> float | None:
 def agent_pids(sb: Sandbox, marker: tuple[bytes, ...] = (b"controller.cli", b"agent")) -> dict[str, int]:
     """Host PIDs of the agents: processes in each node's PID namespace running `controller.cli agent`
     (or, with another marker, e.g. the agent's warm crmsh)."""
-    out: dict[str, int] = {}
-    for node in [n.name for n in sb.spec().nodes]:
-        ns = Path(f"/proc/{sb.init_pid(node)}/ns/pid").readlink()
-        for p in Path("/proc").iterdir():
-            if not p.name.isdigit():
-                continue
-            try:
-                if (p / "ns" / "pid").readlink() != ns:
-                    continue
-                cmd = (p / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if all(any(m in part for part in cmd) for m in marker):
-                out[node] = int(p.name)
-    return out
-
+    found = node_processes({n.name: sb.init_pid(n.name) for n in sb.spec().nodes}, *marker)
+    return {node: pids[0] for node, pids in found.items() if pids}
 
 def main(changes: int = 10) -> dict[str, object]:
     shutil.rmtree(REPO, ignore_errors=True)

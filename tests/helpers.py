@@ -24,6 +24,31 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def node_processes(init_pids: dict[str, int], *markers: bytes) -> dict[str, list[int]]:
+    """Host PIDs of the processes in each sandbox node (node -> its init's PID, whose PID namespace the
+    node is) whose command line has every one of `markers` as an argument (or an argument's file name)."""
+    namespaces = {Path(f"/proc/{pid}/ns/pid").readlink(): node for node, pid in init_pids.items()}
+    out: dict[str, list[int]] = {node: [] for node in init_pids}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            node = namespaces.get((p / "ns" / "pid").readlink())
+            if node is None:
+                continue
+            cmd = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(any(part == m or part.endswith(b"/" + m) for part in cmd) for m in markers):
+            out[node].append(int(p.name))
+    return out
+
+
+def nice_of(pid: int) -> int:
+    """The nice value of a process's main thread."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 class GitRepo:
     """A real git repository the agents follow (a user's checkout they push to)."""
 

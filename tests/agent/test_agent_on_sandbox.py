@@ -14,7 +14,7 @@ from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
 from tests.conftest import REFERENCE, need_root
-from tests.helpers import HA_GITOPS, GitRepo, wait_for
+from tests.helpers import HA_GITOPS, GitRepo, nice_of, node_processes, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -127,6 +127,32 @@ def test_pushed_commit_is_applied_and_recorded(env: tuple[Sandbox, GitRepo]) -> 
     shown = json.loads(out)
     assert shown["commit"]["message"].strip() == "raise stickiness to 150" and shown["patch"]
     assert "resource-stickiness" in json.dumps(shown["diff"])
+
+
+def test_the_writer_converts_in_a_warm_crmsh_and_records_its_stage_timings(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    sha = set_stickiness_in_git(repo, 155, "stickiness 155")
+    wait_for(lambda: stickiness(sb) == "155", 30, "155 live")
+    leader = dc(sb)
+    ev = wait_for(lambda: next((e for e in audit(sb, leader) if e["kind"] == "apply" and e["commit"]
+                                and e["commit"]["sha"] == sha), None), 15, "apply on the DC")
+    timings = ev["details"]["timings"]
+    assert {"fetch", "load", "validate", "predict", "write"} <= set(timings), timings
+    assert all(v >= 0 for v in timings.values())
+    # One warm crmsh in the cluster, beside the DC's agent (warm_crm = "dc"); the other agents do not
+    # write and run at a lower CPU priority.
+    inits = {n: sb.init_pid(n) for n in NODES}
+
+    def one_on_the_dc() -> dict[str, list[int]] | None:
+        found = node_processes(inits, b"crm_server.py")
+        ok = len(found[leader]) == 1 and not any(found[n] for n in NODES if n != leader)
+        return found if ok else None
+
+    wait_for(one_on_the_dc, 20, "one warm crmsh, on the DC")
+    agents = node_processes(inits, b"controller.cli", b"agent")
+    assert nice_of(agents[leader][0]) == 0
+    assert all(nice_of(agents[n][0]) == 10 for n in NODES if n != leader), agents
 
 
 def test_no_cib_write_on_a_no_op_pass(env: tuple[Sandbox, GitRepo]) -> None:
@@ -284,6 +310,29 @@ def test_force_push_and_unreachable_remote(env: tuple[Sandbox, GitRepo]) -> None
         hidden.rename(REPO)
     set_stickiness_in_git(repo, 240, "stickiness 240 after the outage")
     wait_for(lambda: stickiness(sb) == "240", 60, "recovered after the remote came back")
+
+
+def test_the_warm_crmsh_follows_the_dc(env: tuple[Sandbox, GitRepo]) -> None:
+    """The DC moves (its node's cluster services stopped cleanly): the new DC's agent starts a warm crmsh,
+    applies the next push, and once the old node is back only the DC keeps one."""
+    sb, repo = env
+    old = dc(sb)
+    inits = {n: sb.init_pid(n) for n in NODES}
+    sb.stop_services(old)
+    try:
+        others = [n for n in NODES if n != old]
+        new = wait_for(lambda: (d := sb.cluster(others[0]).status().dc) not in (None, old) and d, 60,
+                       "a new DC")
+        wait_for(lambda: node_processes(inits, b"crm_server.py")[new], 30, "a warm crmsh on the new DC")
+        set_stickiness_in_git(repo, 250, "stickiness 250 (new DC)")
+        wait_for(lambda: stickiness(sb, new) == "250", 30, "applied by the new DC")
+    finally:
+        sb.start_services(old)
+    sb.wait_healthy(timeout=90, expect_online=NODES)
+    leader = dc(sb)
+    wait_for(lambda: (f := node_processes(inits, b"crm_server.py"))[leader]
+             and not any(f[n] for n in NODES if n != leader), 60, "only the DC keeps a warm crmsh")
+    assert marker(sb).revision == repo.head()  # type: ignore[attr-defined]
 
 
 def test_audit_verify_detects_a_tampered_row(env: tuple[Sandbox, GitRepo]) -> None:
