@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,6 +131,9 @@ class Reconciler:
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
+        # Called once per pass, as soon as the cluster has been read, with whether this agent writes
+        # (None while the cluster has no DC).
+        self.on_observed: Callable[[bool | None], None] | None = None
 
     # ------------------------------------------------------------------ recording
     def _record(self, **fields: Any) -> AuditEvent:
@@ -221,6 +224,8 @@ class Reconciler:
         live, marker, status = observed.result()
         self._last_dc = status.dc
         leader = force_leader or status.dc == self.node
+        if self.on_observed is not None:
+            self.on_observed(None if status.dc is None and not force_leader else leader)
         with timer.stage("record"):
             events = self._record_observed(live, marker, desired.commit if desired else None)
 
