@@ -21,6 +21,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.results_io import now, summary, write  # noqa: E402
 from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.topology import SandboxAgents  # noqa: E402
 from controller.settings import AgentSettings  # noqa: E402
@@ -174,13 +175,11 @@ def main(changes: int = 10) -> dict[str, object]:
         shutil.rmtree(REPO, ignore_errors=True)
     stages = push_pass_stages(sb)
     result = {
-        "push_to_live_seconds": {"median": round(statistics.median(push), 3), "max": round(max(push), 3),
-                                 "all": [round(x, 3) for x in push]},
-        "hand_edit_to_corrected_seconds": {"median": round(statistics.median(drift), 3),
-                                           "max": round(max(drift), 3), "all": [round(x, 3) for x in drift]},
+        "push_to_live_seconds": summary(push),
+        "hand_edit_to_corrected_seconds": summary(drift),
         "idle_agents": idle,
         "dc_push_pass_stages_median_seconds": stages,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "measured_at": now(),
         "notes": "Agents with the default settings (watch_debounce, drift_debounce) and poll_interval 60 s. "
                  "Push to live: from the commit's ref update in the followed repository (the ref file's "
                  "mtime) to the new value in kamailio01's CIB on disk. "
@@ -188,9 +187,6 @@ def main(changes: int = 10) -> dict[str, object]:
                  "(controller/desired/crm_worker.py). Pushes are back to back: each is made once the "
                  "previous one is live. Idle window 65 s (one poll falls inside it).",
     }
-    out = REPO_ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "agent.json").write_text(json.dumps(result, indent=1) + "\n")
 
     def worst(key: str) -> float | None:
         values = [v[key] for v in idle.values() if v.get(key) is not None]
@@ -198,7 +194,7 @@ def main(changes: int = 10) -> dict[str, object]:
 
     total = max((v["rss_mb"] + (v["crm_server_rss_mb"] or 0.0)) for v in idle.values())
     total_pss = max(((v["pss_mb"] or 0.0) + (v["crm_server_pss_mb"] or 0.0)) for v in idle.values())
-    (out / "agent.md").write_text(
+    write("agent", result,
         "| measure | median | max | target |\n|---|---|---|---|\n"
         f"| push to live (watch trigger, {changes} changes) | {result['push_to_live_seconds']['median']} s | "
         f"{result['push_to_live_seconds']['max']} s | < 1 s median |\n"

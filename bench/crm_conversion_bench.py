@@ -16,6 +16,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.results_io import now, summary, write  # noqa: E402
 from controller.desired.crm import crm_to_configuration  # noqa: E402
 from controller.desired.crm_worker import WarmCrm  # noqa: E402
 
@@ -45,17 +46,14 @@ def main(rounds: int = 10) -> dict[str, object]:
     finally:
         warm.close()
     result = {
-        "new_process_seconds": {"median": round(statistics.median(once), 3), "max": round(max(once), 3)},
-        "warm_crmsh_seconds": {"median": round(statistics.median(kept), 3), "max": round(max(kept), 3)},
+        "new_process_seconds": summary(once),
+        "warm_crmsh_seconds": summary(kept),
         "speedup_median": round(statistics.median(once) / statistics.median(kept), 2),
         "warm_crmsh_start_seconds": round(start_s, 3),
         "rounds": rounds,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "measured_at": now(),
     }
-    out = REPO_ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "crm_conversion.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "crm_conversion.md").write_text(
+    write("crm_conversion", result,
         "| conversion of desired/kamailio/cib.crm | median | max |\n|---|---|---|\n"
         f"| new crm process (CLI) | {result['new_process_seconds']['median']} s | "
         f"{result['new_process_seconds']['max']} s |\n"

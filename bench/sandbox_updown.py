@@ -7,7 +7,6 @@ Writes bench/results/sandbox_updown.{json,md}. Run as root: `make bench`, or
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.results_io import now, summary, write  # noqa: E402
 from controller.sandbox.manager import Sandbox  # noqa: E402
 
 STATE = "/var/lib/ha-gitops-sandbox-bench"
@@ -35,17 +35,12 @@ def main(cycles: int = 5) -> dict[str, object]:
         assert sb.leftovers() == {"processes": [], "netns": [], "mounts": []}
     result = {
         "cycles": cycles,
-        "up_seconds": {"median": round(statistics.median(ups), 2), "max": round(max(ups), 2),
-                       "all": [round(x, 2) for x in ups]},
-        "down_seconds": {"median": round(statistics.median(downs), 3), "max": round(max(downs), 3),
-                         "all": [round(x, 3) for x in downs]},
+        "up_seconds": summary(ups, 2),
+        "down_seconds": summary(downs),
         "targets": {"up": "< 10 s", "down": "< 1 s"},
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "measured_at": now(),
     }
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sandbox_updown.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "sandbox_updown.md").write_text(
+    write("sandbox_updown", result,
         "| step | median | max | target |\n|---|---|---|---|\n"
         f"| sandbox up (quorum + DC) | {result['up_seconds']['median']} s | {result['up_seconds']['max']} s "
         "| < 10 s |\n"
