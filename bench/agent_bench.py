@@ -120,7 +120,7 @@ def agent_pids(sb: Sandbox, marker: tuple[bytes, ...] = (b"controller.cli", b"ag
     found = node_processes({n.name: sb.init_pid(n.name) for n in sb.spec().nodes}, *marker)
     return {node: pids[0] for node, pids in found.items() if pids}
 
-def main(changes: int = 10) -> dict[str, object]:
+def main(changes: int = 10, warm_crm: str = "dc") -> dict[str, object]:
     shutil.rmtree(REPO, ignore_errors=True)
     repo = GitRepo.create(REPO, {f"{FOLDER}/{p.name}": p.read_text()
                                  for p in (REPO_ROOT / "desired" / "kamailio").iterdir()}, "initial")
@@ -131,7 +131,7 @@ def main(changes: int = 10) -> dict[str, object]:
     sb.up(REPO_ROOT / "desired" / "kamailio", timeout=90,
           agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=60.0,
                                drift_debounce=defaults["drift_debounce"].default,
-                               watch_debounce=defaults["watch_debounce"].default))
+                               watch_debounce=defaults["watch_debounce"].default, warm_crm=warm_crm))
     try:
         wait_initial_sync(sb, repo.head())
         push: list[float] = []
@@ -183,8 +183,9 @@ def main(changes: int = 10) -> dict[str, object]:
         "notes": "Agents with the default settings (watch_debounce, drift_debounce) and poll_interval 60 s. "
                  "Push to live: from the commit's ref update in the followed repository (the ref file's "
                  "mtime) to the new value in kamailio01's CIB on disk. "
-                 "Each push changes cib.crm, so it includes one crmsh conversion, in the agent's warm crmsh "
-                 "(controller/desired/crm_worker.py). Pushes are back to back: each is made once the "
+                 "Each push changes cib.crm, so it includes one crmsh conversion (with warm_crm = dc in the "
+                 "DC agent's warm crmsh, controller/desired/crm_worker.py; with off in a new crm process). "
+                 "Pushes are back to back: each is made once the "
                  "previous one is live. Idle window 65 s (one poll falls inside it).",
     }
 
@@ -212,9 +213,11 @@ def main(changes: int = 10) -> dict[str, object]:
         "\nThe writer's passes that applied a push, median seconds per stage (observe runs beside load, "
         "predict beside validate):\n\n"
         + " ".join(f"{k}={v}" for k, v in stages.items()) + "\n"
-        f"\n{result['measured_at']}, 2-core machine. {result['notes']}\n")
+        f"\n{result['measured_at']}, 2-core machine, warm_crm = \"{warm_crm}\". {result['notes']}\n")
     return result
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10), indent=1))
+    # agent_bench.py [CHANGES] [WARM_CRM]: WARM_CRM other than "dc" writes agent_warm_crm_<mode>.{json,md}
+    print(json.dumps(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10,
+                          sys.argv[2] if len(sys.argv) > 2 else "dc"), indent=1))

@@ -98,6 +98,7 @@ def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
         f"drift_debounce = {a.drift_debounce}",
         f"watch_debounce = {a.watch_debounce}",
         f"drift_mode = {_toml_str(a.drift_mode)}",
+        f"warm_crm = {_toml_str(a.warm_crm)}",
         f"audit_url = {_toml_str(a.audit_url or 'sqlite:////var/lib/ha-gitops/audit.db')}",
         'cache_dir = "/var/lib/ha-gitops/repo"',
         "# Restarting corosync/pacemaker is the node's own init, not systemd (there is none in a node).",

@@ -28,6 +28,7 @@ class SandboxAgents(BaseModel):
     drift_debounce: float = 0.3
     watch_debounce: float = 0.1
     drift_mode: str = "correct"
+    warm_crm: str = "dc"
     audit_url: str | None = None  # default: one SQLite file per node; a postgresql:// URL: one shared trail
 
 
