@@ -195,7 +195,8 @@ def main(changes: int = 10, warm_crm: str = "dc") -> dict[str, object]:
 
     total = max((v["rss_mb"] + (v["crm_server_rss_mb"] or 0.0)) for v in idle.values())
     total_pss = max(((v["pss_mb"] or 0.0) + (v["crm_server_pss_mb"] or 0.0)) for v in idle.values())
-    write("agent", result,
+    result["warm_crm"] = warm_crm
+    write("agent" if warm_crm == "dc" else f"agent_warm_crm_{warm_crm}", result,
         "| measure | median | max | target |\n|---|---|---|---|\n"
         f"| push to live (watch trigger, {changes} changes) | {result['push_to_live_seconds']['median']} s | "
         f"{result['push_to_live_seconds']['max']} s | < 1 s median |\n"
