@@ -67,8 +67,21 @@ def run_demo(cluster_dir: str | Path, say: Callable[[str], None], state_dir: str
         return sb.exec("kamailio01", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
                                       "resource-stickiness", "-G", "-q"]).stdout.strip()
 
-    took = _wait(lambda: stickiness() == "100", 60)
-    say(f"3. initial sync: the reference configuration is live {took:.1f}s later")
+    head = _git(DEMO_REPO, "rev-parse", "HEAD").strip()
+
+    def initial_sync_verified() -> bool:
+        # The DC's agent has applied the first commit and finished verifying it (resources started).
+        try:
+            dc = json.loads(cli("kamailio01", "status", "--format", "json")).get("dc")
+            st = json.loads(cli(dc, "status", "--format", "json")) if dc else {}
+        except ValueError:
+            return False
+        agent = st.get("agent") or {}
+        return (st.get("applied") or {}).get("revision") == head and agent.get("leader") is True \
+            and agent.get("revision") == head and agent.get("outcome") in ("applied", "no-change")
+
+    took = _wait(initial_sync_verified, 90)
+    say(f"3. initial sync: the reference configuration is live and verified {took:.1f}s later")
     _wait(lambda: "is running on" in sb.exec("kamailio01", ["crm_resource", "--locate", "-r",
                                                           "KAMAILIO01"]).stdout, 60)
     say(sb.exec("kamailio01", ["crm_mon", "-1", "-r"]).stdout)
