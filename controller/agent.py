@@ -59,7 +59,7 @@ class Agent:
             node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
             substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"),
             crm=self._crm, observer_crm=functools.partial(self._crm, nice=OBSERVER_NICE))
-        self.reconciler.on_observed = self._update_warm_crm
+        self.reconciler.on_observed = self._on_observed
         self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
             node=settings.node_name, cluster=self.cluster, store=self.store,
             service_command=settings.service_command, wake=self.trigger)
@@ -159,11 +159,19 @@ class Agent:
             return self.crm.run(argv, timeout=timeout, env=env, check=check, warm=warm, nice=nice)
         return run(argv, timeout=timeout, env=env, check=check)
 
-    def _update_warm_crm(self, writer: bool | None) -> None:
+    def _on_observed(self, writer: bool | None) -> None:
+        """A pass has read the cluster: from here on it runs at the priority its role deserves, and the
+        warm crmsh goes where the writer is. While there is no DC (an election) everything stays."""
+        if writer is None:
+            return
+        self._set_priority(observer=not writer)
+        self._update_warm_crm(writer)
+
+    def _update_warm_crm(self, writer: bool) -> None:
         """Keep a warm crmsh where the settings want one: on the DC ("dc") or everywhere ("always"). Called
         as soon as a pass has read the cluster; a new one is started and primed with the current cib.crm
         in the background, so that the next push finds crmsh loaded and its agent metadata cached."""
-        if self.crm is None or writer is None:  # no DC (an election): keep what we have
+        if self.crm is None:
             return
         want = self.settings.warm_crm == "always" or writer
         if want == self._keep_warm:
@@ -178,6 +186,7 @@ class Agent:
 
     def _prime_crm(self, crm_file: Path | None) -> None:
         assert self.crm is not None
+        self._set_priority(observer=False)  # this thread, and the crmsh it starts, work for the writer
         try:
             self.crm.start()
             if crm_file is not None:
@@ -245,7 +254,6 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
-                self._set_priority(observer=result.dc is not None and not result.leader)
                 log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
                          " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):

@@ -329,7 +329,10 @@ def test_the_warm_crmsh_follows_the_dc(env: tuple[Sandbox, GitRepo]) -> None:
             return d if d not in (None, old) else None
 
         new = wait_for(new_dc, 60, "a new DC")
-        wait_for(lambda: node_processes(inits, b"crm_server.py")[new], 30, "a warm crmsh on the new DC")
+        servers = wait_for(lambda: node_processes(inits, b"crm_server.py")[new], 30,
+                           "a warm crmsh on the new DC")
+        # The agent was an observer (nice 10) until now: the writer's crmsh runs at normal priority.
+        assert nice_of(servers[0]) == 0
         set_stickiness_in_git(repo, 250, "stickiness 250 (new DC)")
         wait_for(lambda: stickiness(sb, new) == "250", 30, "applied by the new DC")
     finally:
