@@ -179,7 +179,7 @@ class Agent:
         self._keep_warm = want
         if not want:
             log.info("not the DC: warm crmsh stopped")
-            self.crm.close()
+            self.crm.close()  # a priming still under way ends as a new crm process, starting nothing
             return
         crm_file = next((f / "cib.crm" for f in self._exported.values() if (f / "cib.crm").is_file()), None)
         threading.Thread(target=self._prime_crm, args=(crm_file,), daemon=True, name="crm-prime").start()
@@ -189,6 +189,9 @@ class Agent:
         self._set_priority(observer=False)  # this thread, and the crmsh it starts, work for the writer
         try:
             self.crm.start()
+            if not self._keep_warm:  # no longer the DC by the time it started
+                self.crm.close()
+                return
             if crm_file is not None:
                 crm_to_configuration(crm_file.read_text(), source=str(crm_file), use_cache=False,
                                      runner=self.crm.run)

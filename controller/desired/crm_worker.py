@@ -49,7 +49,8 @@ def crmsh_interpreter(crm: Path = CRM) -> str:
 
 
 class WarmCrm:
-    """One crm server process, owned by this object (started lazily, stopped by close())."""
+    """One crm server process, owned by this object: started by start() or the first run(), started
+    again by run() when it died, stopped by close()."""
 
     def __init__(self, *, base_env: Mapping[str, str] | None = None, nice: int = 0,
                  max_age: float | None = None, interpreter: str | None = None) -> None:
@@ -61,6 +62,7 @@ class WarmCrm:
         self._proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._home: tempfile.TemporaryDirectory[str] | None = None
+        self._closed = False  # after close(), until start(): run() uses a new crm process
         self.started_count = 0  # how many servers this object started (restarts show up here)
         self.fresh_starts = 0  # how often a server re-executed itself (after max_age idle)
 
@@ -114,12 +116,15 @@ class WarmCrm:
             self._home = None
 
     def close(self) -> None:
+        """Stop the server; later calls run crm as a new process until start()."""
         with self._lock:
+            self._closed = True
             self._stop()
 
     def start(self) -> None:
         """Start the server now (the agent does, so the first push does not pay for it)."""
         with self._lock:
+            self._closed = False
             if self.pid is None:
                 self._stop()
                 self._start()
@@ -140,6 +145,8 @@ class WarmCrm:
                    "nice": self.nice if nice is None else nice}
         reply: dict | None = None
         with self._lock:
+            if self._closed:
+                return run(argv, timeout=timeout, env=env, check=check, ok_codes=ok_codes, cwd=cwd)
             try:
                 if self.pid is None:
                     self._stop()

@@ -102,12 +102,17 @@ def test_crmsh_temporary_files_are_removed(warm: WarmCrm, tmp_path: Path) -> Non
     assert list(scratch.iterdir()) == []
 
 
-def test_closing_stops_the_server(warm: WarmCrm) -> None:
+def test_closing_stops_the_server_until_it_is_started_again(warm: WarmCrm) -> None:
     warm.start()
     pid = warm.pid
     assert pid is not None and Path(f"/proc/{pid}").exists()
     warm.close()
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    # Closed: conversions still work, as new crm processes, and start no server behind the owner's back.
+    assert b'value="11"' in crm_to_configuration(_variant(11), use_cache=False, runner=warm.run).configuration
+    assert warm.pid is None and warm.started_count == 1
+    warm.start()
+    assert warm.pid is not None and warm.started_count == 2
 
 
 def test_the_interpreter_is_crmshs_own() -> None:
