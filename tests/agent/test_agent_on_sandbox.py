@@ -244,6 +244,10 @@ def test_agent_killed_between_write_and_record_converges_without_half_events(
     assert ev["details"].get("recovered") is True
     code, out, err = cli(sb, leader, "audit", "verify")
     assert code == 0, out + err
+    # The killed agent's warm crmsh saw its pipe close and went away: one helper, the new agent's.
+    inits = {n: sb.init_pid(n) for n in NODES}
+    wait_for(lambda: len(node_processes(inits, b"crm_server.py")[leader]) == 1, 20,
+             "one warm crmsh on the DC after the restart")
 
 
 def test_rollback_restores_and_pins_until_a_newer_commit(env: tuple[Sandbox, GitRepo]) -> None:
@@ -338,7 +342,14 @@ def test_the_warm_crmsh_follows_the_dc(env: tuple[Sandbox, GitRepo]) -> None:
     finally:
         sb.start_services(old)
     sb.wait_healthy(timeout=90, expect_online=NODES)
-    leader = dc(sb)
+
+    def seen_dc() -> str | None:  # the rejoining node may not know the DC for a moment
+        try:
+            return sb.cluster("kamailio01").status().dc
+        except Exception:
+            return None
+
+    leader = wait_for(seen_dc, 60, "the DC, seen from kamailio01")
     wait_for(lambda: (f := node_processes(inits, b"crm_server.py"))[leader]
              and not any(f[n] for n in NODES if n != leader), 60, "only the DC keeps a warm crmsh")
     assert marker(sb).revision == repo.head()  # type: ignore[attr-defined]
