@@ -43,6 +43,7 @@ from controller.cluster.models import ClusterStatus
 from controller.command import run
 from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass, CorosyncChange
+from controller.desired.policy import ClusterPolicy
 from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
 from controller.health import health_problems
@@ -314,8 +315,7 @@ class CorosyncRollout:
 
     def __init__(self, *, node: str, cluster: LiveCluster, store: AuditStore, service_command: Sequence[str],
                  conf_path: Path = CONF_PATH, wake: Callable[[str], None] | None = None,
-                 poll_interval: float = 1.0, settle_timeout: float = 120.0, rejoin_timeout: float = 90.0,
-                 verify_timeout: float = 30.0,
+                 poll_interval: float = 1.0,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node = node
         self.cluster = cluster
@@ -324,9 +324,9 @@ class CorosyncRollout:
         self.conf_path = conf_path
         self.wake = wake
         self.poll_interval = poll_interval
-        self.settle_timeout = settle_timeout
-        self.rejoin_timeout = rejoin_timeout
-        self.verify_timeout = verify_timeout
+        # The cluster's limits (cluster.toml [settle] and [rollout]), taken from the desired state at each
+        # step; until the first step, their defaults.
+        self._limits(ClusterPolicy())
         self._verify_since: dict[str, float] = {}  # digest -> first runtime check after the reload
         self.now = now
         self._timer: threading.Timer | None = None
@@ -380,10 +380,16 @@ class CorosyncRollout:
         return highest_class(changes) or "reload"  # text differs, meaning does not: a reload is harmless
 
     # ------------------------------------------------------------------ the step
+    def _limits(self, policy: ClusterPolicy) -> None:
+        self.settle_timeout = policy.settle.timeout.total_seconds()  # resources to leave a node
+        self.verify_timeout = policy.rollout.verify_timeout.total_seconds()
+        self.rejoin_timeout = policy.rollout.rejoin_timeout.total_seconds()
+
     def step(self, *, state: Any, desired: Any, revision: str, status: Any, leader: bool,
              trigger: str) -> dict[str, Any]:
         started = time.monotonic()
         text = state.corosync_text
+        self._limits(state.policy)
         refusal = check_corosync_restart("cluster-restart", state.policy, self.now())
         inp = self.observe(text, status, str(refusal) if refusal else None, revision)
         action = plan_next(inp)

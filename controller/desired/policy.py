@@ -16,7 +16,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.cib.normalize import IgnoreRule
-from controller.desired.policy_sections import DisruptionPolicy, MaintenanceWindow, SettlePolicy
+from controller.desired.policy_sections import (
+    DisruptionPolicy,
+    MaintenanceWindow,
+    RolloutPolicy,
+    SettlePolicy,
+)
 from controller.errors import InputError
 
 
@@ -26,10 +31,11 @@ class _Strict(BaseModel):
 
 class ClusterPolicy(_Strict):
     ignore: list[IgnoreRule] = Field(default_factory=list)
-    # controller.desired.policy_sections: [[maintenance_window]], [disruption], [settle]
+    # controller.desired.policy_sections: [[maintenance_window]], [disruption], [settle], [rollout]
     maintenance_window: list[MaintenanceWindow] = Field(default_factory=list)
     disruption: DisruptionPolicy = Field(default_factory=DisruptionPolicy)
     settle: SettlePolicy = Field(default_factory=SettlePolicy)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
 
 def _key_line(text: str, key: str) -> int | None:

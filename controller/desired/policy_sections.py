@@ -1,4 +1,5 @@
-"""cluster.toml sections for disruption control: maintenance windows, the disruption policy, settling.
+"""cluster.toml sections for disruption control: maintenance windows, the disruption policy, settling,
+and the limits of a corosync.conf rollout.
 
     [[maintenance_window]]
     name = "nightly"
@@ -13,6 +14,10 @@
 
     [settle]
     timeout = "120s"
+
+    [rollout]                   # corosync.conf rollouts
+    verify_timeout = "30s"      # after a reload, how long a node's runtime (cmap) may take to match
+    rejoin_timeout = "90s"      # after a restart, how long a node may take to rejoin a quorate cluster
 
 Cron expressions are evaluated with APScheduler 3's CronTrigger, which numbers weekdays from Monday
 (0 = Monday) and ANDs day-of-month with day-of-week; standard cron numbers them from Sunday and ORs
@@ -136,3 +141,10 @@ class DisruptionPolicy(_Strict):
 
 class SettlePolicy(_Strict):
     timeout: Duration = timedelta(seconds=120)
+
+
+class RolloutPolicy(_Strict):
+    """Limits of a corosync.conf rollout step; past them the rollout fails and is rolled back."""
+
+    verify_timeout: Duration = timedelta(seconds=30)
+    rejoin_timeout: Duration = timedelta(seconds=90)

@@ -27,6 +27,10 @@ allow_cluster_restart = false
 
 [settle]
 timeout = "120s"
+
+[rollout]
+verify_timeout = "45s"
+rejoin_timeout = "3m"
 """
 
 
@@ -45,6 +49,8 @@ def test_full_example_parses() -> None:
     assert (p.disruption.max_restarts, p.disruption.protect, p.disruption.allow_cluster_restart) == (
         1, ["PROXY01"], False)
     assert p.settle.timeout == timedelta(seconds=120)
+    assert p.rollout.verify_timeout == timedelta(seconds=45)
+    assert p.rollout.rejoin_timeout == timedelta(minutes=3)
 
 
 def test_defaults_without_sections() -> None:
@@ -52,6 +58,8 @@ def test_defaults_without_sections() -> None:
     assert p.maintenance_window == [] and p.disruption.protect == []
     assert p.disruption.max_restarts is None and not p.disruption.allow_cluster_restart
     assert p.settle.timeout == timedelta(seconds=120)
+    assert p.rollout.verify_timeout == timedelta(seconds=30)
+    assert p.rollout.rejoin_timeout == timedelta(seconds=90)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -65,6 +73,8 @@ def test_duration_forms(text: str | int, expected: timedelta) -> None:
 @pytest.mark.parametrize(("toml", "message", "line"), [
     ('[disruption]\nmax_restart = 1', "unknown key 'disruption.max_restart'", 2),
     ('[settle]\ntimeout = "soon"', "settle.timeout: Value error, not a duration", 2),
+    ('[rollout]\nverify_timeout = "0s"', "rollout.verify_timeout: Value error, duration must be positive", 2),
+    ('[rollout]\nrejoin = "90s"', "unknown key 'rollout.rejoin'", 2),
     ('[disruption]\nmax_restarts = -1', "greater than or equal to 0", 2),
     ('[[maintenance_window]]\nname = "x"\ncron = "0 2 * *"\nduration = "1h"', "must have 5 fields", 3),
     ('[[maintenance_window]]\nname = "x"\ncron = "0 2 1 * 1"\nduration = "1h"', "restricts both", 3),
