@@ -12,14 +12,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
-from controller.command import Result, run
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
 from controller.notify import Notifier
@@ -53,12 +51,14 @@ class Agent:
         # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py) where this agent keeps
         # one (settings.warm_crm): about half the cost of a new crm process. It matters on the DC, where a
         # push waits for the conversion.
-        self.crm = WarmCrm() if settings.warm_crm != "off" else None
-        self._keep_warm = False
+        # Closed until this agent is the writer (or warm_crm = "always"): conversions meanwhile run as new
+        # crm processes, which inherit the CPU priority of the pass.
+        self.crm = WarmCrm(autostart=False) if settings.warm_crm != "off" else None
         self.reconciler = Reconciler(
             node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
             substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"),
-            crm=self._crm, observer_crm=functools.partial(self._crm, nice=OBSERVER_NICE))
+            crm=self.crm.run if self.crm else None,
+            observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE) if self.crm else None)
         self.reconciler.on_observed = self._on_observed
         self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
             node=settings.node_name, cluster=self.cluster, store=self.store,
@@ -151,14 +151,6 @@ class Agent:
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
 
     # ------------------------------------------------------------------ crmsh
-    def _crm(self, argv: list[str], *, timeout: float, env: Mapping[str, str] | None, check: bool,
-             warm: str | None = None, nice: int | None = None) -> Result:
-        """Runs crm for a conversion: in the warm crmsh while this agent keeps one, else as a new process
-        (which inherits the CPU priority of the pass)."""
-        if self.crm is not None and self._keep_warm:
-            return self.crm.run(argv, timeout=timeout, env=env, check=check, warm=warm, nice=nice)
-        return run(argv, timeout=timeout, env=env, check=check)
-
     def _on_observed(self, writer: bool | None) -> None:
         """A pass has read the cluster: from here on it runs at the priority its role deserves, and the
         warm crmsh goes where the writer is. While there is no DC (an election) everything stays."""
@@ -174,13 +166,13 @@ class Agent:
         if self.crm is None:
             return
         want = self.settings.warm_crm == "always" or writer
-        if want == self._keep_warm:
+        if want == self.crm.kept:
             return
-        self._keep_warm = want
         if not want:
             log.info("not the DC: warm crmsh stopped")
             self.crm.close()  # a priming still under way ends as a new crm process, starting nothing
             return
+        self.crm.open()
         crm_file = next((f / "cib.crm" for f in self._exported.values() if (f / "cib.crm").is_file()), None)
         threading.Thread(target=self._prime_crm, args=(crm_file,), daemon=True, name="crm-prime").start()
 
@@ -189,8 +181,7 @@ class Agent:
         self._set_priority(observer=False)  # this thread, and the crmsh it starts, work for the writer
         try:
             self.crm.start()
-            if not self._keep_warm:  # no longer the DC by the time it started
-                self.crm.close()
+            if self.crm.pid is None:  # closed meanwhile: no longer the DC
                 return
             if crm_file is not None:
                 crm_to_configuration(crm_file.read_text(), source=str(crm_file), use_cache=False,

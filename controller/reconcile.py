@@ -175,14 +175,7 @@ class Reconciler:
     # ------------------------------------------------------------------ desired
     def load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
              ) -> tuple[DesiredState | None, list[Finding]]:
-        """The desired state and every finding about it (loading, crm_verify, cross-checks)."""
-        state, findings = self._load(desired, timer, leader=leader)
-        if state is None:
-            return None, findings
-        return state, self._findings(state, timer)
-
-    def _load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
-              ) -> tuple[DesiredState | None, list[Finding]]:
+        """The desired state (validated separately, by _findings), or the findings that stopped it."""
         timer = timer or StageTimer()
         try:
             with timer.stage("load"):
@@ -220,7 +213,7 @@ class Reconciler:
         if desired is not None and not desired.refusal:
             # Whether this node is the DC is known once observed; until then, what the last pass saw
             # decides the conversion's CPU priority (nothing else).
-            loaded = self._load(desired, timer, leader=force_leader or self._last_dc in (None, self.node))
+            loaded = self.load(desired, timer, leader=force_leader or self._last_dc in (None, self.node))
         live, marker, status = observed.result()
         self._last_dc = status.dc
         leader = force_leader or status.dc == self.node

@@ -36,6 +36,3 @@ class StageTimer:
         ran side by side overlap: their sum can exceed the pass's duration."""
         with self._lock:
             return {k: round(v, 3) for k, v in self._durations.items()}
-
-    def text(self) -> str:
-        return " ".join(f"{k}={v:.3f}" for k, v in self.durations.items())

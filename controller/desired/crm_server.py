@@ -86,7 +86,7 @@ def _wait(pid: int, timeout: float) -> int | None:
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+                return os.waitstatus_to_exitcode(status)
             left = deadline - time.monotonic()
             if left <= 0:
                 with contextlib.suppress(ProcessLookupError):

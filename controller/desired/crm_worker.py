@@ -5,9 +5,9 @@ importing crmsh and reading resource-agent metadata; the DC's agent pays it for 
 server keeps crmsh imported and its metadata caches filled, and forks a fresh child per command line,
 so the conversion is still crmsh's own code, from its own entry point.
 
-`WarmCrm.run` has the signature of controller.command.run, so it drops in wherever crm is run. When
-the server cannot be started or dies, the command runs as a one-shot `crm` (and the server is started
-again at the next call): slower, never different.
+`WarmCrm.run` is a controller.desired.crm.CrmRunner. When the server cannot be started or dies, the
+command runs as a one-shot `crm` (and the server is started again at the next call): slower, never
+different.
 """
 
 from __future__ import annotations
@@ -50,19 +50,18 @@ def crmsh_interpreter(crm: Path = CRM) -> str:
 
 class WarmCrm:
     """One crm server process, owned by this object: started by start() or the first run(), started
-    again by run() when it died, stopped by close()."""
+    again by run() when it died, stopped by close(). Closed (after close(), or from the start without
+    autostart), run() uses a new crm process and starts nothing until open()."""
 
-    def __init__(self, *, base_env: Mapping[str, str] | None = None, nice: int = 0,
-                 max_age: float | None = None, interpreter: str | None = None) -> None:
-        self._base_env = dict(base_env or {})
-        self.nice = nice
+    def __init__(self, *, max_age: float | None = None, interpreter: str | None = None,
+                 autostart: bool = True) -> None:
         self.max_age = max_age  # seconds before the idle server starts afresh (default: the server's)
         self.interpreter = interpreter
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._home: tempfile.TemporaryDirectory[str] | None = None
-        self._closed = False  # after close(), until start(): run() uses a new crm process
+        self._closed = not autostart
         self.started_count = 0  # how many servers this object started (restarts show up here)
         self.fresh_starts = 0  # how often a server re-executed itself (after max_age idle)
 
@@ -74,7 +73,7 @@ class WarmCrm:
     def _start(self) -> None:
         self._home = tempfile.TemporaryDirectory(prefix="ha-gitops-crm-home-")
         home = self._home.name
-        env = {**os.environ, **self._base_env, "HOME": home, "XDG_CACHE_HOME": f"{home}/.cache",
+        env = {**os.environ, "HOME": home, "XDG_CACHE_HOME": f"{home}/.cache",
                "XDG_CONFIG_HOME": f"{home}/.config"}
         argv = [self.interpreter or crmsh_interpreter(), "-I", str(SERVER)]
         if self.max_age is not None:
@@ -115,38 +114,43 @@ class WarmCrm:
             self._home.cleanup()
             self._home = None
 
+    @property
+    def kept(self) -> bool:
+        """Whether this object keeps a server (open), running or to be started by the next run()."""
+        return not self._closed
+
     def close(self) -> None:
-        """Stop the server; later calls run crm as a new process until start()."""
+        """Stop the server; later calls run crm as a new process until open()."""
         with self._lock:
             self._closed = True
             self._stop()
 
-    def start(self) -> None:
-        """Start the server now (the agent does, so the first push does not pay for it)."""
+    def open(self) -> None:
+        """Keep a server again (started by start() or the next run())."""
         with self._lock:
             self._closed = False
-            if self.pid is None:
+
+    def start(self) -> None:
+        """Start the server now, unless closed (the agent does, so the first push does not pay for it)."""
+        with self._lock:
+            if not self._closed and self.pid is None:
                 self._stop()
                 self._start()
 
     # ------------------------------------------------------------------ one command line
     def run(self, argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None,
-            input: str | None = None, check: bool = True, ok_codes: Sequence[int] = (0,),
-            cwd: str | None = None, warm: str | None = None, nice: int | None = None) -> Result:
-        """Run a `crm` command line in the warm server (see controller.command.run for the contract).
+            check: bool = True, warm: str | None = None, nice: int = 0) -> Result:
+        """Run a `crm` command line in the warm server, like controller.command.run would run it.
 
         `warm`: crm text whose agents' metadata the server loads afterwards, for the next call.
-        `nice`: the command's CPU priority (default: this object's)."""
+        `nice`: how much to lower the command's CPU priority."""
         argv = [str(a) for a in argv]
-        if input is not None or not argv or Path(argv[0]).name != "crm":
-            return run(argv, timeout=timeout, env=env, input=input, check=check, ok_codes=ok_codes, cwd=cwd)
-        request = {"argv": argv, "env": {**os.environ, **self._base_env, **(env or {})},
-                   "cwd": cwd or os.getcwd(), "timeout": timeout, "warm": warm,
-                   "nice": self.nice if nice is None else nice}
+        request = {"argv": argv, "env": {**os.environ, **(env or {})}, "cwd": os.getcwd(),
+                   "timeout": timeout, "warm": warm, "nice": nice}
         reply: dict | None = None
         with self._lock:
             if self._closed:
-                return run(argv, timeout=timeout, env=env, check=check, ok_codes=ok_codes, cwd=cwd)
+                return run(argv, timeout=timeout, env=env, check=check)
             try:
                 if self.pid is None:
                     self._stop()
@@ -164,11 +168,11 @@ class WarmCrm:
                 self._stop()
                 reply = None
         if reply is None:
-            return run(argv, timeout=timeout, env=env, check=check, ok_codes=ok_codes, cwd=cwd)
+            return run(argv, timeout=timeout, env=env, check=check)
         if reply.get("timeout"):
             raise CommandError(argv, None, reply.get("stderr", ""), timeout=timeout)
         result = Result(argv, int(reply["rc"]) if reply.get("rc") is not None else -1,
                         reply.get("stdout", ""), reply.get("stderr", ""))
-        if check and result.returncode not in ok_codes:
+        if check and result.returncode != 0:
             raise CommandError(argv, result.returncode, result.stderr, result.stdout)
         return result

@@ -18,7 +18,7 @@ import pytest
 from conftest import CORPUS, crmsh_directly
 from lxml import etree
 
-from controller.desired.crm import CrmConversionError, CrmRunner, crm_to_configuration
+from controller.desired.crm import CrmConversionError, crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
 
 FILES = sorted(p for d in ("crmsh-cibtests", "crmsh-testcases-show-extracted", "crmsh-doc")
@@ -36,15 +36,12 @@ def warm_crm() -> Iterator[WarmCrm]:
     worker.close()
 
 
-def _conversions(warm_crm: WarmCrm) -> list[tuple[str, CrmRunner]]:
-    return [("warm crmsh", warm_crm.run), ("warm crmsh, metadata cached", warm_crm.run)]
-
-
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_crm_corpus_file(path: Path, warm_crm: WarmCrm) -> None:
     text = path.read_text()
     rc, cib = crmsh_directly(text)
-    for how, runner in _conversions(warm_crm):
+    runner = warm_crm.run
+    for how in ("warm crmsh", "warm crmsh, metadata cached"):
         if rc == 0:
             conversion = crm_to_configuration(text, source=str(path), use_cache=False, runner=runner)
             parser = etree.XMLParser(remove_blank_text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_crmsh_temporary_files_are_removed(warm: WarmCrm, tmp_path: Path) -> Non
     assert list(scratch.iterdir()) == []
 
 
-def test_closing_stops_the_server_until_it_is_started_again(warm: WarmCrm) -> None:
+def test_closing_stops_the_server_until_it_is_opened_again(warm: WarmCrm) -> None:
     warm.start()
     pid = warm.pid
     assert pid is not None and Path(f"/proc/{pid}").exists()
@@ -110,10 +111,14 @@ def test_closing_stops_the_server_until_it_is_started_again(warm: WarmCrm) -> No
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     # Closed: conversions still work, as new crm processes, and start no server behind the owner's back.
     assert b'value="11"' in crm_to_configuration(_variant(11), use_cache=False, runner=warm.run).configuration
+    warm.start()
     assert warm.pid is None and warm.started_count == 1
+    warm.open()
     warm.start()
     assert warm.pid is not None and warm.started_count == 2
 
 
-def test_the_interpreter_is_crmshs_own() -> None:
-    assert Path(crmsh_interpreter()).name.startswith("python3")
+def test_the_interpreter_is_the_one_crmsh_is_installed_for() -> None:
+    r = subprocess.run([crmsh_interpreter(), "-I", "-c", "import crmsh.main"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
