@@ -18,6 +18,7 @@ from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange, render_text
 from controller.corosync.diff import CorosyncChange, diff_corosync, highest_class
 from controller.corosync.document import parse_corosync
+from controller.corosync.rollout_plan import node_order
 from controller.desired.state import DesiredState
 from controller.desired.substitute import Substituted, Substitution, substitute
 from controller.impact import Impact
@@ -101,13 +102,8 @@ def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: st
 
 
 def standby_first(cib: etree._Element) -> list[str]:
-    """The rollout order (controller/rollout.py): standby nodes first, then the others, each by name."""
-    nodes = []
-    for node in cib.iterfind("configuration/nodes/node"):
-        standby = any(nv.get("value", "").lower() in ("on", "true", "yes", "1")
-                      for nv in node.iterfind("instance_attributes/nvpair[@name='standby']"))
-        nodes.append((not standby, node.get("uname", "")))
-    return [name for _, name in sorted(nodes)]
+    """The rollout order: the one rule (controller/corosync/rollout_plan.py), standby nodes first."""
+    return node_order(cib)
 
 
 def _summary(changes: Sequence[ObjectChange]) -> str:

@@ -11,7 +11,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 REFERENCE = REPO / "desired" / "kamailio"
-TEST_STATE_DIR = "/var/lib/ha-gitops-sandbox-tests"
+
+
+def sandbox_state(name: str) -> str:
+    """A test module's own sandbox state directory. HA_GITOPS_TEST_SANDBOX_PREFIX lets a second checkout
+    run the suite beside this one without sharing a sandbox."""
+    return os.environ.get("HA_GITOPS_TEST_SANDBOX_PREFIX", "/var/lib/ha-gitops-sandbox-") + name
+
+
+TEST_STATE_DIR = sandbox_state("tests")
 
 
 def need_root() -> None:

@@ -12,12 +12,12 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root
+from tests.conftest import REFERENCE, need_root, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path("/var/lib/ha-gitops-sandbox-safe")
+STATE = Path(sandbox_state("safe"))
 REPO = Path("/var/lib/ha-gitops-test-repos/safe")
 FOLDER = "kamailio"
 CRM = f"{FOLDER}/cib.crm"

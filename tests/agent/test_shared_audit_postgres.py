@@ -13,13 +13,13 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root
+from tests.conftest import REFERENCE, need_root, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 from tests.postgres import postgres_server
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
 
-STATE = Path("/var/lib/ha-gitops-sandbox-pgshared")
+STATE = Path(sandbox_state("pgshared"))
 REPO = Path("/var/lib/ha-gitops-test-repos/pgshared")
 PG_BASE = Path("/var/lib/ha-gitops-test-pg")  # the nodes reach the server through its socket file here
 FOLDER = "kamailio"

@@ -22,12 +22,12 @@ from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root
+from tests.conftest import REFERENCE, need_root, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path("/var/lib/ha-gitops-sandbox-rollout")
+STATE = Path(sandbox_state("rollout"))
 REPO = Path("/var/lib/ha-gitops-test-repos/rollout")  # not under /tmp: every node must see it
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"

@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from controller.sandbox.manager import Sandbox
-from tests.conftest import REFERENCE, need_root
+from tests.conftest import REFERENCE, need_root, sandbox_state
 
 pytestmark = pytest.mark.sandbox
 
-STATE = "/var/lib/ha-gitops-sandbox-cycles"
+STATE = sandbox_state("cycles")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
