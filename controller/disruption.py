@@ -1,7 +1,8 @@
 """The disruption policy of cluster.toml applied to a predicted impact (pure: `now` is an argument).
 
 Outside a maintenance window a change may not stop, restart, move or demote a protected resource
-(or a member of a protected group/clone), and may restart/move at most `max_restarts` resources.
+(or a member of a protected group/clone), may restart/move/stop at most `max_restarts` resources, delete
+at most `max_deletions`, and fence no node unless `allow_fencing`.
 Inside a window everything is allowed. A corosync cluster-restart change needs
 `allow_cluster_restart` and an open window.
 """
@@ -18,10 +19,15 @@ from controller.corosync.diff import ChangeClass
 from controller.desired.policy import ClusterPolicy
 from controller.desired.policy_sections import MaintenanceWindow
 from controller.errors import HaGitopsError
-from controller.impact import DISRUPTIVE, Impact, ResourceImpact
+from controller.cib.render import ObjectChange
+from controller.impact import DISRUPTIVE, Impact, NodeAction, ResourceImpact
 
-Rule = Literal["protect", "max_restarts", "allow_cluster_restart", "maintenance_window"]
-_COUNTED: frozenset[str] = frozenset({"restart", "move"})
+Rule = Literal["protect", "max_restarts", "max_deletions", "allow_fencing", "allow_cluster_restart",
+               "maintenance_window"]
+# A deletion stops its resource: a stop disrupts the service as much as a restart does.
+_COUNTED: frozenset[str] = frozenset({"restart", "move", "stop"})
+# crm_simulate's node actions other than a clean shutdown are fencing (reboot, off, stonith).
+_NOT_FENCING: frozenset[str] = frozenset({"shutdown"})
 
 
 class Violation(BaseModel):
@@ -66,12 +72,30 @@ def _describe(r: ResourceImpact) -> str:
             + (f" on {where}" if where else "") + (f" due to {r.reason}" if r.reason else ""))
 
 
-def check_disruption(impact: Impact, policy: ClusterPolicy, now: datetime) -> list[Violation]:
-    """Every rule the predicted impact breaks at `now`; empty inside a maintenance window."""
+def fencing(impact: Impact) -> list[NodeAction]:
+    """The node actions of a prediction that fence a node."""
+    return [n for n in impact.node_actions if n.task.lower() not in _NOT_FENCING]
+
+
+def check_disruption(impact: Impact, policy: ClusterPolicy, now: datetime,
+                     changes: Sequence[ObjectChange] = ()) -> list[Violation]:
+    """Every rule the predicted impact (and the CIB changes) break at `now`; empty inside a window."""
     if in_maintenance_window(policy.maintenance_window, _aware(now)) is not None:
         return []
     rules = policy.disruption
     out: list[Violation] = []
+    if not rules.allow_fencing:
+        for n in fencing(impact):
+            out.append(Violation(rule="allow_fencing", action=n.task, nodes=[n.node], reason=n.reason,
+                                 message=f"{n.task} {n.node} predicted"
+                                         + (f" due to {n.reason}" if n.reason else "")
+                                         + ": fencing is allowed only inside a maintenance window "
+                                           "([disruption] allow_fencing)"))
+    removed = [c.id for c in changes if c.kind == "resource" and c.action == "removed"]
+    if rules.max_deletions is not None and len(removed) > rules.max_deletions:
+        out.append(Violation(rule="max_deletions", action="delete",
+                             message=f"{len(removed)} resource(s) deleted ({', '.join(removed)}), at most "
+                                     f"{rules.max_deletions} allowed outside a maintenance window"))
     if rules.protect:
         for r in impact.resources:
             if r.action in DISRUPTIVE and r.covers(rules.protect):
@@ -86,7 +110,7 @@ def check_disruption(impact: Impact, policy: ClusterPolicy, now: datetime) -> li
                 out.append(Violation(
                     rule="max_restarts", resource=r.resource, action=r.action, nodes=r.nodes,
                     reason=r.reason,
-                    message=f"{_describe(r)}: {len(counted)} restarts/moves predicted, at most "
+                    message=f"{_describe(r)}: {len(counted)} restarts/moves/stops predicted, at most "
                             f"{rules.max_restarts} allowed outside a maintenance window"))
     return out
 
@@ -128,9 +152,9 @@ class DisruptionRefused(HaGitopsError):
 
 
 def enforce(impact: Impact | None, policy: ClusterPolicy, now: datetime, *,
-            corosync_change: ChangeClass | None = None) -> None:
+            corosync_change: ChangeClass | None = None, changes: Sequence[ObjectChange] = ()) -> None:
     """Raise DisruptionRefused when the change breaks any rule; return when it may proceed."""
-    violations = check_disruption(impact, policy, now) if impact is not None else []
+    violations = check_disruption(impact, policy, now, changes) if impact is not None else []
     corosync = check_corosync_restart(corosync_change, policy, now)
     if corosync is not None:
         violations.append(corosync)

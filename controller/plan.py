@@ -6,25 +6,29 @@ or as JSON, stored, and reviewed before anything touches the cluster.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from lxml import etree
 from pydantic import BaseModel, Field
 
-from controller.cib.document import as_cib
+from controller.cib.diff import build_live_patch
+from controller.cib.document import as_cib, canonical
 from controller.cib.marker import OWN_RULES
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange, render_text
-from controller.corosync.diff import CorosyncChange, diff_corosync, highest_class
+from controller.corosync.diff import ChangeClass, CorosyncChange, diff_corosync, highest_class
 from controller.corosync.document import parse_corosync
 from controller.corosync.rollout_plan import node_order
 from controller.desired.state import DesiredState
 from controller.desired.substitute import Substituted, Substitution, substitute
+from controller.errors import HaGitopsError
 from controller.impact import Impact
 
-StepKind = Literal["cib-patch", "corosync-write", "corosync-reload", "corosync-rolling-restart",
-                   "corosync-cluster-restart"]
+StepKind = Literal["cib-stop-first", "cib-patch", "corosync-write", "corosync-reload",
+                   "corosync-rolling-restart", "corosync-cluster-restart"]
 
 
 class PlanStep(BaseModel):
@@ -38,7 +42,8 @@ class Plan(BaseModel):
     revision: str | None = None
     cib_changes: list[ObjectChange] = Field(default_factory=list)
     corosync_changes: list[CorosyncChange] = Field(default_factory=list)
-    corosync_class: str | None = None
+    corosync_class: ChangeClass | None = None
+    node_order: list[str] = Field(default_factory=list)  # the corosync.conf rollout order
     substitutions: list[Substituted] = Field(default_factory=list)
     steps: list[PlanStep] = Field(default_factory=list)
     impact: Impact | None = None  # filled by the shell from the live status (crm_simulate)
@@ -48,6 +53,20 @@ class Plan(BaseModel):
     def changed(self) -> bool:
         return bool(self.cib_changes or self.corosync_changes)
 
+    @property
+    def removed_resources(self) -> list[str]:
+        return [c.id for c in self.cib_changes if c.kind == "resource" and c.action == "removed"]
+
+
+@dataclass
+class CibPlan:
+    """The CIB part of a plan: the desired <cib> as it will be written, and what differs from live."""
+
+    wanted: etree._Element  # the desired <cib>, substitutions applied
+    substituted: list[Substituted]
+    digest: str  # config_digest(wanted): what the marker records as written
+    changes: list[ObjectChange]
+
 
 def effective_desired(desired: DesiredState, substitutions: Sequence[Substitution] = ()
                       ) -> tuple[etree._Element, list[Substituted]]:
@@ -55,50 +74,81 @@ def effective_desired(desired: DesiredState, substitutions: Sequence[Substitutio
     return substitute(as_cib(desired.configuration()), list(substitutions))
 
 
+def config_digest(cib: etree._Element) -> str:
+    """Identity of a desired configuration's content (ids and order included, marker excluded)."""
+    conf = cib.find("configuration")
+    return hashlib.sha256(canonical(conf).encode() if conf is not None else b"").hexdigest()[:16]
+
+
+def cib_plan(desired: DesiredState, live_cib: etree._Element, substitutions: Sequence[Substitution] = (),
+             extra_ignore: Sequence[IgnoreRule] = ()) -> CibPlan:
+    wanted, substituted = effective_desired(desired, substitutions)
+    d = build_live_patch(live_cib, wanted, ignore=[*desired.policy.ignore, *extra_ignore, *OWN_RULES])
+    return CibPlan(wanted=wanted, substituted=list(substituted), digest=config_digest(wanted),
+                   changes=d.objects() if d.changed else [])
+
+
 def proposed_configuration(desired: DesiredState, live_cib: etree._Element,
                            substitutions: Sequence[Substitution] = ()) -> etree._Element:
     """The configuration exactly as a write would leave it (live ids adopted, managed fields kept)."""
-    from controller.cib.diff import build_live_patch
-
     wanted, _ = effective_desired(desired, substitutions)
     return build_live_patch(live_cib, wanted, ignore=[*desired.policy.ignore, *OWN_RULES]).new
+
+
+def corosync_part(desired: DesiredState, live_text: str | None
+                  ) -> tuple[list[CorosyncChange], ChangeClass | None]:
+    """This node's corosync.conf against the desired one (None: not known here, nothing compared)."""
+    if live_text is None:
+        return [], None
+    try:
+        live = parse_corosync(live_text, source="live corosync.conf")
+    except HaGitopsError:
+        # An unparsable live file: the rollout restarts (never reloads) onto the desired one.
+        return [CorosyncChange(path="(whole file)", old="(unparsable)", new="(desired)",
+                               change_class="rolling-restart")], "rolling-restart"
+    changes = list(diff_corosync(live, desired.corosync_document()))
+    return changes, highest_class(changes) if changes else None
 
 
 def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: str | None, *,
               revision: str | None = None, substitutions: Sequence[Substitution] = (),
               extra_ignore: Sequence[IgnoreRule] = ()) -> Plan:
-    from controller.cib.diff import build_live_patch
+    """The changes alone (no verdict): controller.decide.decide builds the whole decision on this."""
+    cib = cib_plan(desired, live_cib, substitutions, extra_ignore)
+    changes, cls = corosync_part(desired, live_corosync)
+    plan = Plan(cluster=desired.name, revision=revision, substitutions=cib.substituted,
+                cib_changes=cib.changes, corosync_changes=changes, corosync_class=cls,
+                node_order=node_order(cib.wanted))
+    plan.steps = plan_steps(plan)
+    return plan
 
-    wanted, substituted = effective_desired(desired, substitutions)
-    ignore = [*desired.policy.ignore, *extra_ignore, *OWN_RULES]
-    cib = build_live_patch(live_cib, wanted, ignore=ignore)
-    plan = Plan(cluster=desired.name, revision=revision, substitutions=substituted,
-                cib_changes=cib.objects() if cib.changed else [])
-    if live_corosync is not None:
-        changes = diff_corosync(parse_corosync(live_corosync, source="live corosync.conf"),
-                                desired.corosync_document())
-        plan.corosync_changes = list(changes)
-        plan.corosync_class = highest_class(changes) if changes else None
+
+def plan_steps(plan: Plan) -> list[PlanStep]:
+    """The steps an apply takes, in order, each with the gate it waits for."""
+    steps: list[PlanStep] = []
+    if plan.removed_resources:
+        steps.append(PlanStep(kind="cib-stop-first", gate="cluster quorate",
+                              description="stop the resources removed from git (target-role=Stopped) and "
+                                          f"wait for them: {', '.join(plan.removed_resources)}"))
     if plan.cib_changes:
-        plan.steps.append(PlanStep(
+        steps.append(PlanStep(
             kind="cib-patch", gate="cluster quorate; live CIB version unchanged since read",
             description=f"one atomic CIB patch: {len(plan.cib_changes)} object(s) "
-                        f"({_summary(plan.cib_changes)})"))
+                        f"({_summary(plan.cib_changes)}), then verify (settle, health) and roll back "
+                        "if unhealthy"))
     if plan.corosync_changes:
-        cls = plan.corosync_class
-        order = ", ".join(standby_first(wanted))
-        plan.steps.append(PlanStep(kind="corosync-write", gate="`corosync -t` accepts the file on each node",
-                                   description=f"write corosync.conf on every node in this order: {order}"))
-        plan.steps.append(PlanStep(kind=f"corosync-{cls}",  # type: ignore[arg-type]
-                                   gate="all expected nodes online and quorate before each node",
-                                   description={"reload": "one corosync-cfgtool -R, then check cmap on "
-                                                          "every node",
-                                                "rolling-restart": "restart one node at a time, standby "
-                                                                   "nodes first",
-                                                "cluster-restart": "stop and start all nodes together "
-                                                                   "(maintenance window only)",
-                                                }[cls or "reload"]))
-    return plan
+        cls = plan.corosync_class or "reload"
+        order = ", ".join(plan.node_order)
+        steps.append(PlanStep(kind="corosync-write", gate="`corosync -t` accepts the file on each node",
+                              description=f"write corosync.conf on every node in this order: {order}"))
+        steps.append(PlanStep(kind=f"corosync-{cls}",  # type: ignore[arg-type]
+                              gate="all expected nodes online and quorate before each node",
+                              description={"reload": "one corosync-cfgtool -R, then check cmap on every node",
+                                           "rolling-restart": "restart one node at a time, standby nodes "
+                                                              f"first ({order})",
+                                           "cluster-restart": "stop and start all nodes together "
+                                                              "(maintenance window only)"}[cls]))
+    return steps
 
 
 def standby_first(cib: etree._Element) -> list[str]:

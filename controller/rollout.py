@@ -21,7 +21,6 @@ the one action it returns. One action per call; the agent is woken again while a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -55,6 +54,7 @@ from controller.corosync.rollout_plan import (  # noqa: F401  (re-exported: the 
     peers,
     plan_next,
     rollout_order,
+    text_digest,
 )
 from controller.desired.policy import ClusterPolicy
 from controller.disruption import check_corosync_restart
@@ -65,10 +65,6 @@ log = logging.getLogger("ha-gitops.rollout")
 
 CONF_PATH = Path("/etc/corosync/corosync.conf")
 BACKUP_SUFFIX = ".ha-gitops-prev"
-
-
-def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------- the executor

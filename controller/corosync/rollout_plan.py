@@ -7,6 +7,7 @@ controller/rollout.py, the executor). `plan_next` is the whole decision, unit-te
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
@@ -28,6 +29,11 @@ ATTR_FILE = "ha-gitops-corosync"
 ATTR_APPLIED = "ha-gitops-corosync-applied"
 ATTR_RESTART = "ha-gitops-corosync-restart"
 _CLASS_ORDER: list[ChangeClass] = ["reload", "rolling-restart", "cluster-restart"]
+
+def text_digest(text: str) -> str:
+    """The identity of a corosync.conf text (node attributes and plans carry it)."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()[:16]
+
 
 ActionKind = Literal["nothing", "wait", "refuse", "write-file", "reload", "verify", "restart-self",
                      "cluster-restart", "report", "check-health", "restore"]

@@ -134,8 +134,10 @@ class MaintenanceWindow(_Strict):
 
 
 class DisruptionPolicy(_Strict):
-    max_restarts: int | None = Field(default=None, ge=0)
+    max_restarts: int | None = Field(default=None, ge=0)  # restarts + moves + stops per change
+    max_deletions: int | None = Field(default=None, ge=0)  # resources removed per change
     protect: list[str] = Field(default_factory=list)
+    allow_fencing: bool = False  # a change predicted to fence a node: only in a window, or if true
     allow_cluster_restart: bool = False
 
 

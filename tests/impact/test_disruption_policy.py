@@ -196,16 +196,19 @@ def test_protect_covers_clone_instances_and_nested_members() -> None:
     assert [(x.rule, x.resource) for x in v] == [("protect", "db:0")]
 
 
-def test_max_restarts_counts_restarts_and_moves_outside_a_window() -> None:
+def test_max_restarts_counts_restarts_moves_and_stops_outside_a_window() -> None:
     policy = parse_policy('[[maintenance_window]]\nname = "n"\ncron = "0 2 * * *"\nduration = "2h"\n'
                           '[disruption]\nmax_restarts = 1')
     v = check_disruption(IP_CHANGE, policy, NOON)
     assert [(x.rule, x.resource, x.action) for x in v] == [
         ("max_restarts", "IP-HA-01", "restart"), ("max_restarts", "KAMAILIO01", "restart")]
-    assert "2 restarts/moves predicted, at most 1 allowed" in v[0].message
+    assert "2 restarts/moves/stops predicted, at most 1 allowed" in v[0].message
     assert check_disruption(IP_CHANGE, policy, NIGHT) == []
-    one = Impact(resources=[IP_CHANGE.resources[0], ri("X", "stop"), ri("Y", "start"), ri("Z", "reload")])
+    one = Impact(resources=[IP_CHANGE.resources[0], ri("Y", "start"), ri("Z", "reload")])
     assert check_disruption(one, policy, NOON) == []
+    # A stop (what deleting a running resource does) disrupts as much as a restart: it counts.
+    stopped = Impact(resources=[IP_CHANGE.resources[0], ri("X", "stop")])
+    assert [x.resource for x in check_disruption(stopped, policy, NOON)] == ["IP-HA-01", "X"]
     moved = Impact(resources=[IP_CHANGE.resources[0], ri("Y", "move", nodes=["a", "b"], verb="migrate")])
     assert [x.resource for x in check_disruption(moved, policy, NOON)] == ["IP-HA-01", "Y"]
     zero = parse_policy("[disruption]\nmax_restarts = 0")
@@ -265,3 +268,36 @@ def test_enforce_refuses_with_the_prediction_in_error_and_audit_detail() -> None
     assert detail["impact"]["resources"][0]["resource"] == "IP-HA-01"
     enforce(IP_CHANGE, policy, NIGHT, corosync_change="rolling-restart")  # inside the window: allowed
     enforce(None, policy, NOON, corosync_change="reload")
+
+
+def test_max_restarts_zero_refuses_the_stop_of_a_deleted_resource() -> None:
+    zero = parse_policy("[disruption]\nmax_restarts = 0")
+    v = check_disruption(Impact(resources=[ri("Z", "stop")]), zero, NOON)
+    assert [(x.rule, x.resource, x.action) for x in v] == [("max_restarts", "Z", "stop")]
+
+
+def test_max_deletions_counts_removed_resources_outside_a_window() -> None:
+    from controller.cib.render import ObjectChange
+
+    policy = parse_policy('[[maintenance_window]]\nname = "n"\ncron = "0 2 * * *"\nduration = "2h"\n'
+                          "[disruption]\nmax_deletions = 1")
+    gone = [ObjectChange(kind="resource", id=i, action="removed") for i in ("A", "B")]
+    v = check_disruption(Impact(), policy, NOON, changes=gone)
+    assert [(x.rule, x.action) for x in v] == [("max_deletions", "delete")]
+    assert "2 resource(s) deleted (A, B), at most 1 allowed" in v[0].message
+    assert check_disruption(Impact(), policy, NOON, changes=gone[:1]) == []
+    assert check_disruption(Impact(), policy, NIGHT, changes=gone) == []
+
+
+def test_predicted_fencing_is_refused_unless_allowed_or_in_a_window() -> None:
+    from controller.impact import NodeAction
+
+    fence = Impact(node_actions=[NodeAction(task="reboot", node="kamailio02", reason="KAMAILIO01 stop failed")])
+    policy = parse_policy('[[maintenance_window]]\nname = "n"\ncron = "0 2 * * *"\nduration = "2h"\n')
+    v = check_disruption(fence, policy, NOON)
+    assert [(x.rule, x.nodes) for x in v] == [("allow_fencing", ["kamailio02"])]
+    assert "reboot kamailio02 predicted due to KAMAILIO01 stop failed" in v[0].message
+    assert check_disruption(fence, policy, NIGHT) == []
+    assert check_disruption(fence, parse_policy("[disruption]\nallow_fencing = true"), NOON) == []
+    shutdown = Impact(node_actions=[NodeAction(task="shutdown", node="kamailio02")])
+    assert check_disruption(shutdown, policy, NOON) == []

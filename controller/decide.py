@@ -1,0 +1,284 @@
+"""The one decision per revision (pure): desired vs observed -> the whole plan and what to do with it.
+
+`plan` prints this value, `plan --out` stores it, `apply --plan` carries a stored one out, `apply --once`,
+`rollback` and the agent's pass carry it out; none of them decides anything of its own. What is printed
+is what is applied, whole, or nothing is (Terraform's saved plan, Flux's dry-run).
+
+Inputs are data: the validated desired state (or the findings that stopped it), the CIB part of the plan
+(`controller.plan.cib_plan`), the predicted impact (crm_simulate, run by the shell), the live CIB and
+status, this node's corosync.conf, the marker, the policy, the role of the caller and the time. The
+output names a verdict and, for every verdict but `apply`/`no-change`, the reasons, each with a code
+from a closed list (like pcs's report codes and Flux's condition reasons).
+
+Rules, in order (the README's "What the agent does with a revision" says the same):
+1. no source, an invalid desired state, a refused signature: `refuse` (nothing of it is written);
+2. no difference (CIB and corosync.conf): `no-change`;
+3. drift (git still says what the marker says was written, the live CIB differs): `correct-drift`
+   (drift_mode correct), `report-drift` (report, or suspended), nothing (off);
+4. suspended, pinned, bad revision, the disruption policy (CIB impact, fencing, deletions, a
+   corosync.conf cluster restart), an impact that could not be predicted, a corosync.conf change the
+   caller cannot roll out: `refuse`, every reason listed; drift against the last ha-gitops write is still
+   recorded and (unless suspended) corrected towards that write;
+5. no DC, no quorum, not the writer: `wait` (the corosync.conf rollout still takes its own steps);
+6. otherwise `apply`: the CIB patch, then the corosync.conf rollout, in `plan.steps` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from lxml import etree
+from pydantic import BaseModel, Field
+
+from controller.cib.diff import build_live_patch
+from controller.cib.document import CibVersion, as_cib
+from controller.cib.marker import OWN_RULES, Marker
+from controller.cib.render import ObjectChange
+from controller.cluster.models import ClusterStatus
+from controller.corosync.rollout_plan import node_order, text_digest
+from controller.desired.findings import Finding
+from controller.desired.state import DesiredState
+from controller.disruption import Violation, check_corosync_restart, check_disruption
+from controller.impact import Impact
+from controller.plan import CibPlan, Plan, corosync_part, plan_steps
+
+Verdict = Literal["no-change", "apply", "correct-drift", "report-drift", "refuse", "wait"]
+ReasonCode = Literal[
+    "no-source",       # no revision fetched yet
+    "invalid",         # the desired state failed validation (every finding is listed)
+    "signature",       # the commit's signature is not allowed
+    "suspended",       # `ha-gitops suspend`: nothing is written
+    "pinned",          # a rollback pinned this revision: not re-applied until a newer commit or resume
+    "bad-revision",    # this revision left the cluster unhealthy and was rolled back
+    "policy",          # cluster.toml [disruption] refuses the predicted impact
+    "impact-unknown",  # the impact could not be predicted: refused rather than applied blind
+    "unsupported",     # the caller cannot carry the revision out whole (e.g. no agents for corosync.conf)
+    "no-dc",           # the cluster has no DC (an election): wait
+    "no-quorum",       # the cluster is not quorate: nothing is written
+    "not-writer",      # another node's agent (the DC's) writes the CIB
+]
+Role = Literal["writer", "observer", "operator"]
+DriftMode = Literal["correct", "report", "off"]
+# A refusal of these kinds is the operator's or the verify's, not the content's: the rollout of a bad
+# revision still runs (it is what rolls the corosync.conf back), the others hold everything.
+_ROLLOUT_RUNS_DESPITE: frozenset[str] = frozenset({"bad-revision"})
+_WAITS: frozenset[str] = frozenset({"no-dc", "no-quorum", "not-writer"})
+
+
+class Reason(BaseModel):
+    code: ReasonCode
+    message: str
+    violations: list[Violation] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [f"[{self.code}] {self.message}"]
+        lines += [f"    - {f.where()}: {f.message}" for f in self.findings if f.severity == "error"]
+        lines += [f"    - [{v.rule}] {v.message}" for v in self.violations]
+        return "\n".join(lines)
+
+
+class Basis(BaseModel):
+    """What the plan was computed against: `apply --plan` refuses when any of it has moved."""
+
+    revision: str | None = None
+    desired_digest: str | None = None  # the desired folder's digest (DesiredState.digest)
+    config_digest: str | None = None   # the effective desired configuration's (substitutions applied)
+    cib_version: str | None = None     # "admin_epoch.epoch" of the live CIB (status updates do not count)
+    corosync_digest: str | None = None  # this node's live corosync.conf
+
+
+class Drift(BaseModel):
+    """The live CIB differs from what ha-gitops last wrote (a hand edit)."""
+
+    target: Literal["head", "last-write"]  # what it is compared with and corrected towards
+    changes: list[ObjectChange]
+    correct: bool  # the decision corrects it (else it is only recorded)
+
+
+class Decision(BaseModel):
+    verdict: Verdict
+    reasons: list[Reason] = Field(default_factory=list)
+    plan: Plan
+    drift: Drift | None = None
+    basis: Basis = Field(default_factory=Basis)
+    rollout: bool = False  # the corosync.conf rollout takes its step on this node in this pass
+    findings: list[Finding] = Field(default_factory=list)  # every validation finding (warnings too)
+
+    @property
+    def exit_code(self) -> int:
+        """`plan`'s exit code: 0 no change, 1 changes the agent would apply, 3 changes it would refuse."""
+        if self.verdict == "refuse":
+            return 3
+        if self.verdict == "no-change":
+            return 0
+        return 1
+
+    @property
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def refusal_text(self) -> str:
+        return "\n".join(r.text() for r in self.reasons)
+
+
+@dataclass(frozen=True)
+class DecideInput:
+    """Everything the decision looks at, already read by the shell."""
+
+    revision: str | None  # the commit sha, or "digest:..." for a folder; None: no source yet
+    state: DesiredState | None  # None: loading failed (findings say why)
+    findings: Sequence[Finding]
+    cib: CibPlan | None  # the CIB part of the plan (None when the state did not load)
+    live: etree._Element  # the live <cib>
+    status: ClusterStatus
+    marker: Marker
+    now: datetime
+    live_corosync: str | None = None  # this node's corosync.conf; None: not known here (no comparison)
+    impact: Impact | None = None
+    impact_error: str | None = None
+    source_refusal: str | None = None  # the source's verdict on the commit (signature policy)
+    last_write: etree._Element | None = None  # the configuration the marker's event left (audit trail)
+    drift_mode: DriftMode = "correct"
+    role: Role = "writer"
+    node: str | None = None
+    can_rollout: bool = True  # agents run on every node to roll corosync.conf out
+    cluster_name: str = "cluster"
+    extra_notes: Sequence[str] = field(default_factory=tuple)
+
+
+def live_version(live: etree._Element) -> str:
+    v = CibVersion.of(live)
+    return f"{v.admin_epoch}.{v.epoch}"
+
+
+def drift_against(live: etree._Element, target: etree._Element, state: DesiredState | None
+                  ) -> list[ObjectChange]:
+    """What differs between the live CIB and `target` (a <configuration> or <cib>), as the diff sees it."""
+    ignore = [*(state.policy.ignore if state else ()), *OWN_RULES]
+    d = build_live_patch(live, as_cib(target), ignore=ignore)
+    return d.objects() if d.changed else []
+
+
+def decide(inp: DecideInput) -> Decision:
+    """The whole plan for one revision and what to do with it (pure; see the module's rules)."""
+    basis = Basis(revision=inp.revision, cib_version=live_version(inp.live),
+                  corosync_digest=text_digest(inp.live_corosync) if inp.live_corosync is not None else None)
+    findings = list(inp.findings)
+    errors = [f for f in findings if f.severity == "error"]
+    plan = Plan(cluster=inp.state.name if inp.state else inp.cluster_name, revision=inp.revision,
+                notes=list(inp.extra_notes))
+
+    def done(verdict: Verdict, reasons: Sequence[Reason] = (), drift: Drift | None = None,
+             rollout: bool = False) -> Decision:
+        return Decision(verdict=verdict, reasons=list(reasons), plan=plan, drift=drift, basis=basis,
+                        rollout=rollout, findings=findings)
+
+    if inp.revision is None:
+        return done("wait", [Reason(code="no-source", message="no desired state fetched yet")])
+    held: list[Reason] = []
+    if inp.source_refusal:
+        held.append(Reason(code="signature", message=inp.source_refusal))
+    if inp.state is None or inp.cib is None or errors:
+        held.append(Reason(code="invalid", message=f"invalid desired state ({len(errors)} error(s)); "
+                           "nothing of this revision is applied", findings=errors))
+    if held:
+        return done("refuse", held, _held_drift(inp, suspended=inp.marker.suspended))
+
+    state, cib = inp.state, inp.cib
+    assert state is not None and cib is not None
+    basis.desired_digest, basis.config_digest = state.digest, cib.digest
+    coro, coro_class = corosync_part(state, inp.live_corosync)
+    plan.cib_changes, plan.substitutions = cib.changes, cib.substituted
+    plan.corosync_changes, plan.corosync_class = coro, coro_class
+    plan.node_order = node_order(cib.wanted)
+    plan.impact = inp.impact
+    if inp.impact_error:
+        plan.notes.append(f"impact prediction unavailable: {inp.impact_error}")
+    plan.steps = plan_steps(plan)
+    if not cib.changes and not coro:
+        return done("no-change", rollout=_rollout_may_run(inp))
+
+    rev, marker = inp.revision, inp.marker
+    drift_of_head = bool(cib.changes) and marker.digest == cib.digest
+    if drift_of_head:
+        # Git says what was written; the live CIB was edited since: a hand edit, not a new revision.
+        # (A corosync.conf rollout of the same revision goes on meanwhile.)
+        rollout = _rollout_may_run(inp)
+        if inp.drift_mode == "off":
+            return done("no-change", rollout=rollout)
+        correct = inp.drift_mode == "correct" and not marker.suspended
+        drift = Drift(target="head", changes=cib.changes, correct=correct)
+        if not correct:
+            reasons = [Reason(code="suspended", message="agents are suspended: drift is recorded, not "
+                              "corrected")] if marker.suspended else []
+            return done("report-drift", reasons, drift, rollout=rollout)
+        waits = _waits(inp)
+        return done("wait", waits, drift, rollout) if waits else done("correct-drift", [], drift, rollout)
+
+    if marker.suspended:
+        held.append(Reason(code="suspended", message="agents are suspended (`ha-gitops resume` to "
+                           "continue)"))
+    if marker.pinned and marker.pinned == rev:
+        held.append(Reason(code="pinned", message=f"revision {rev[:12]} was rolled back and is pinned; "
+                           "waiting for a newer commit or `ha-gitops resume`"))
+    if rev in (marker.bad, marker.corosync_bad):
+        part = "its corosync.conf rollout" if marker.corosync_bad == rev else "it"
+        held.append(Reason(code="bad-revision", message=f"revision {rev[:12]} left the cluster unhealthy "
+                           f"({part} failed verify) and was rolled back; not retried until a newer commit"))
+    violations: list[Violation] = []
+    if cib.changes:
+        if inp.impact is not None:
+            violations += check_disruption(inp.impact, state.policy, inp.now, changes=cib.changes)
+        else:
+            held.append(Reason(code="impact-unknown", message="the impact of the CIB change could not be "
+                               "predicted" + (f": {inp.impact_error}" if inp.impact_error else "")
+                               + "; refused rather than applied blind"))
+    restart = check_corosync_restart(coro_class, state.policy, inp.now)
+    if restart is not None:
+        violations.append(restart)
+    if violations:
+        held.append(Reason(code="policy", message="refused by the disruption policy (cluster.toml)",
+                           violations=violations))
+    if coro and not inp.can_rollout:
+        held.append(Reason(code="unsupported", message=f"the corosync.conf change ({coro_class}) is rolled "
+                           "out node by node by the agents (`ha-gitops agent` on every node); this command "
+                           "can only write the CIB, so it applies nothing of this revision"))
+    if held:
+        return done("refuse", held, _held_drift(inp, suspended=marker.suspended),
+                    rollout=all(r.code in _ROLLOUT_RUNS_DESPITE for r in held))
+    waits = _waits(inp) if cib.changes else []
+    if waits:
+        return done("wait", waits, rollout=True)
+    return done("apply", rollout=True)
+
+
+def _waits(inp: DecideInput) -> list[Reason]:
+    if inp.role == "observer":
+        return [Reason(code="not-writer", message=f"the agent on the DC ({inp.status.dc or '-'}) writes the "
+                       "CIB")]
+    if inp.status.dc is None and inp.role == "writer":
+        return [Reason(code="no-dc", message="the cluster has no DC (an election is under way)")]
+    if not inp.status.quorate:
+        return [Reason(code="no-quorum", message="the cluster is not quorate: nothing is written")]
+    return []
+
+
+def _rollout_may_run(inp: DecideInput) -> bool:
+    """Nothing differs here, but a rollout of this revision may be under way on other nodes."""
+    return not inp.marker.suspended and not (inp.marker.pinned and inp.marker.pinned == inp.revision)
+
+
+def _held_drift(inp: DecideInput, *, suspended: bool) -> Drift | None:
+    """While the head is held (refused, pinned, bad), a hand edit is compared with the configuration the
+    last ha-gitops write left: recorded always, corrected unless suspended or drift_mode says not."""
+    if inp.last_write is None or inp.drift_mode == "off":
+        return None
+    changes = drift_against(inp.live, inp.last_write, inp.state)
+    if not changes:
+        return None
+    return Drift(target="last-write", changes=changes,
+                 correct=inp.drift_mode == "correct" and not suspended and not _waits(inp))
