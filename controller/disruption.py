@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from controller.cib.render import ObjectChange
 from controller.corosync.diff import ChangeClass
 from controller.desired.policy import ClusterPolicy
 from controller.desired.policy_sections import MaintenanceWindow
 from controller.errors import HaGitopsError
-from controller.cib.render import ObjectChange
 from controller.impact import DISRUPTIVE, Impact, NodeAction, ResourceImpact
 
 Rule = Literal["protect", "max_restarts", "max_deletions", "allow_fencing", "allow_cluster_restart",

@@ -292,7 +292,8 @@ def test_max_deletions_counts_removed_resources_outside_a_window() -> None:
 def test_predicted_fencing_is_refused_unless_allowed_or_in_a_window() -> None:
     from controller.impact import NodeAction
 
-    fence = Impact(node_actions=[NodeAction(task="reboot", node="kamailio02", reason="KAMAILIO01 stop failed")])
+    fence = Impact(node_actions=[NodeAction(task="reboot", node="kamailio02",
+                                            reason="KAMAILIO01 stop failed")])
     policy = parse_policy('[[maintenance_window]]\nname = "n"\ncron = "0 2 * * *"\nduration = "2h"\n')
     v = check_disruption(fence, policy, NOON)
     assert [(x.rule, x.nodes) for x in v] == [("allow_fencing", ["kamailio02"])]
