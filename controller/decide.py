@@ -25,6 +25,7 @@ Rules, in order (the README's "What the agent does with a revision" says the sam
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -159,7 +160,7 @@ def drift_against(live: etree._Element, target: etree._Element, state: DesiredSt
                   ) -> list[ObjectChange]:
     """What differs between the live CIB and `target` (a <configuration> or <cib>), as the diff sees it."""
     ignore = [*(state.policy.ignore if state else ()), *OWN_RULES]
-    d = build_live_patch(live, as_cib(target), ignore=ignore)
+    d = build_live_patch(live, as_cib(copy.deepcopy(target)), ignore=ignore)  # as_cib adopts its input
     return d.objects() if d.changed else []
 
 

@@ -1,0 +1,255 @@
+"""Every outcome of the one decision (controller.decide.decide), in milliseconds, without a cluster.
+
+The inputs are real: the reference desired state loaded from desired/kamailio, a live CIB made from it,
+crm_mon-shaped status models. Each test states what an operator would see: the verdict, the exit code of
+`plan`, the reasons' codes and texts, whether the corosync.conf rollout runs, what drift is corrected to.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from lxml import etree
+
+from controller.cib.document import as_cib
+from controller.cib.marker import Marker
+from controller.cluster.models import ClusterStatus, NodeState
+from controller.decide import DecideInput, Decision, decide
+from controller.desired.findings import Finding
+from controller.desired.policy import parse_policy
+from controller.desired.state import DesiredState, load_desired
+from controller.impact import Impact, NodeAction, ResourceImpact
+from controller.plan import cib_plan
+from tests.conftest import REFERENCE
+
+NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+REV = "c" * 40
+WINDOW = '[[maintenance_window]]\nname = "night"\ncron = "0 2 * * *"\nduration = "2h"\n'
+
+
+@cache
+def _reference() -> DesiredState:
+    return load_desired(REFERENCE)
+
+
+def state(policy: str = "") -> DesiredState:
+    s = _reference()
+    return s.model_copy(update={"policy": parse_policy(policy)}) if policy else s
+
+
+def live_cib(stickiness: str = "100") -> etree._Element:
+    live = as_cib(_reference().configuration())
+    live.attrib.update({"admin_epoch": "0", "epoch": "7", "num_updates": "3", "validate-with": "pacemaker-3.9"})
+    live.find(".//nvpair[@name='resource-stickiness']").set("value", stickiness)
+    etree.SubElement(live, "status")
+    return live
+
+
+def status(*, dc: str | None = "kamailio01", quorate: bool = True) -> ClusterStatus:
+    nodes = [NodeState(name=f"kamailio0{i}", id=str(182190356 + i), online=True, standby=i == 3)
+             for i in (1, 2, 3)]
+    return ClusterStatus(dc=dc, quorate=quorate, nodes=nodes, resources=[], failed_actions=[])
+
+
+CORO = (REFERENCE / "corosync.conf").read_text()
+
+
+def quiet() -> Impact:
+    return Impact()
+
+
+def restarts(*ids: str) -> Impact:
+    return Impact(resources=[ResourceImpact(resource=i, action="restart", pacemaker_action="restart",
+                                            nodes=["kamailio01"]) for i in ids])
+
+
+def run(*, st: DesiredState | None = None, live: etree._Element | None = None, marker: Marker | None = None,
+        corosync: str | None = CORO, impact: Impact | None = None, **kw: Any) -> Decision:
+    """Decide with the reference state against a live CIB that differs in resource-stickiness (42)."""
+    st = st or state()
+    live = live if live is not None else live_cib("42")
+    cib = cib_plan(st, live)
+    args: dict[str, Any] = {"revision": REV, "state": st, "findings": [], "cib": cib, "live": live,
+                            "status": status(), "marker": marker or Marker(), "now": NOON,
+                            "live_corosync": corosync, "impact": impact if impact is not None else quiet()}
+    args.update(kw)
+    return decide(DecideInput(**args))
+
+
+def applied_marker(live: etree._Element | None = None) -> Marker:
+    """The marker as it is after the head was written (its digest is the head's)."""
+    return Marker(revision=REV, digest=cib_plan(state(), live_cib()).digest, event="e1", kind="apply")
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+def test_no_source_waits() -> None:
+    d = run(revision=None)
+    assert (d.verdict, d.codes) == ("wait", ["no-source"])
+
+
+def test_no_difference_is_no_change_exit_0() -> None:
+    d = run(live=live_cib())
+    assert (d.verdict, d.exit_code, d.reasons, d.plan.changed) == ("no-change", 0, [], False)
+    assert d.rollout  # a rollout of this revision under way elsewhere still takes its steps here
+
+
+def test_a_new_revision_is_applied_exit_1_with_its_steps_and_basis() -> None:
+    d = run()
+    assert (d.verdict, d.exit_code, d.rollout) == ("apply", 1, True)
+    assert [(c.kind, c.action) for c in d.plan.cib_changes] == [("rsc_default", "changed")]
+    assert [s.kind for s in d.plan.steps] == ["cib-patch"]
+    assert d.basis.revision == REV and d.basis.cib_version == "0.7"
+    assert d.basis.desired_digest == state().digest and d.basis.config_digest
+
+
+def test_invalid_desired_state_is_refused_exit_3_with_every_finding() -> None:
+    bad = [Finding(severity="error", file="cib.crm", line=12, element="X",
+                   message="resource agent ocf:heartbeat:NoSuchAgent does not exist"),
+           Finding(severity="warning", file="corosync.conf", line=3, message="unknown key tokn")]
+    d = run(findings=bad)
+    assert (d.verdict, d.exit_code, d.codes) == ("refuse", 3, ["invalid"])
+    assert "NoSuchAgent" in d.refusal_text() and "cib.crm:12" in d.refusal_text()
+    assert not d.rollout and not d.plan.cib_changes  # nothing of it is applied
+    assert [f.severity for f in d.findings] == ["error", "warning"]
+    # A state that did not load at all is refused the same way.
+    none = run(st=None, cib=None, findings=bad[:1], state=None)
+    assert (none.verdict, none.codes) == ("refuse", ["invalid"])
+
+
+def test_a_refused_signature_is_refused() -> None:
+    d = run(source_refusal="commit abc is unsigned and require_signed is set")
+    assert (d.verdict, d.codes, d.exit_code) == ("refuse", ["signature"], 3)
+    assert "unsigned" in d.refusal_text()
+
+
+def test_suspended_refuses_a_new_revision_and_holds_the_rollout() -> None:
+    d = run(marker=Marker(suspended=True))
+    assert (d.verdict, d.codes, d.rollout) == ("refuse", ["suspended"], False)
+
+
+def test_pinned_revision_is_refused_until_a_newer_commit() -> None:
+    d = run(marker=Marker(pinned=REV, digest=None))
+    assert (d.verdict, d.codes, d.rollout) == ("refuse", ["pinned"], False)
+    assert run(marker=Marker(pinned="d" * 40)).verdict == "apply"  # a newer commit clears the pin
+
+
+def test_bad_revision_is_refused_but_its_rollback_rollout_runs() -> None:
+    for marker in (Marker(bad=REV), Marker(corosync_bad=REV)):
+        d = run(marker=marker)
+        assert (d.verdict, d.codes, d.rollout) == ("refuse", ["bad-revision"], True)
+    assert "corosync.conf rollout" in run(marker=Marker(corosync_bad=REV)).refusal_text()
+
+
+def test_policy_refusal_lists_every_violation() -> None:
+    d = run(st=state("[disruption]\nmax_restarts = 0\nprotect = [\"PROXY01\"]"),
+            impact=restarts("IP-HA-01"))
+    assert (d.verdict, d.codes, d.exit_code) == ("refuse", ["policy"], 3)
+    assert [v.rule for v in d.reasons[0].violations] == ["max_restarts"]
+    assert d.plan.impact is not None and d.plan.impact.resources[0].resource == "IP-HA-01"
+    # Inside the window the same change is applied.
+    night = run(st=state(WINDOW + "[disruption]\nmax_restarts = 0"), impact=restarts("IP-HA-01"),
+                now=datetime(2026, 12, 1, 2, 30, tzinfo=UTC))
+    assert night.verdict == "apply"
+
+
+def test_predicted_fencing_is_refused_and_shown() -> None:
+    fence = Impact(node_actions=[NodeAction(task="reboot", node="kamailio02", reason="stop failed")])
+    d = run(impact=fence)
+    assert (d.verdict, d.codes) == ("refuse", ["policy"])
+    assert [(v.rule, v.nodes) for v in d.reasons[0].violations] == [("allow_fencing", ["kamailio02"])]
+    assert run(st=state("[disruption]\nallow_fencing = true"), impact=fence).verdict == "apply"
+
+
+def test_an_impact_that_could_not_be_predicted_is_refused() -> None:
+    d = decide(DecideInput(revision=REV, state=state(), findings=[], cib=cib_plan(state(), live_cib("42")),
+                           live=live_cib("42"), status=status(), marker=Marker(), now=NOON,
+                           live_corosync=CORO, impact=None, impact_error="crm_simulate timed out after 60s"))
+    assert (d.verdict, d.codes) == ("refuse", ["impact-unknown"])
+    assert "timed out after 60s" in d.refusal_text()
+
+
+def test_a_cluster_restart_the_policy_forbids_refuses_the_whole_revision() -> None:
+    coro = CORO.replace("cluster_name: kamailio", "cluster_name: other")
+    d = run(corosync=coro)
+    assert (d.verdict, d.codes, d.rollout) == ("refuse", ["policy"], False)
+    assert [v.rule for v in d.reasons[0].violations] == ["allow_cluster_restart"]
+    assert d.plan.cib_changes and d.plan.corosync_class == "cluster-restart"  # shown, not applied
+
+
+def test_a_corosync_change_the_caller_cannot_roll_out_is_refused_up_front() -> None:
+    coro = CORO.replace("token: 3000", "token: 5000")
+    d = run(corosync=coro, can_rollout=False)
+    assert (d.verdict, d.codes, d.exit_code) == ("refuse", ["unsupported"], 3)
+    assert "ha-gitops agent" in d.refusal_text()
+    assert run(corosync=coro).verdict == "apply"
+
+
+def test_several_reasons_are_all_listed() -> None:
+    d = run(marker=Marker(suspended=True, pinned=REV), impact=restarts("A"), st=state(
+        "[disruption]\nmax_restarts = 0"))
+    assert d.codes == ["suspended", "pinned", "policy"]
+
+
+def test_corosync_only_change_is_applied_with_the_node_order() -> None:
+    d = run(live=live_cib(), corosync=CORO.replace("token: 3000", "token: 5000"))
+    assert (d.verdict, d.exit_code, d.rollout) == ("apply", 1, True)
+    assert [s.kind for s in d.plan.steps] == ["corosync-write", "corosync-reload"]
+    assert d.plan.node_order == ["kamailio03", "kamailio01", "kamailio02"]
+
+
+def test_wait_without_quorum_without_dc_and_on_an_observer() -> None:
+    assert run(status=status(quorate=False)).codes == ["no-quorum"]
+    assert run(status=status(dc=None)).codes == ["no-dc"]
+    obs = run(role="observer")
+    assert (obs.verdict, obs.codes, obs.rollout, obs.exit_code) == ("wait", ["not-writer"], True, 1)
+
+
+# ------------------------------------------------------------------------------------------------ drift
+def test_drift_of_the_applied_head_is_corrected() -> None:
+    d = run(marker=applied_marker())
+    assert (d.verdict, d.exit_code) == ("correct-drift", 1)
+    assert d.drift is not None and (d.drift.target, d.drift.correct) == ("head", True)
+    assert [c.kind for c in d.drift.changes] == ["rsc_default"]
+
+
+def test_drift_mode_report_and_off() -> None:
+    assert run(marker=applied_marker(), drift_mode="report").verdict == "report-drift"
+    off = run(marker=applied_marker(), drift_mode="off")
+    assert (off.verdict, off.drift) == ("no-change", None)
+
+
+def test_drift_while_suspended_is_recorded_not_corrected() -> None:
+    m = applied_marker().model_copy(update={"suspended": True})
+    d = run(marker=m)
+    assert (d.verdict, d.codes) == ("report-drift", ["suspended"])
+    assert d.drift is not None and not d.drift.correct
+
+
+def test_drift_correction_waits_for_quorum_and_is_left_to_the_writer() -> None:
+    d = run(marker=applied_marker(), status=status(quorate=False))
+    assert (d.verdict, d.codes) == ("wait", ["no-quorum"]) and d.drift is not None
+    assert run(marker=applied_marker(), role="observer").codes == ["not-writer"]
+
+
+def _hand_edited(last_write: etree._Element) -> etree._Element:
+    edited = copy.deepcopy(last_write)
+    edited.find(".//nvpair[@name='no-quorum-policy']").set("value", "stop")
+    return edited
+
+
+def test_drift_while_the_head_is_refused_is_corrected_towards_the_last_write() -> None:
+    last = live_cib("42")  # what the last ha-gitops write left (an older revision)
+    live = _hand_edited(last)
+    bad = [Finding(severity="error", file="cib.crm", message="broken")]
+    for kw in ({"findings": bad}, {"marker": Marker(pinned=REV)}, {"marker": Marker(bad=REV)},
+               {"source_refusal": "unsigned"}):
+        d = run(live=live, last_write=last.find("configuration"), **kw)
+        assert d.verdict == "refuse", kw
+        assert d.drift is not None and (d.drift.target, d.drift.correct) == ("last-write", True), kw
+        assert [c.kind for c in d.drift.changes] == ["property"], kw
+    suspended = run(live=live, last_write=last.find("configuration"), marker=Marker(suspended=True))
+    assert suspended.drift is not None and not suspended.drift.correct
+    assert run(live=last, last_write=last.find("configuration"), findings=bad).drift is None
