@@ -16,17 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
 from controller.notify import Notifier
-from controller.reconcile import DesiredInput, PassResult, Reconciler
-from controller.rollout import CorosyncRollout
+from controller.reconcile import DesiredInput, PassResult
 from controller.settings import AgentSettings
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
 from controller.stages import StageTimer
+from controller.wiring import build_reconciler
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -54,15 +55,11 @@ class Agent:
         # Closed until this agent is the writer (or warm_crm = "always"): conversions meanwhile run as new
         # crm processes, which inherit the CPU priority of the pass.
         self.crm = WarmCrm(autostart=False) if settings.warm_crm != "off" else None
-        self.reconciler = Reconciler(
-            node=settings.node_name, cluster=self.cluster, store=self.store, drift_mode=settings.drift_mode,
-            substitutions=settings.substitute, shared_audit=settings.audit_url.startswith("postgres"),
+        self.reconciler = build_reconciler(
+            settings, cluster=self.cluster, store=self.store, rollout=True, wake=self.trigger,
             crm=self.crm.run if self.crm else None,
             observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE) if self.crm else None)
         self.reconciler.on_observed = self._on_observed
-        self.reconciler.corosync = CorosyncRollout(  # corosync.conf, node by node (controller/rollout.py)
-            node=settings.node_name, cluster=self.cluster, store=self.store,
-            service_command=settings.service_command, wake=self.trigger)
         self.work_dir = settings.cache_dir.parent / "work"
         self._wake = threading.Event()
         self._reasons: set[str] = set()
@@ -75,6 +72,7 @@ class Agent:
         self._last: PassResult | None = None
         self._beat = time.monotonic()
         self._observe_timer: threading.Timer | None = None
+        self._failure: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -146,9 +144,41 @@ class Agent:
             "source_error": sync.error if sync else None,
             "source_revision": sync.revision.sha if sync and sync.revision else None,
             "repo": self.settings.repo_url, "branch": self.settings.branch, "path": self.settings.path,
+            "reasons": result.decision.codes if result.decision else [],
+            "verdict": result.decision.verdict if result.decision else None,
+            "last_failure": self._last_failure(result),
         }
         self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
+
+    def _record_pass_failure(self, exc: Exception) -> None:
+        """A pass that raised: one audit event per distinct error (stage `pass`), and the status says so."""
+        from controller.failures import Failure
+        from controller.reconcile import PassFailed
+
+        failure = exc.failure if isinstance(exc, PassFailed) else \
+            Failure.of("pass", f"{type(exc).__name__}: {exc}")
+        try:
+            if failure.event is None and self.store.get_state("pass-failed", scope=self.settings.node_name) \
+                    != failure.message:
+                self.store.set_state("pass-failed", failure.message, scope=self.settings.node_name)
+                failure.event = self.store.append(NewEvent(
+                    node=self.settings.node_name, kind="error", outcome="failure", error=failure.message,
+                    summary=f"pass failed: {failure.message}"[:300], details=failure.details())).id
+            self._failure = {**failure.model_dump(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
+            self.store.set_state(STATUS_KEY, {"node": self.settings.node_name, "outcome": "error",
+                                              "message": str(exc), "time": datetime.now(UTC).isoformat(),
+                                              "last_failure": self._failure},
+                                 scope=self.settings.node_name)
+        except Exception as store_exc:  # the audit store itself is failing: the log is all we have
+            log.error("cannot record the failed pass: %s", store_exc)
+
+    def _last_failure(self, result: PassResult) -> dict[str, Any] | None:
+        """The newest failure of a pass on this node (kept until a later one replaces it)."""
+        if result.failure is not None:
+            self._failure = {**result.failure.model_dump(),
+                             "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        return self._failure
 
     # ------------------------------------------------------------------ crmsh
     def _on_observed(self, writer: bool | None) -> None:
@@ -256,9 +286,7 @@ class Agent:
                     self._later("settle", 2.0)
             except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
                 log.exception("pass failed: %s", exc)
-                self.store.set_state(STATUS_KEY, {"node": self.settings.node_name, "outcome": "error",
-                                                  "message": str(exc), "time": datetime.now(UTC).isoformat()},
-                                     scope=self.settings.node_name)
+                self._record_pass_failure(exc)
                 time.sleep(1.0)
                 self.trigger("retry")
             if not ready:

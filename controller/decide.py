@@ -60,6 +60,7 @@ ReasonCode = Literal[
     "no-dc",           # the cluster has no DC (an election): wait
     "no-quorum",       # the cluster is not quorate: nothing is written
     "not-writer",      # another node's agent (the DC's) writes the CIB
+    "stale-plan",      # `apply --plan`: the live CIB or the revision moved since the plan was made
 ]
 Role = Literal["writer", "observer", "operator"]
 DriftMode = Literal["correct", "report", "off"]
@@ -90,6 +91,7 @@ class Basis(BaseModel):
     config_digest: str | None = None   # the effective desired configuration's (substitutions applied)
     cib_version: str | None = None     # "admin_epoch.epoch" of the live CIB (status updates do not count)
     corosync_digest: str | None = None  # this node's live corosync.conf
+    corosync_desired_digest: str | None = None  # the desired corosync.conf (the rollout's identity)
 
 
 class Drift(BaseModel):
@@ -183,7 +185,8 @@ def decide(inp: DecideInput) -> Decision:
     held: list[Reason] = []
     if inp.source_refusal:
         held.append(Reason(code="signature", message=inp.source_refusal))
-    if inp.state is None or inp.cib is None or errors:
+    unloaded = inp.state is None and not inp.source_refusal  # a refused commit is not even loaded
+    if errors or unloaded or (inp.state is not None and inp.cib is None):
         held.append(Reason(code="invalid", message=f"invalid desired state ({len(errors)} error(s)); "
                            "nothing of this revision is applied", findings=errors))
     if held:
@@ -192,6 +195,7 @@ def decide(inp: DecideInput) -> Decision:
     state, cib = inp.state, inp.cib
     assert state is not None and cib is not None
     basis.desired_digest, basis.config_digest = state.digest, cib.digest
+    basis.corosync_desired_digest = text_digest(state.corosync_text)
     coro, coro_class = corosync_part(state, inp.live_corosync)
     plan.cib_changes, plan.substitutions = cib.changes, cib.substituted
     plan.corosync_changes, plan.corosync_class = coro, coro_class
@@ -234,7 +238,7 @@ def decide(inp: DecideInput) -> Decision:
     if cib.changes:
         if inp.impact is not None:
             violations += check_disruption(inp.impact, state.policy, inp.now, changes=cib.changes)
-        else:
+        elif inp.role != "observer" or inp.impact_error is not None:  # an observer does not predict
             held.append(Reason(code="impact-unknown", message="the impact of the CIB change could not be "
                                "predicted" + (f": {inp.impact_error}" if inp.impact_error else "")
                                + "; refused rather than applied blind"))
@@ -283,3 +287,41 @@ def _held_drift(inp: DecideInput, *, suspended: bool) -> Drift | None:
         return None
     return Drift(target="last-write", changes=changes,
                  correct=inp.drift_mode == "correct" and not suspended and not _waits(inp))
+
+
+def decide_rollback(target: etree._Element, live: etree._Element, status: ClusterStatus, marker: Marker, *,
+                    event_id: int, pin: str | None) -> Decision:
+    """`ha-gitops rollback ID`: restore the configuration from before event ID (an operator's explicit
+    choice: no disruption policy), only while the cluster is quorate; its revision is pinned."""
+    changes = drift_against(live, target, None)
+    plan = Plan(cluster="cluster", revision=pin, cib_changes=changes,
+                notes=[f"rollback to the configuration before audit event {event_id}"])
+    plan.steps = plan_steps(plan)
+    basis = Basis(revision=pin, cib_version=live_version(live))
+    if not status.quorate:
+        return Decision(verdict="wait", plan=plan, basis=basis, reasons=[
+            Reason(code="no-quorum", message="the cluster is not quorate: nothing is written")])
+    return Decision(verdict="apply" if changes else "no-change", plan=plan, basis=basis)
+
+
+def stale_plan(saved: Decision, now: Decision) -> list[str]:
+    """What moved between a saved plan and the decision made now (empty: the saved plan still holds).
+
+    The saved plan is applied only as it is: same revision, same desired content, same live CIB version
+    and corosync.conf, the same changes and the same verdict."""
+    moved: list[str] = []
+    a, b = saved.basis, now.basis
+    for field_name, label in (("revision", "the revision"), ("desired_digest", "the desired folder"),
+                              ("config_digest", "the effective configuration"),
+                              ("cib_version", "the live CIB version (admin_epoch.epoch)"),
+                              ("corosync_digest", "this node's corosync.conf")):
+        old, new = getattr(a, field_name), getattr(b, field_name)
+        if old != new:
+            moved.append(f"{label}: {old or '-'} -> {new or '-'}")
+    if not moved:
+        dump = lambda d: (d.plan.model_dump(mode="json", include={"cib_changes", "corosync_changes"}))  # noqa: E731
+        if dump(saved) != dump(now):
+            moved.append("the planned changes differ")
+        if saved.verdict != now.verdict:
+            moved.append(f"the verdict: {saved.verdict} -> {now.verdict}")
+    return moved

@@ -1,19 +1,19 @@
-"""One reconcile pass, end to end: desired (load + validate) -> observe -> diff -> apply -> verify -> record.
+"""One reconcile pass: desired (load + validate) -> observe -> decide -> execute (write, verify, record).
 
-Every agent runs passes; only the agent on the cluster's DC writes the CIB (the cluster already elects
-the DC, we do not build another election). Agents elsewhere observe: they record what the writer did,
-from the ha-gitops marker the writer puts in the same atomic patch, so `audit log` on any node shows the
-cluster's whole history. The marker also carries the operator's suspend and pin switches.
+The decision is `controller.decide.decide` (pure): this module reads what it needs, calls it once, and
+carries out what it returned, nothing else. Every agent runs passes; only the agent on the cluster's DC
+writes the CIB (the cluster already elects the DC, we do not build another election). Agents elsewhere
+observe: they record what the writer did, from the ha-gitops marker the writer puts in the same atomic
+patch, so `audit log` on any node shows the cluster's whole history. The marker also carries the
+operator's suspend and pin switches.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from controller import faults
 from controller.audit.models import AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditStore
-from controller.cib.document import as_cib, canonical
+from controller.cib.document import as_cib
 from controller.cib.edit import with_target_role
 from controller.cib.marker import Marker, read_marker
 from controller.cib.xml import parse_xml_bytes
@@ -35,26 +35,44 @@ from controller.cluster.cib_writer import (
     WriteOutcome,
     cib_version,
     configuration_text,
-    pending_changes,
     updated_by,
     write_configuration,
     write_marker_only,
 )
+from controller.cluster.fencing import FenceEvent, fence_history
+from controller.cluster.models import ClusterStatus
+from controller.corosync.rollout_plan import text_digest
+from controller.decide import DecideInput, Decision, Reason, Role, decide, decide_rollback, stale_plan
 from controller.desired.crm import CrmRunner
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState, DesiredStateError, load_desired
 from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
-from controller.disruption import DisruptionRefused, enforce
 from controller.errors import HaGitopsError
+from controller.failures import Failure, Stage
 from controller.health import HealthProblem, health_problems
 from controller.impact import Impact, SimulationError, simulate
-from controller.plan import effective_desired, proposed_configuration
+from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
 from controller.stages import StageTimer
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
                   "bad-revision"]
+# The pass outcome a refusal is reported as, by its most telling reason.
+_REFUSED_AS: list[tuple[str, Outcome]] = [("suspended", "suspended"), ("pinned", "pinned"),
+                                          ("bad-revision", "bad-revision")]
+_WAIT_AS: dict[str, Outcome] = {"no-quorum": "no-quorum", "no-dc": "waiting-for-dc",
+                                "not-writer": "waiting-for-dc", "no-source": "no-source"}
+# Summaries of refusal events, by first reason (`audit log` reads them).
+_REFUSAL_SUMMARY = {
+    "invalid": "invalid desired state ({n} error(s)); live cluster untouched",
+    "signature": "commit refused: {message}",
+    "policy": "refused by the disruption policy; live cluster untouched",
+    "impact-unknown": "refused: the impact could not be predicted; live cluster untouched",
+    "unsupported": "refused: {message}",
+    "stale-plan": "saved plan refused: {message}",
+}
+Validator = Callable[[DesiredState], list[Finding]]
 
 
 class DesiredInput(BaseModel):
@@ -77,8 +95,8 @@ class DesiredInput(BaseModel):
 class CorosyncStep(Protocol):
     """One pass's share of a corosync.conf rollout on this node (controller/rollout.py)."""
 
-    def step(self, *, state: DesiredState, desired: DesiredInput, revision: str, status: Any, leader: bool,
-             trigger: str) -> dict[str, Any]: ...
+    def step(self, *, state: DesiredState, desired: DesiredInput, revision: str, status: ClusterStatus,
+             leader: bool, trigger: str) -> dict[str, Any]: ...
 
 
 class PassResult(BaseModel):
@@ -92,22 +110,23 @@ class PassResult(BaseModel):
     corosync: dict[str, Any] | None = None  # what the corosync.conf rollout did in this pass
     duration: float = 0.0
     timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (fetch, load, write, ...)
+    decision: Decision | None = None
+    failure: Failure | None = None  # the stage that failed, and why
 
 
-@dataclass
-class Planned:
-    """One pass's view of the desired configuration against the live one (computed once per pass)."""
-
-    wanted: etree._Element  # the desired <cib>, substitutions applied
-    substituted: list[Any]
-    digest: str
-    changes: list[Any]
-    impact: Future[Impact] | None = None  # the prediction, when it was started early
-
-
-def revision_key(desired: DesiredInput, state: DesiredState) -> str:
+def revision_key(desired: DesiredInput, state: DesiredState | None) -> str:
     """What the marker records as the applied revision: the commit, or the folder's digest."""
-    return desired.sha or f"digest:{state.digest[:16]}"
+    if desired.sha:
+        return desired.sha
+    return f"digest:{state.digest[:16]}" if state is not None else f"folder:{desired.folder}"
+
+
+class PassFailed(HaGitopsError):
+    """A stage of a pass failed; the audit event recording it is already written."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 class Reconciler:
@@ -115,7 +134,8 @@ class Reconciler:
                  drift_mode: Literal["correct", "report", "off"] = "correct",
                  substitutions: Sequence[Substitution] = (), shared_audit: bool = False,
                  max_attempts: int = 5, crm: CrmRunner | None = None,
-                 observer_crm: CrmRunner | None = None) -> None:
+                 observer_crm: CrmRunner | None = None, validator: Validator | None = None,
+                 corosync_path: str = "/etc/corosync/corosync.conf") -> None:
         self.node = node
         # How crm syntax is converted: the DC's agent needs it fast (a warm crmsh); an observer's
         # conversion can wait for the DC's (observer_crm: the same at a lower CPU priority).
@@ -127,10 +147,13 @@ class Reconciler:
         self.substitutions = list(substitutions)
         self.shared_audit = shared_audit
         self.max_attempts = max_attempts
-        self.corosync: CorosyncStep | None = None  # set by the agent: the corosync.conf rollout
+        self.validator: Validator = validator or validate_state
+        self.corosync_path = corosync_path
+        self.corosync: CorosyncStep | None = None  # set by the wiring: the corosync.conf rollout
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         # Called once per pass, as soon as the cluster has been read, with whether this agent writes
         # (None while the cluster has no DC).
         self.on_observed: Callable[[bool | None], None] | None = None
@@ -146,6 +169,28 @@ class Reconciler:
         self.store.set_state(key, value, scope=self.node)
         return True
 
+    def _failed(self, stage: Stage, message: str, *, desired: DesiredInput | None, summary: str,
+                **fields: Any) -> PassFailed:
+        """Record a failed stage (stage + reason in the event) and return the error to raise."""
+        failure = Failure.of(stage, message)
+        details = {**fields.pop("details", {}), **failure.details()}
+        ev = self._record(node=self.node, kind="error", outcome="failure",
+                          commit=desired.commit if desired else None, summary=summary, error=message,
+                          details=details, **fields)
+        failure.event = ev.id
+        return PassFailed(failure)
+
+    def _remember_write(self, marker_event: str | None, config: str) -> None:
+        """The configuration the marker's event left: what drift is judged against while the head is held."""
+        if marker_event:
+            self.store.set_state("last-write", {"event": marker_event, "config": config}, scope=self.node)
+
+    def _last_write(self, marker: Marker) -> etree._Element | None:
+        saved = self.store.get_state("last-write", scope=self.node) or {}
+        if not marker.event or saved.get("event") != marker.event or not saved.get("config"):
+            return None
+        return parse_xml_bytes(saved["config"].encode(), source="the configuration of the last write")
+
     def _record_observed(self, live: etree._Element, marker: Marker,
                          commit: CommitInfo | None = None) -> list[int]:
         """Record a write some agent made (seen through the marker) that this trail does not hold yet.
@@ -158,6 +203,7 @@ class Reconciler:
         if not marker.event or self.store.get_state("seen-marker-event", scope=self.node) == marker.event:
             return []
         self.store.set_state("seen-marker-event", marker.event, scope=self.node)
+        self._remember_write(marker.event, config_now)
         if self.store.get_state("recorded-marker-event", scope=CLUSTER_SCOPE) == marker.event:
             return []  # a shared database: the writer recorded it already
         ev = self._record(
@@ -188,192 +234,258 @@ class Reconciler:
     def _findings(self, state: DesiredState, timer: StageTimer | None = None) -> list[Finding]:
         if state.digest not in self._validated:
             with (timer or StageTimer()).stage("validate"):
-                self._validated[state.digest] = validate_state(state)
+                self._validated[state.digest] = self.validator(state)
         return self._validated[state.digest]
 
-    def _observe(self, timer: StageTimer) -> tuple[etree._Element, Marker, Any]:
+    def _observe(self, timer: StageTimer) -> tuple[etree._Element, Marker, ClusterStatus]:
         with timer.stage("observe"):
             live = self.cluster.read_cib()
             return live, read_marker(live), self.cluster.status()
 
     # ------------------------------------------------------------------ the pass
     def run_pass(self, desired: DesiredInput | None, *, trigger: str = "manual",
-                 force_leader: bool = False, timer: StageTimer | None = None) -> PassResult:
+                 role: Role | None = None, timer: StageTimer | None = None,
+                 expect: Decision | None = None, dry_run: bool = False) -> PassResult:
+        """One pass. `role`: "operator" for a CLI verb (writes from this node), else the DC's agent is the
+        writer. `expect`: a saved plan (`apply --plan`) the decision must equal. `dry_run`: decide only
+        (what `plan` prints), record and write nothing."""
         # Work that does not depend on each other runs side by side, so a push is live sooner: observing
         # the cluster with loading the desired state; predicting the impact with validating it.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ha-gitops-pass") as pool:
-            return self._run_pass(desired, trigger=trigger, force_leader=force_leader,
-                                  timer=timer or StageTimer(), pool=pool)
+            return self._run_pass(desired, trigger=trigger, role=role, timer=timer or StageTimer(), pool=pool,
+                                  expect=expect, dry_run=dry_run)
 
-    def _run_pass(self, desired: DesiredInput | None, *, trigger: str, force_leader: bool,
-                  timer: StageTimer, pool: ThreadPoolExecutor) -> PassResult:
+    def _run_pass(self, desired: DesiredInput | None, *, trigger: str, role: Role | None,
+                  timer: StageTimer, pool: ThreadPoolExecutor, expect: Decision | None,
+                  dry_run: bool) -> PassResult:
         started = time.monotonic()
         observed = pool.submit(self._observe, timer)
-        loaded: tuple[DesiredState | None, list[Finding]] | None = None
+        loaded: tuple[DesiredState | None, list[Finding]] = (None, [])
         if desired is not None and not desired.refusal:
             # Whether this node is the DC is known once observed; until then, what the last pass saw
             # decides the conversion's CPU priority (nothing else).
-            loaded = self.load(desired, timer, leader=force_leader or self._last_dc in (None, self.node))
-        live, marker, status = observed.result()
+            loaded = self.load(desired, timer,
+                               leader=role == "operator" or self._last_dc in (None, self.node))
+        try:
+            live, marker, status = observed.result()
+        except HaGitopsError as exc:
+            if dry_run:
+                raise
+            # Recorded once per distinct error: a cluster that stays unreachable is one event, not one
+            # per pass.
+            failure = Failure.of("observe", str(exc))
+            if self._once("observe-failed", str(exc)):
+                failure = self._failed("observe", str(exc), desired=desired,
+                                       summary="the live cluster could not be read; nothing written").failure
+            return PassResult(outcome="error", message=str(exc), failure=failure,
+                              events=[failure.event] if failure.event else [],
+                              duration=round(time.monotonic() - started, 3), timings=timer.durations)
+        if self.store.get_state("observe-failed", scope=self.node) is not None:
+            self.store.delete_state("observe-failed", scope=self.node)
         self._last_dc = status.dc
-        leader = force_leader or status.dc == self.node
-        if self.on_observed is not None:
-            self.on_observed(None if status.dc is None and not force_leader else leader)
-        with timer.stage("record"):
-            events = self._record_observed(live, marker, desired.commit if desired else None)
+        role = role or ("writer" if status.dc == self.node else "observer")
+        leader = role in ("writer", "operator")
+        if self.on_observed is not None and not dry_run:
+            self.on_observed(None if status.dc is None and role != "operator" else leader)
+        events: list[int] = []
+        if not dry_run:
+            with timer.stage("record"):
+                events = self._record_observed(live, marker, desired.commit if desired else None)
 
-        def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
-            return PassResult(outcome=outcome, message=message, leader=leader, events=events, dc=status.dc,
-                              duration=round(time.monotonic() - started, 3), timings=timer.durations, **kw)
-
-        if desired is None:
-            return result("no-source", "no desired state yet")
-        if desired.refusal:
-            if self._once("refused-revision", desired.sha or ""):
-                events.append(self._record(node=self.node, kind="refused", outcome="refused",
-                                           commit=desired.commit,
-                                           summary="commit refused: " + desired.refusal,
-                                           error=desired.refusal, details={"trigger": trigger}).id)
-            return result("refused", desired.refusal, revision=desired.sha)
-
-        assert loaded is not None
         state, findings = loaded
-        planned: Planned | None = None
+        cib: CibPlan | None = None
+        impact_future: Future[Impact] | None = None
         if state is not None:
             try:
                 with timer.stage("diff"):
-                    planned = self._planned(state, live)
-            except Exception:  # not validated yet: whatever broke the diff is diffed (and raised) below
-                planned = None
-            if planned and planned.changes and leader and status.quorate and not marker.suspended:
+                    cib = cib_plan(state, live, self.substitutions)
+            except HaGitopsError as exc:  # validation below names what broke the diff
+                findings = [*findings, Finding(severity="error", file=str(state.cib_file), message=str(exc))]
+            if cib is not None and cib.changes and role != "observer":
                 # Likely to be written: predict while crm_verify runs; used only if the state is valid.
-                planned.impact = pool.submit(self._timed_predict, live, state, timer)
-            findings = self._findings(state, timer)
-        errors = [f for f in findings if f.severity == "error"]
-        if state is None or errors:
-            text = "\n".join(f"{f.where()}: {f.message}" for f in errors)
-            key = desired.sha or (state.digest if state else text)
-            if self._once("refused-desired", key):
-                events.append(self._record(
-                    node=self.node, kind="refused", outcome="refused", commit=desired.commit,
-                    summary=f"invalid desired state ({len(errors)} error(s)); live cluster untouched",
-                    error=text, details={"findings": [f.model_dump() for f in findings],
-                                         "trigger": trigger}).id)
-            return result("refused", text, revision=desired.sha)
+                impact_future = pool.submit(self._timed_predict, live, state, timer)
+            findings = [*findings, *self._findings(state, timer)]
+        impact: Impact | None = None
+        impact_error: str | None = None
+        if impact_future is not None:
+            try:
+                impact = impact_future.result()
+            except (SimulationError, HaGitopsError) as exc:
+                impact_error = str(exc)
+        live_corosync = self.cluster.read_file(self.corosync_path) if state is not None else None
+        rev = revision_key(desired, state) if desired is not None else None
+        decision = decide(DecideInput(
+            revision=rev, state=state, findings=findings, cib=cib, live=live, status=status, marker=marker,
+            now=self.now(), live_corosync=live_corosync, impact=impact, impact_error=impact_error,
+            source_refusal=desired.refusal if desired else None, last_write=self._last_write(marker),
+            drift_mode=self.drift_mode, role=role, node=self.node,
+            can_rollout=self.corosync is not None or role == "observer"))
+        if expect is not None:
+            moved = stale_plan(expect, decision)
+            if moved:
+                decision = decision.model_copy(update={"verdict": "refuse", "rollout": False, "reasons": [
+                    Reason(code="stale-plan", message="the cluster or the revision moved since the plan was "
+                           "made: " + "; ".join(moved))]})
 
-        if planned is None:
-            with timer.stage("diff"):
-                planned = self._planned(state, live)
-        rev = revision_key(desired, state)
-        cib_result = self._cib_step(desired, state, rev, live, marker, status, leader, trigger, events,
-                                    result, timer, planned)
-        if self.corosync is not None and cib_result.outcome not in ("suspended", "pinned") \
-                and not marker.suspended and marker.pinned != rev:
-            # corosync.conf goes its own way (node by node, coordinated through node attributes).
+        def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
+            return PassResult(outcome=outcome, message=message, leader=leader, events=events, dc=status.dc,
+                              duration=round(time.monotonic() - started, 3), timings=timer.durations,
+                              revision=rev, decision=decision, **kw)
+
+        if dry_run:
+            return result(_dry_outcome(decision), _message(decision), changes=_count(decision))
+        assert desired is not None or decision.verdict == "wait"
+        try:
+            res = self._execute(decision, desired, state, cib, live, marker, status, role, trigger, events,
+                                result, timer)
+        except PassFailed as exc:
+            return result("error", str(exc), failure=exc.failure, changes=_count(decision))
+        if decision.rollout and self.corosync is not None and state is not None and desired is not None \
+                and rev is not None and res.outcome not in ("error", "rolled-back"):
+            # corosync.conf goes its own way (node by node, coordinated through node attributes), and only
+            # for a revision the decision lets through: never for a refused one.
             with timer.stage("corosync"):
                 step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
                                           leader=leader, trigger=trigger)
-            cib_result.corosync = step
-            cib_result.events.extend(step.get("events", []))
-            if step.get("bad") and cib_result.outcome == "no-change":
-                cib_result.outcome = "bad-revision"
-                cib_result.message = (f"the corosync.conf of revision {rev[:12]} failed its verify and was "
-                                      "rolled back; it is not retried until a newer commit")
-        return cib_result
+            res.corosync = step
+            res.events.extend(step.get("events", []))
+            if step.get("error") and res.failure is None:
+                res.failure = Failure.of("rollout", str(step["error"]),
+                                         event=(step.get("events") or [None])[-1])
+            if step.get("bad") and res.outcome == "no-change":
+                res.outcome = "bad-revision"
+                res.message = (f"the corosync.conf of revision {rev[:12]} failed its verify and was "
+                               "rolled back; it is not retried until a newer commit")
+        res.timings = timer.durations
+        return res
 
-    def _cib_step(self, desired: DesiredInput, state: DesiredState, rev: str, live: etree._Element,
-                  marker: Marker, status: Any, leader: bool, trigger: str, events: list[int],
-                  result: Any, timer: StageTimer, planned: Planned) -> PassResult:
-        wanted, substituted, digest, changes = (planned.wanted, planned.substituted, planned.digest,
-                                                planned.changes)
-        ignore = state.policy.ignore
-        if not changes:
-            return result("no-change", revision=rev)
-        if marker.suspended:
-            return result("suspended", f"{len(changes)} pending change(s); agents suspended "
-                          "(`ha-gitops resume` to continue)", revision=rev, changes=len(changes))
-        if marker.pinned and marker.pinned == rev:
-            return result("pinned", f"revision {rev[:12]} was rolled back; waiting for a newer commit or "
-                          "`ha-gitops resume`", revision=rev, changes=len(changes))
-        if marker.bad and marker.bad == rev:
-            return result("bad-revision", f"revision {rev[:12]} left the cluster unhealthy and was rolled "
-                          "back; it is not retried until a newer commit", revision=rev, changes=len(changes))
-
-        drift = marker.digest == digest
-        diff_json = [c.model_dump() for c in changes]
-        if drift:
-            if self.drift_mode == "off":
-                return result("drift-ignored", revision=rev, changes=len(changes))
+    # ------------------------------------------------------------------ carrying the decision out
+    def _execute(self, decision: Decision, desired: DesiredInput | None, state: DesiredState | None,
+                 cib: CibPlan | None, live: etree._Element, marker: Marker, status: ClusterStatus,
+                 role: Role, trigger: str, events: list[int], result: Callable[..., PassResult],
+                 timer: StageTimer) -> PassResult:
+        leader = role in ("writer", "operator")
+        rev = decision.plan.revision or ""
+        changes = _count(decision)
+        if decision.drift is not None and (leader or not self.shared_audit) \
+                and self._once("drift-version", cib_version(live)):
             origin = updated_by(live)
-            if (leader or not self.shared_audit) and self._once("drift-version", cib_version(live)):
-                events.append(self._record(
-                    node=self.node, kind="drift-detected", outcome="success", commit=desired.commit,
-                    summary=f"live configuration differs from {rev[:12]}: {len(changes)} object(s), last "
-                            f"written by {origin.get('update-user')} via {origin.get('update-client')} on "
-                            f"{origin.get('update-origin')}",
-                    cib_version_before=cib_version(live), config_before=configuration_text(live),
-                    diff=diff_json, details={"origin": origin, "trigger": trigger,
-                                             "drift_mode": self.drift_mode}).id)
-            if self.drift_mode == "report" or not leader:
-                return result("drift-reported", revision=rev, changes=len(changes))
-            kind: Literal["apply", "drift-corrected"] = "drift-corrected"
-        else:
-            if not leader:
-                return result("waiting-for-dc", f"the agent on the DC ({status.dc}) applies", revision=rev,
-                              changes=len(changes))
-            kind = "apply"
-        if not status.quorate:
-            return result("no-quorum", "the cluster is not quorate: nothing is written", revision=rev,
-                          changes=len(changes))
+            events.append(self._record(
+                node=self.node, kind="drift-detected", outcome="success",
+                commit=desired.commit if desired else None,
+                summary=f"live configuration differs from {_target(decision, rev)}: "
+                        f"{len(decision.drift.changes)} object(s), last written by "
+                        f"{origin.get('update-user')} via {origin.get('update-client')} on "
+                        f"{origin.get('update-origin')}",
+                cib_version_before=cib_version(live), config_before=configuration_text(live),
+                diff=[c.model_dump() for c in decision.drift.changes],
+                details={"origin": origin, "trigger": trigger, "drift_mode": self.drift_mode,
+                         "target": decision.drift.target, "verdict": decision.verdict,
+                         "reasons": decision.codes}).id)
 
-        impact_detail: dict[str, Any] = {}
-        quiet = False  # crm_simulate predicts no action at all: nothing to wait for after the write
-        # Predict what Pacemaker will do (crm_simulate on the live status); changes from git are held to
-        # the disruption policy (a drift correction restores what git already says).
-        try:
-            impact = planned.impact.result() if planned.impact else self._timed_predict(live, state, timer)
-            impact_detail = {"impact": impact.model_dump(mode="json")}
-            if kind == "apply":
-                enforce(impact, state.policy, datetime.now(UTC))
-            quiet = not impact.resources and not impact.node_actions
-        except DisruptionRefused as exc:
-            if self._once("refused-disruption", rev):
-                events.append(self._record(
-                    node=self.node, kind="refused", outcome="refused", commit=desired.commit,
-                    summary="refused by the disruption policy; live cluster untouched", error=str(exc),
-                    diff=diff_json, details={"trigger": trigger, **exc.audit_detail()}).id)
-            return result("refused", str(exc), revision=rev, changes=len(changes))
-        except SimulationError as exc:
-            impact_detail = {"impact_error": str(exc)}
-        if kind == "apply":
-            stopped = self._stop_removed_first(changes, status, state, live, digest)
+        verdict = decision.verdict
+        if verdict == "no-change":
+            ignored = self.drift_mode == "off" and cib is not None and bool(cib.changes)
+            return result("drift-ignored" if ignored else "no-change")
+        if verdict == "wait":
+            code = decision.reasons[0].code if decision.reasons else "no-source"
+            return result(_WAIT_AS.get(code, "waiting-for-dc"), _message(decision), changes=changes)
+        if verdict == "report-drift":
+            return result("drift-reported", _message(decision), changes=changes)
+        if verdict == "refuse":
+            assert desired is not None
+            self._record_refusal(decision, desired, trigger, events)
+            outcome = next((o for code, o in _REFUSED_AS if code in decision.codes), "refused")
+            drift = decision.drift
+            if drift is not None and drift.correct and leader and status.quorate:
+                # Held head, hand edit: put back what the last ha-gitops write left (never the head).
+                target = self._last_write(marker)
+                if target is not None:
+                    self._write_and_verify("drift-corrected", as_cib(target), desired, state, live, status,
+                                           trigger, events, timer, rev=marker.revision or rev,
+                                           digest=marker.digest, impact=None)
+            return result(outcome, _message(decision), changes=changes)
+        # apply / correct-drift: the writer writes.
+        assert desired is not None and state is not None and cib is not None
+        if not cib.changes:
+            return result("no-change", "corosync.conf only: the rollout carries it", changes=changes)
+        kind: Literal["apply", "drift-corrected"] = "apply" if verdict == "apply" else "drift-corrected"
+        return self._write_and_verify(kind, cib.wanted, desired, state, live, status, trigger, events, timer,
+                                      rev=rev, digest=cib.digest, impact=decision.plan.impact,
+                                      result=result, decision=decision)
+
+    def _record_refusal(self, decision: Decision, desired: DesiredInput, trigger: str,
+                        events: list[int]) -> None:
+        """Once per revision and set of reasons: the audit trail says what was refused and why."""
+        codes = decision.codes
+        if not self._once("refused", f"{decision.plan.revision}:{','.join(codes)}"):
+            return
+        if set(codes) <= {"suspended", "pinned", "bad-revision"}:
+            return  # the operator's or the verify's own state, recorded when it was set
+        first = decision.reasons[0]
+        errors = [f for r in decision.reasons for f in r.findings]
+        summary = _REFUSAL_SUMMARY.get(first.code, "refused: {message}").format(
+            n=len(errors), message=first.message.splitlines()[0][:200])
+        details: dict[str, Any] = {
+            "trigger": trigger, "reasons": [r.model_dump(mode="json") for r in decision.reasons],
+            "violations": [v.model_dump(mode="json") for r in decision.reasons for v in r.violations],
+            "impact": decision.plan.impact.model_dump(mode="json") if decision.plan.impact else None,
+            "findings": [f.model_dump() for f in decision.findings]}
+        if decision.plan.corosync_changes:
+            details["digest"] = decision.basis.corosync_desired_digest
+            details["corosync_class"] = decision.plan.corosync_class
+        events.append(self._record(
+            node=self.node, kind="refused", outcome="refused", commit=desired.commit, summary=summary,
+            error=decision.refusal_text(), diff=[c.model_dump() for c in decision.plan.cib_changes] or None,
+            details=details).id)
+
+    def _write_and_verify(self, kind: Literal["apply", "drift-corrected"], wanted: etree._Element,
+                          desired: DesiredInput, state: DesiredState | None, live: etree._Element,
+                          status: ClusterStatus, trigger: str, events: list[int], timer: StageTimer, *,
+                          rev: str, digest: str | None, impact: Impact | None,
+                          result: Callable[..., PassResult] | None = None,
+                          decision: Decision | None = None) -> PassResult:
+        ignore = state.policy.ignore if state is not None else []
+        settle = state.policy.settle.timeout.total_seconds() if state is not None else 120.0
+        impact_detail: dict[str, Any] = {"impact": impact.model_dump(mode="json")} if impact else {}
+        quiet = impact is not None and not impact.resources and not impact.node_actions
+        changes = len(decision.plan.cib_changes) if decision else 0
+        diff_json = [c.model_dump() for c in decision.plan.cib_changes] if decision else None
+        if kind == "apply" and decision is not None and decision.plan.removed_resources:
+            try:
+                with timer.stage("stop-first"):
+                    stopped = self._stop_removed_first(decision.plan.removed_resources, status, live, digest,
+                                                       settle)
+            except HaGitopsError as exc:
+                raise self._failed("stop-first", str(exc), desired=desired,
+                                   summary=f"{kind} of {rev[:12]} failed while stopping removed resources",
+                                   cib_version_before=cib_version(live), diff=diff_json) from exc
             if stopped:
                 impact_detail["stopped_first"] = stopped
-
         event_id = str(uuid.uuid4())
 
         def new_marker(live_marker: Marker) -> Marker:
             # A newer commit clears a pin and a bad mark; suspend stays the operator's.
             return live_marker.model_copy(update={
                 "revision": rev, "digest": digest, "event": event_id, "kind": kind, "applied_by": self.node,
-                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": None,
-                "pinned": None if live_marker.pinned != rev else live_marker.pinned})
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "bad": None if kind == "apply" else live_marker.bad,
+                "pinned": None if live_marker.pinned != rev and kind == "apply" else live_marker.pinned})
 
+        fences_before = fence_history(self.cluster.runner)
         try:
             with timer.stage("write"):
                 outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
                                               max_attempts=self.max_attempts,
                                               before_patch=lambda _attempt: faults.pause("before-patch"))
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
-            events.append(self._record(
-                node=self.node, kind="error", outcome="failure", commit=desired.commit,
-                summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
-                error=str(exc), cib_version_before=cib_version(live), config_before=configuration_text(live),
-                patch=getattr(exc, "patch_xml", None), diff=diff_json,
-                details={"trigger": trigger, "attempted": kind}).id)
-            return result("error", str(exc), revision=rev, changes=len(changes))
+            raise self._failed("write", str(exc), desired=desired,
+                               summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
+                               cib_version_before=cib_version(live), config_before=configuration_text(live),
+                               patch=getattr(exc, "patch_xml", None), diff=diff_json,
+                               details={"trigger": trigger, "attempted": kind}) from exc
         if not outcome.changed:
-            return result("no-change", "converged meanwhile", revision=rev)
+            return (result or _bare)("no-change", "converged meanwhile")
         if impact_detail.get("stopped_first"):
             # "Before" is the configuration before this change, not the intermediate stop.
             outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
@@ -381,32 +493,36 @@ class Reconciler:
         with timer.stage("record"):
             # The timings so far: what it took from the trigger to the write that made the change live.
             ev = self._record_write(kind, desired, outcome, event_id, trigger,
-                                    {**substituted_details(substituted), **impact_detail,
-                                     "timings": timer.durations},
-                                    origin=updated_by(live) if drift else None)
+                                    {**_substituted(decision), **impact_detail, "timings": timer.durations},
+                                    origin=updated_by(live) if kind == "drift-corrected" else None)
         events.append(ev.id)
         with timer.stage("verify"):
-            problems = self.verify(status, state, wait=not quiet)
+            problems, fenced = self.verify(status, settle, wait=not quiet, fences_before=fences_before)
         if problems:
             events.append(self._record(
                 node=self.node, kind="verify", outcome="failure", commit=desired.commit,
                 summary=f"cluster unhealthy after {kind} of {rev[:12]}: "
                         + "; ".join(p.message for p in problems),
-                details={"problems": [p.model_dump() for p in problems], "after_event": ev.id}).id)
+                details={"problems": [p.model_dump() for p in problems], "after_event": ev.id,
+                         "fenced": [f.model_dump() for f in fenced], "stage": "verify",
+                         "reason": "HealthCheckFailed"}).id)
             if kind == "apply":
                 events.append(self._auto_rollback(outcome, rev, desired, ev.id, problems))
-                return result("rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
-                              f"configuration restored, {rev[:12]} marked bad", revision=rev,
-                              changes=len(outcome.objects))
-        return result("applied" if kind == "apply" else "drift-corrected",
-                      f"{len(outcome.objects)} object(s) changed", revision=rev, changes=len(outcome.objects))
+                return (result or _bare)(
+                    "rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
+                    f"configuration restored, {rev[:12]} marked bad", changes=len(outcome.objects),
+                    failure=Failure.of("verify", problems[0].message, event=events[-2]))
+        elif fenced:
+            events.append(self._record(
+                node=self.node, kind="verify", outcome="success", commit=desired.commit,
+                summary=f"{kind} of {rev[:12]} verified; fencing seen meanwhile: "
+                        + "; ".join(f.text() for f in fenced),
+                details={"fenced": [f.model_dump() for f in fenced], "after_event": ev.id}).id)
+        return (result or _bare)("applied" if kind == "apply" else "drift-corrected",
+                                 f"{len(outcome.objects)} object(s) changed",
+                                 changes=changes or len(outcome.objects))
 
     # ------------------------------------------------------------------ safety around a write
-    def _planned(self, state: DesiredState, live: etree._Element) -> Planned:
-        wanted, substituted = effective_desired(state, self.substitutions)
-        return Planned(wanted=wanted, substituted=list(substituted), digest=config_digest(wanted),
-                       changes=pending_changes(live, wanted, state.policy.ignore))
-
     def _timed_predict(self, live: etree._Element, state: DesiredState, timer: StageTimer) -> Impact:
         with timer.stage("predict"):
             return self.predict(live, state)
@@ -416,21 +532,19 @@ class Reconciler:
         proposed = proposed_configuration(state, live, self.substitutions)
         return simulate(live, proposed, runner=self.cluster.runner)
 
-    def _stop_removed_first(self, changes: Sequence[Any], status: Any, state: DesiredState,
-                            live: etree._Element, digest: str) -> list[str]:
+    def _stop_removed_first(self, removed: Sequence[str], status: ClusterStatus, live: etree._Element,
+                            digest: str | None, timeout: float) -> list[str]:
         """Resources removed from git are stopped (target-role Stopped) and waited for before they are
         deleted, so nothing is left running unmanaged or orphaned. The stop is a version-checked write
         that already carries the new digest in the marker, so other agents do not take it for drift."""
-        removed = {c.id for c in changes if c.kind == "resource" and c.action == "removed"}
         running = {r.id for r in status.resources if r.active} | {
             r.parent for r in status.resources if r.active and r.parent}
-        to_stop = sorted(removed & running)
+        to_stop = sorted(set(removed) & running)
         if not to_stop:
             return []
         write_configuration(self.cluster, with_target_role(live, to_stop, "Stopped"),
                             marker=lambda m: m.model_copy(update={"digest": digest}),
                             max_attempts=self.max_attempts)
-        timeout = state.policy.settle.timeout.total_seconds()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.cluster.status()
@@ -439,32 +553,42 @@ class Reconciler:
             time.sleep(0.5)
         raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
 
-    def verify(self, before: Any, state: DesiredState, *, wait: bool = True) -> list[HealthProblem]:
-        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health.
+    def verify(self, before: ClusterStatus, timeout: float, *, wait: bool = True,
+               fences_before: list[FenceEvent] | None = None) -> tuple[list[HealthProblem], list[FenceEvent]]:
+        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health; also
+        name any fencing that happened since the write.
 
         Without `wait` (the prediction said no resource or node action follows the write) the health is
         judged at once: crm_resource --wait polls every 2 s, which would only delay the next change."""
-        if not wait:
-            return health_problems(before, self.cluster.status())
-        deadline = time.monotonic() + state.policy.settle.timeout.total_seconds()
-        settled = False
-        while time.monotonic() < deadline:
-            # crm_resource --wait can return before the transition for a fresh write has begun: also
-            # wait until no resource is in a transient role (Starting, Stopping, ...).
-            settled = self.cluster.wait_settled(max(deadline - time.monotonic(), 1))
-            after = self.cluster.status()
-            if settled and not any(r.role.endswith("ing") for r in after.resources):
-                break
+        settled = True
+        if wait:
+            deadline = time.monotonic() + timeout
             settled = False
-            time.sleep(0.3)
+            while time.monotonic() < deadline:
+                # crm_resource --wait can return before the transition for a fresh write has begun: also
+                # wait until no resource is in a transient role (Starting, Stopping, ...).
+                settled = self.cluster.wait_settled(max(deadline - time.monotonic(), 1))
+                after = self.cluster.status()
+                if settled and not any(r.role.endswith("ing") for r in after.resources):
+                    break
+                settled = False
+                time.sleep(0.3)
         problems = health_problems(before, self.cluster.status())
         if not settled:
             problems.append(HealthProblem(kind="settle", subject="cluster",
                                           message="the cluster did not settle within the settle timeout"))
-        return problems
+        fenced: list[FenceEvent] = []
+        if fences_before is not None:
+            seen = {f.key() for f in fences_before}
+            fenced = [f for f in fence_history(self.cluster.runner) or [] if f.key() not in seen]
+            for f in fenced:
+                problems.append(HealthProblem(kind="fenced", subject=f.target, message=f.text()))
+        return problems, fenced
 
     def _auto_rollback(self, outcome: WriteOutcome, rev: str, desired: DesiredInput, apply_event: int,
                        problems: Sequence[HealthProblem]) -> int:
+        """Restore the configuration from before the apply and mark the revision bad. A failure to restore
+        is recorded (stage auto-rollback) and the revision is still marked bad, so it is not retried."""
         wanted = as_cib(parse_xml_bytes(outcome.config_before.encode(), source="configuration before apply"))
         marker_event = str(uuid.uuid4())
 
@@ -473,7 +597,23 @@ class Reconciler:
                 "event": marker_event, "kind": "auto-rollback", "applied_by": self.node, "digest": None,
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": rev})
 
-        back = write_configuration(self.cluster, wanted, marker=new_marker, max_attempts=self.max_attempts)
+        try:
+            back = write_configuration(self.cluster, wanted, marker=new_marker,
+                                       max_attempts=self.max_attempts)
+        except HaGitopsError as exc:
+            marked = True
+            try:
+                write_marker_only(self.cluster, lambda m: m.model_copy(update={"bad": rev}))
+            except HaGitopsError:
+                marked = False
+            raise self._failed("auto-rollback", str(exc), desired=desired,
+                               summary=f"auto-rollback of {rev[:12]} failed: the unhealthy configuration is "
+                                       "still live" + ("; revision marked bad" if marked else
+                                                       "; the revision could not be marked bad either"),
+                               patch=getattr(exc, "patch_xml", None),
+                               details={"rolled_back_event": apply_event, "bad_revision": rev,
+                                        "marked_bad": marked,
+                                        "problems": [p.model_dump() for p in problems]}) from exc
         ev = self._record_write("auto-rollback", desired, back, marker_event, "verify",
                                 {"rolled_back_event": apply_event, "bad_revision": rev,
                                  "problems": [p.model_dump() for p in problems]},
@@ -499,6 +639,7 @@ class Reconciler:
             diff=[c.model_dump() for c in outcome.objects], duration=outcome.duration, details=details)
         self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
         self.store.set_state("seen-marker-event", marker_event, scope=self.node)
+        self._remember_write(marker_event, outcome.config_after)
         self._last_config = outcome.config_after
         return ev
 
@@ -512,40 +653,78 @@ class Reconciler:
                                 "return to")
         wanted = as_cib(parse_xml_bytes(target.config_before.encode(), source=f"audit event {event_id}"))
         live = self.cluster.read_cib()
-        self._record_observed(live, read_marker(live))
+        marker, status = read_marker(live), self.cluster.status()
+        self._record_observed(live, marker)
+        pin = target.commit.sha if target.commit else marker.revision
+        decision = decide_rollback(wanted, live, status, marker, event_id=event_id, pin=pin)
+        if decision.verdict == "wait":
+            return PassResult(outcome="no-quorum", message=_message(decision), decision=decision,
+                              duration=round(time.monotonic() - started, 3))
         marker_event = str(uuid.uuid4())
-        pinned = read_marker(live).revision if target.commit is None else None
-        pin = target.commit.sha if target.commit else pinned
 
         def new_marker(live_marker: Marker) -> Marker:
             return live_marker.model_copy(update={
                 "event": marker_event, "kind": "rollback", "applied_by": self.node, "digest": None,
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "pinned": pin})
 
-        outcome = write_configuration(self.cluster, wanted, marker=new_marker, max_attempts=self.max_attempts)
-        if not outcome.changed:
-            # Already there: still pin, so the agent does not re-apply the rolled-back revision.
-            write_marker_only(self.cluster, new_marker)
+        try:
+            outcome = write_configuration(self.cluster, wanted, marker=new_marker,
+                                          max_attempts=self.max_attempts)
+            if not outcome.changed:
+                # Already there: still pin, so the agent does not re-apply the rolled-back revision.
+                write_marker_only(self.cluster, new_marker)
+                self._remember_write(marker_event, outcome.config_after)
+        except HaGitopsError as exc:
+            raise self._failed("write", str(exc), desired=None,
+                               summary=f"rollback to before event {event_id} failed; live cluster left as "
+                                       "it was", patch=getattr(exc, "patch_xml", None),
+                               details={"target_event": event_id}) from exc
         ev = self._record_write("rollback", None, outcome, marker_event, "rollback",
                                 {"target_event": event_id, "pinned": pin},
                                 summary=f"rollback to the configuration before event {event_id}"
                                         + (f"; {pin[:12]} pinned" if pin else ""))
         return PassResult(outcome="rolled-back", revision=pin, events=[ev.id], changes=len(outcome.objects),
-                          duration=round(time.monotonic() - started, 3),
+                          duration=round(time.monotonic() - started, 3), decision=decision,
                           message=f"configuration before event {event_id} restored"
                                   + (f"; revision {pin[:12]} pinned until a newer commit or "
                                      "`ha-gitops resume`" if pin else ""))
 
 
-def config_digest(cib: etree._Element) -> str:
-    """Identity of a desired configuration's content (ids and order included, marker excluded)."""
-    conf = cib.find("configuration")
-    return hashlib.sha256(canonical(conf).encode() if conf is not None else b"").hexdigest()[:16]
+def _target(decision: Decision, rev: str) -> str:
+    return "the last write" if decision.drift and decision.drift.target == "last-write" else rev[:12]
 
 
-def substituted_details(subs: Sequence[Any]) -> dict[str, Any]:
+def _bare(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
+    return PassResult(outcome=outcome, message=message, **kw)
+
+
+def _count(decision: Decision) -> int:
+    if decision.drift is not None and decision.verdict != "apply":
+        return len(decision.drift.changes)
+    return len(decision.plan.cib_changes) + len(decision.plan.corosync_changes)
+
+
+def _message(decision: Decision) -> str:
+    if decision.reasons:
+        return "; ".join(r.message for r in decision.reasons)
+    if decision.verdict == "no-change":
+        return ""
+    return f"{_count(decision)} change(s)"
+
+
+def _dry_outcome(decision: Decision) -> Outcome:
+    return {"no-change": "no-change", "apply": "applied", "correct-drift": "drift-corrected",
+            "report-drift": "drift-reported", "refuse": "refused", "wait": "waiting-for-dc"}[decision.verdict]
+
+
+def _substituted(decision: Decision | None) -> dict[str, Any]:
+    subs = decision.plan.substitutions if decision else []
     return {"substituted": [s.model_dump() for s in subs]} if subs else {}
 
 
 def _is_sha(value: str | None) -> bool:
     return bool(value) and len(value or "") >= 7 and all(c in "0123456789abcdef" for c in (value or ""))
+
+
+__all__ = ["DesiredInput", "PassFailed", "PassResult", "Reconciler", "config_digest", "revision_key",
+           "text_digest"]

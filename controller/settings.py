@@ -45,9 +45,12 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True,
                                       validate_default=True)
 
-    repo_url: str = Field(
+    repo_url: str | None = Field(
+        default=None,
         description="The git repository holding the desired state: an ssh (git@host:org/repo.git, "
-                    "ssh://...), https:// or file:// URL, or a local path. Required.")
+                    "ssh://...), https:// or file:// URL, or a local path. Required by the agent and by "
+                    "the verbs that read git (plan, apply without --dir); status, rollback, audit, "
+                    "suspend and resume work without it.")
     branch: str = Field(
         "main", description="The branch to follow. The agent applies the tip of this branch; a force-push "
                             "is followed (no merge), so history rewrites take effect like any commit.")
@@ -132,11 +135,21 @@ class AgentSettings(BaseSettings):
 
     @field_validator("repo_url")
     @classmethod
-    def _repo_url(cls, v: str) -> str:
+    def _repo_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         v = v.strip()
         if not v:
             raise ValueError("must not be empty")
         return v
+
+    def require_repo(self, verb: str) -> str:
+        """The repository URL, or an error saying where to set it and which verb needs it."""
+        if self.repo_url is None:
+            raise InputError(f"repo_url is not set: `ha-gitops {verb}` follows a git repository (set "
+                             f"repo_url in {config_path(None)} or {ENV_PREFIX}REPO_URL, or pass --dir)",
+                             element="repo_url")
+        return self.repo_url
 
     @field_validator("branch")
     @classmethod

@@ -97,7 +97,7 @@ class SourceConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, s: AgentSettings) -> SourceConfig:
-        return cls(repo_url=s.repo_url, branch=s.branch, path=s.path, cache_dir=s.cache_dir,
+        return cls(repo_url=s.require_repo("agent"), branch=s.branch, path=s.path, cache_dir=s.cache_dir,
                    git_timeout=s.git_timeout, git_ssh_command=s.git_ssh_command,
                    retry_initial=s.retry_initial, retry_max=s.retry_max,
                    allowed_signers=s.allowed_signers, enforce_signatures=s.enforce_signatures)

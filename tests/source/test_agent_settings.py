@@ -82,7 +82,7 @@ def test_unknown_key_names_file_line_and_key(tmp_path: Path) -> None:
     ('repo_url = "/a"\npath = "../etc"\n', "path", "'..'"),
     ('repo_url = "/a"\nbranch = "a..b"\n', "branch", "not a valid branch name"),
     ('repo_url = "/a"\nallowed_signers = ["alice"]\n', "allowed_signers", "neither a GPG fingerprint"),
-    ('branch = "x"\n', "repo_url", "missing key 'repo_url'"),
+    ('repo_url = ""\n', "repo_url", "must not be empty"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, what: str) -> None:
     f = write(tmp_path, text)
@@ -134,3 +134,10 @@ def test_example_documents_every_field_and_loads(tmp_path: Path) -> None:
     assert load_settings(write(tmp_path, text)).repo_url.startswith("git@")  # as shipped: only repo_url
     for name, field in AgentSettings.model_fields.items():
         assert field.description and len(field.description) > 20, name
+
+
+def test_repo_url_is_needed_only_by_the_verbs_that_follow_git(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, 'branch = "x"\n'))  # status, rollback, audit work without it
+    assert s.repo_url is None
+    with pytest.raises(InputError, match=r"repo_url is not set: `ha-gitops agent` follows a git repository"):
+        s.require_repo("agent")

@@ -1,0 +1,127 @@
+"""`audit log/show/verify`: the audit trail."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from controller.cli.common import (
+    FORMAT_OPTION,
+    handles_errors,
+    main,
+    out,
+    print_json,
+)
+
+# ---- audit
+
+AUDIT_DB_OPTION = click.option(
+    "--db", "db_url", envvar="HA_GITOPS_AUDIT_URL", default=None, metavar="URL",
+    help="Audit database: sqlite:////path/audit.db or postgresql://user:pw@host/db "
+         "[env HA_GITOPS_AUDIT_URL; default sqlite:////var/lib/ha-gitops/audit.db]")
+_OUTCOME_STYLE = {"success": "green", "failure": "red", "refused": "yellow"}
+
+
+def _audit_store(db_url: str | None) -> Any:
+    from controller.audit.store import AuditStore
+
+    return AuditStore(db_url, create=False)  # reading never creates an empty trail by mistake
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail: every apply, drift, rollback and refusal, hash-chained. Secret values are
+    shown as ****."""
+
+
+@audit.command("log")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--kind", "kinds", multiple=True, metavar="KIND", help="Only these kinds (repeatable).")
+@click.option("--node", default=None, help="Only events from this node.")
+@click.option("--commit", default=None, metavar="SHA", help="Only events about this commit (prefix ok).")
+@AUDIT_DB_OPTION
+@FORMAT_OPTION
+@handles_errors
+def audit_log(limit: int, kinds: tuple[str, ...], node: str | None, commit: str | None,
+              db_url: str | None, fmt: str) -> None:
+    """The newest events, newest first."""
+    from rich.table import Table
+    from rich.text import Text
+
+    with _audit_store(db_url) as store:
+        events = [e.masked() for e in store.list(limit=limit, kind=kinds or None, node=node, commit=commit)]
+    if fmt == "json":
+        # Everything but the bulky texts (configurations, patch: see `audit show ID`).
+        bulky = {"config_before", "config_after", "patch", "corosync_before", "corosync_after"}
+        print_json([e.model_dump(mode="json", exclude=bulky) | {"summary": e.short_summary} for e in events])
+        return
+    if not events:
+        out.print("no events")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "time (UTC)", "node", "kind", "commit", "outcome", "summary"):
+        table.add_column(col, no_wrap=col != "summary", overflow="fold")
+    for e in events:
+        # Text cells: stored strings are never parsed as rich markup.
+        table.add_row(Text(str(e.id)), Text(e.time.strftime("%Y-%m-%d %H:%M:%S")), Text(e.node),
+                      Text(e.kind), Text(e.commit.short if e.commit else "-"),
+                      Text(e.outcome, style=_OUTCOME_STYLE.get(e.outcome, "")), Text(e.short_summary))
+    out.print(table)
+
+
+@audit.command("show")
+@click.argument("event_id", type=int)
+@AUDIT_DB_OPTION
+@FORMAT_OPTION
+@handles_errors
+def audit_show(event_id: int, db_url: str | None, fmt: str) -> None:
+    """One event in full (configurations, patch, diff, details), secrets masked."""
+    with _audit_store(db_url) as store:
+        e = store.get(event_id).masked()
+    if fmt == "json":
+        print_json(e.model_dump(mode="json"))
+        return
+    fields = [("id", e.id), ("time", e.time.isoformat()), ("node", e.node), ("kind", e.kind),
+              ("outcome", e.outcome), ("summary", e.summary), ("duration", e.duration),
+              ("cib version", f"{e.cib_version_before or '-'} -> {e.cib_version_after or '-'}"),
+              ("hash", e.hash), ("prev hash", e.prev_hash)]
+    if e.commit:
+        fields[5:5] = [("commit", e.commit.sha), ("author", e.commit.author),
+                       ("signature", e.commit.signature), ("message", e.commit.message)]
+    for name, value in fields:
+        if value is not None:
+            out.print(f"{name + ':':<13} {value}", markup=False)
+    diff = e.diff if isinstance(e.diff, str) or e.diff is None else json.dumps(e.diff, indent=2)
+    sections = [("error", e.error), ("details", json.dumps(e.details, indent=2) if e.details else None),
+                ("diff", diff),
+                ("patch", e.patch), ("configuration before", e.config_before),
+                ("configuration after", e.config_after), ("corosync.conf before", e.corosync_before),
+                ("corosync.conf after", e.corosync_after)]
+    for title, body in sections:
+        if body:
+            out.print(f"\n--- {title}", markup=False)
+            out.print(body.rstrip("\n"), markup=False)
+
+
+@audit.command("verify")
+@AUDIT_DB_OPTION
+@FORMAT_OPTION
+@handles_errors
+def audit_verify(db_url: str | None, fmt: str) -> None:
+    """Check the hash chain. Exit 0: intact, 2: problems (each listed by event id) or error."""
+    with _audit_store(db_url) as store:
+        result = store.verify()
+    if fmt == "json":
+        print_json(result.model_dump(mode="json"))
+    elif result.ok:
+        out.print(f"ok: {result.checked} events, chain head {result.head_hash}", markup=False)
+    else:
+        for p in result.problems:
+            out.print(f"{p.kind:<14} {p.message}", markup=False)
+        out.print(f"{len(result.problems)} problem(s) in {result.checked} events", markup=False)
+    sys.exit(0 if result.ok else 2)
+
+# ---- end audit

@@ -1,0 +1,291 @@
+"""Operating a cluster: plan, apply, agent, status, rollback, suspend, resume."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.cli.common import (
+    FORMAT_OPTION,
+    handles_errors,
+    main,
+    out,
+    print_json,
+)
+
+CONFIG_OPTION = click.option("--config", "config", envvar="HA_GITOPS_CONFIG", default=None, metavar="FILE",
+                             help="Agent configuration [env HA_GITOPS_CONFIG; "
+                                  "default /etc/ha-gitops/agent.toml].")
+DIR_OPTION = click.option("--dir", "folder", default=None, type=click.Path(file_okay=False, exists=True),
+                          help="Use this desired-state folder instead of the configured git repository.")
+
+
+def _settings(config: str | None) -> Any:
+    from controller.settings import load_settings
+
+    return load_settings(config)
+
+
+def _desired_input(settings: Any, folder: str | None, work: Path) -> Any:
+    """The desired state to act on: a folder given on the command line, or the branch tip from git."""
+    from controller.errors import HaGitopsError
+    from controller.reconcile import DesiredInput
+    from controller.source.git import GitSource
+    from controller.source.models import SourceConfig
+
+    if folder:
+        return DesiredInput(folder=Path(folder).resolve())
+    settings.require_repo("plan/apply")
+    source = GitSource(SourceConfig.from_settings(settings))
+    try:
+        sync = source.sync(force=True)
+        if sync.revision is None:
+            raise HaGitopsError(f"no revision of {settings.branch} from {settings.repo_url}: {sync.error}")
+        rev = sync.revision
+        return DesiredInput(folder=source.export(rev.sha, work / rev.sha), sha=rev.sha, author=rev.author,
+                            message=rev.message, signature=str(rev.signature),
+                            refusal=sync.refusal if sync.refused else None)
+    finally:
+        source.close()
+
+
+def _render_decision(decision: Any, fmt: str) -> None:
+    from controller.decision_render import decision_markdown, decision_text
+
+    if fmt == "json":
+        print_json(decision.model_dump(mode="json") | {"exit_code": decision.exit_code,
+                                                       "changed": decision.plan.changed})
+    elif fmt == "markdown":
+        sys.stdout.write(decision_markdown(decision))
+    else:
+        sys.stdout.write(decision_text(decision))
+
+
+@main.command("plan")
+@CONFIG_OPTION
+@DIR_OPTION
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the plan (decision, basis and desired files) for `apply --plan FILE`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True, help="text, markdown (for a pull-request comment) or json.")
+@handles_errors
+def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str) -> None:
+    """What the agent would do with the desired state, decided exactly as the agent decides it.
+
+    Exit 0 no change, 1 changes the agent would apply, 2 error, 3 changes the agent would refuse
+    (invalid, policy, signature, pinned, bad revision, suspended), like `flux diff` (0/1) plus 3."""
+    import tempfile
+
+    from controller.saved_plan import PlanSource, SavedPlan, folder_files
+    from controller.wiring import build_reconciler
+
+    settings = _settings(config)
+    # What the DC's agent would decide: the same function, the same inputs, nothing written.
+    rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings))
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
+        desired = _desired_input(settings, folder, Path(work))
+        result = rec.run_pass(desired, trigger="plan", role="writer", dry_run=True)
+        decision = result.decision
+        assert decision is not None
+        if out_file is not None:
+            source = PlanSource(sha=desired.sha, author=desired.author, message=desired.message,
+                                signature=desired.signature, refusal=desired.refusal,
+                                folder=str(folder) if folder else None)
+            saved = SavedPlan(node=settings.node_name, decision=decision, source=source,
+                              files=folder_files(desired.folder))
+            out_file.write_text(saved.model_dump_json(indent=2) + "\n")
+    _render_decision(decision, fmt)
+    sys.exit(decision.exit_code)
+
+
+def _read_only_store(settings: Any) -> Any:
+    """`plan` records nothing; it reads this node's trail (what the last write left) when there is one."""
+    from controller.audit.store import AuditStore
+    from controller.errors import HaGitopsError
+
+    try:
+        return AuditStore(settings.audit_url, create=False)
+    except HaGitopsError:
+        return AuditStore("sqlite://")  # no trail here yet: an empty one in memory
+
+
+def _print_result(result: Any, fmt: str) -> None:
+    if fmt == "json":
+        print_json(result.model_dump(mode="json", exclude={"decision"})
+                   | {"decision": result.decision.model_dump(mode="json") if result.decision else None})
+        return
+    out.print(f"{result.outcome}: {result.message or '-'}"
+              + (f" (revision {result.revision[:12]})" if result.revision else "")
+              + (f"; audit events {', '.join(map(str, result.events))}" if result.events else ""),
+              markup=False)
+    if result.failure is not None:
+        out.print(f"failed at {result.failure.stage}: {result.failure.reason}", markup=False)
+    if result.decision is not None and result.decision.reasons and result.outcome != "no-change":
+        for r in result.decision.reasons:
+            out.print("  " + r.text().replace("\n", "\n  "), markup=False)
+
+
+# What `apply` exits with: 0 carried out (or nothing to do), 2 error, 3 refused (nothing applied).
+APPLY_EXIT = {"no-change": 0, "applied": 0, "drift-corrected": 0, "drift-reported": 0, "drift-ignored": 0,
+              "refused": 3, "suspended": 3, "pinned": 3, "bad-revision": 3, "rolled-back": 2, "error": 2,
+              "no-quorum": 2, "waiting-for-dc": 2, "no-source": 2}
+
+
+@main.command("apply")
+@click.option("--once", is_flag=True, help="One reconcile pass now, then exit (the agent loops).")
+@click.option("--plan", "plan_file", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Apply exactly this saved plan (`plan --out`); refused if anything moved since.")
+@CONFIG_OPTION
+@DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def apply_cmd(once: bool, plan_file: Path | None, config: str | None, folder: str | None, fmt: str) -> None:
+    """Apply the desired state now, from this node: one version-checked, verified, recorded pass.
+
+    The CIB part is written here; a corosync.conf change needs the agents (node by node), so a revision
+    with one is refused up front. Exit 0 applied or nothing to do, 2 error or rolled back, 3 refused."""
+    import tempfile
+
+    from controller.reconcile import DesiredInput
+    from controller.saved_plan import load_saved_plan, write_files
+    from controller.wiring import build_reconciler
+
+    if not once and plan_file is None:
+        raise click.UsageError("say --once (one pass now) or --plan FILE (a saved plan)")
+    if plan_file is not None and folder:
+        raise click.UsageError("--plan carries its own desired files: no --dir with it")
+    settings = _settings(config)
+    rec = build_reconciler(settings)
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-apply-") as work:
+        expect = None
+        if plan_file is not None:
+            saved = load_saved_plan(plan_file)
+            expect = saved.decision
+            src = saved.source
+            desired = DesiredInput(folder=write_files(saved.files, Path(work) / "plan"), sha=src.sha,
+                                   author=src.author, message=src.message, signature=src.signature,
+                                   refusal=src.refusal)
+            if src.sha and settings.repo_url:
+                tip = _desired_input(settings, None, Path(work))
+                if tip.sha != src.sha:
+                    desired = tip  # the branch moved: the decision on its tip differs, and says so
+        else:
+            desired = _desired_input(settings, folder, Path(work))
+        # An operator's explicit apply writes from whichever node it runs on; agents leave it to the DC.
+        result = rec.run_pass(desired, trigger="cli", role="operator", expect=expect)
+    _print_result(result, fmt)
+    sys.exit(APPLY_EXIT[result.outcome])
+
+
+@main.command("agent")
+@CONFIG_OPTION
+@handles_errors
+def agent_cmd(config: str | None) -> None:
+    """The long-running service: follow the branch, apply, correct drift, record (systemd Type=notify)."""
+    import logging
+
+    from controller.agent import Agent
+
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # APScheduler logs every job run at INFO: one line per poll is noise in the journal.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    Agent(settings).run()
+
+
+@main.command("status")
+@CONFIG_OPTION
+@FORMAT_OPTION
+@handles_errors
+def status_cmd(config: str | None, fmt: str) -> None:
+    """The cluster as ha-gitops sees it: applied revision, suspended/pinned, this node's agent, health."""
+    from controller.audit.store import AuditStore
+    from controller.cib.marker import read_marker
+    from controller.cluster.adapter import LiveCluster
+
+    settings = _settings(config)
+    cluster = LiveCluster()
+    st = cluster.status()
+    marker = read_marker(cluster.read_cib())
+    with AuditStore(settings.audit_url) as store:
+        agent = store.get_state("agent-status", scope=settings.node_name)
+        last = store.last()
+    data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
+            "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
+                      for n in st.nodes},
+            "applied": marker.model_dump(), "agent": agent,
+            "last_event": {"id": last.id, "kind": last.kind, "summary": last.short_summary,
+                           "time": last.time.isoformat()} if last else None}
+    if fmt == "json":
+        print_json(data)
+        return
+    state = "suspended" if marker.suspended else (
+        "pinned at " + marker.pinned[:12] if marker.pinned else "following")
+    out.print(f"cluster: DC {st.dc or '-'}, {'quorate' if st.quorate else 'NOT quorate'}; "
+              + ", ".join(f"{k} {v}" for k, v in data["nodes"].items()), markup=False)
+    out.print(f"applied: {(marker.revision or '-')[:12]} ({marker.kind or '-'} by {marker.applied_by or '-'} "
+              f"at {marker.applied_at or '-'}); agents {state}", markup=False)
+    if agent:
+        out.print(f"agent on {settings.node_name}: {agent.get('outcome')} {agent.get('message') or ''} "
+                  f"(at {agent.get('time')}; source {str(agent.get('source_revision') or '-')[:12]}"
+                  + (f", error: {agent['source_error']}" if agent.get("source_error") else "") + ")",
+                  markup=False)
+    else:
+        out.print(f"agent on {settings.node_name}: no pass recorded", markup=False)
+    failure = (agent or {}).get("last_failure")
+    if failure:
+        event = f" (event #{failure['event']})" if failure.get("event") else ""
+        out.print(f"last failure: {failure.get('stage')} {failure.get('reason')} at {failure.get('time')}: "
+                  f"{failure.get('message')}{event}", markup=False)
+    if last:
+        out.print(f"last event: #{last.id} {last.kind} {last.short_summary}", markup=False)
+
+
+@main.command("rollback")
+@click.argument("event_id", type=int)
+@CONFIG_OPTION
+@FORMAT_OPTION
+@handles_errors
+def rollback_cmd(event_id: int, config: str | None, fmt: str) -> None:
+    """Restore the configuration from before audit event ID; pin its revision until a newer commit."""
+    from controller.wiring import build_reconciler
+
+    result = build_reconciler(_settings(config)).rollback(event_id)
+    _print_result(result, fmt)
+    sys.exit(0 if result.outcome == "rolled-back" else 2)
+
+
+def _switch(config: str | None, kind: str, update: dict[str, Any], summary: str) -> None:
+    from controller.audit.models import NewEvent
+    from controller.audit.store import AuditStore
+    from controller.cluster.adapter import LiveCluster
+    from controller.cluster.cib_writer import write_marker_only
+
+    settings = _settings(config)
+    marker = write_marker_only(LiveCluster(), lambda m: m.model_copy(update=update))
+    with AuditStore(settings.audit_url) as store:
+        ev = store.append(NewEvent(node=settings.node_name, kind=kind, outcome="success", summary=summary,
+                                   details={"marker": marker.model_dump()}))
+    out.print(f"{summary} (audit event {ev.id})", markup=False)
+
+
+@main.command("suspend")
+@CONFIG_OPTION
+@handles_errors
+def suspend_cmd(config: str | None) -> None:
+    """Stop every agent of the cluster from writing (they keep observing and reporting)."""
+    _switch(config, "suspend", {"suspended": True}, "agents suspended cluster-wide")
+
+
+@main.command("resume")
+@CONFIG_OPTION
+@handles_errors
+def resume_cmd(config: str | None) -> None:
+    """Undo `suspend` and any rollback pin: agents apply the branch tip again."""
+    _switch(config, "resume", {"suspended": False, "pinned": None}, "agents resumed; pin cleared")
+

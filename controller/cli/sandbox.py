@@ -1,0 +1,172 @@
+"""`sandbox ...`: a real cluster on this machine, in Linux namespaces."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.cli.common import (
+    FORMAT_OPTION,
+    handles_errors,
+    main,
+    out,
+    print_json,
+)
+
+# ---- sandbox
+SANDBOX_DIR_OPTION = click.option(
+    "--state-dir", envvar="HA_GITOPS_SANDBOX_DIR", default=None, metavar="DIR",
+    help="Where the sandbox keeps its state [env HA_GITOPS_SANDBOX_DIR; default /var/lib/ha-gitops-sandbox].")
+
+
+def _sandbox(state_dir: str | None) -> Any:
+    from controller.sandbox.manager import Sandbox
+
+    return Sandbox(state_dir)
+
+
+@main.group()
+def sandbox() -> None:
+    """A real 3-node Pacemaker/Corosync cluster on this machine, in Linux namespaces (needs root)."""
+
+
+@sandbox.command("up")
+@click.option("--cluster", "cluster_dir", default="desired/kamailio", show_default=True,
+              type=click.Path(file_okay=False, exists=True), help="Desired cluster folder to model.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for quorum and a DC.")
+@click.option("--agents", is_flag=True, help="Start an ha-gitops agent inside every node.")
+@click.option("--repo", default=None, metavar="URL", help="With --agents: the git repository to follow.")
+@click.option("--branch", default="main", show_default=True, help="With --agents: the branch to follow.")
+@click.option("--path", "repo_path", default=".", show_default=True,
+              help="With --agents: the cluster folder inside the repository.")
+@SANDBOX_DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
+               state_dir: str | None, fmt: str) -> None:
+    """Start one node per corosync nodelist entry; return once quorate with a DC."""
+    from controller.sandbox.topology import SandboxAgents
+
+    spec = None
+    if agents:
+        if not repo:
+            raise click.UsageError("--agents needs --repo URL")
+        local = Path(repo.removeprefix("file://"))
+        url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
+        spec = SandboxAgents(repo_url=url, branch=branch, path=repo_path)
+    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec)
+    if fmt == "json":
+        print_json(result.model_dump())
+        return
+    out.print(f"sandbox up: {', '.join(result.nodes)} quorate, DC {result.dc}, "
+              f"in {result.seconds:.1f}s (state in {result.state_dir})", markup=False)
+
+
+@sandbox.command("demo")
+@click.option("--cluster", "cluster_dir", default="desired/kamailio", show_default=True,
+              type=click.Path(file_okay=False, exists=True))
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_demo(cluster_dir: str, state_dir: str | None) -> None:
+    """The whole loop, narrated: agents, initial sync, a commit, drift undone, rollback, audit log."""
+    from controller.sandbox.demo import run_demo
+
+    run_demo(cluster_dir, lambda text: out.print(text, markup=False), state_dir)
+
+
+@sandbox.command("down")
+@click.option("--keep-logs", is_flag=True, help="Keep the node logs in the state directory.")
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_down(keep_logs: bool, state_dir: str | None) -> None:
+    """Stop every node; leave no process, mount, namespace or veth behind."""
+    seconds = _sandbox(state_dir).down(keep_logs=keep_logs)
+    out.print(f"sandbox down in {seconds:.2f}s" + (" (logs kept)" if keep_logs else ""), markup=False)
+
+
+@sandbox.command("status")
+@SANDBOX_DIR_OPTION
+@FORMAT_OPTION
+@handles_errors
+def sandbox_status(state_dir: str | None, fmt: str) -> None:
+    """Nodes (power, network, services, cluster view), quorum, DC and resources."""
+    st = _sandbox(state_dir).status()
+    if fmt == "json":
+        print_json(st.model_dump())
+        return
+    if not st.running:
+        out.print(f"no sandbox running (state dir {st.state_dir})", markup=False)
+        return
+    from rich.table import Table
+
+    def yn(v: bool | None) -> str:
+        return "-" if v is None else ("yes" if v else "no")
+
+    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}")
+    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "agent", "online",
+                "standby", "DC"):
+        t.add_column(col)
+    for n in st.nodes:
+        t.add_row(n.name, n.address, str(n.nodeid), "on" if n.powered else "off", "cut" if n.cut else "ok",
+                  yn(n.corosync), yn(n.pacemaker), yn(n.agent), yn(n.cluster_online), yn(n.standby),
+                  yn(n.is_dc))
+    out.print(t)
+    if st.resources:
+        rt = Table(title="resources")
+        for col in ("resource", "agent", "role", "nodes"):
+            rt.add_column(col)
+        for r in st.resources:
+            rt.add_row(r["id"], r["agent"], r["role"], ", ".join(r["nodes"]))
+        out.print(rt)
+
+
+@sandbox.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", default=300.0, show_default=True)
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_exec(node: str, argv: tuple[str, ...], timeout: float, state_dir: str | None) -> None:
+    """Run a command inside NODE: `ha-gitops sandbox exec kamailio01 -- crm_mon -1`."""
+    import subprocess
+
+    sb = _sandbox(state_dir)
+    sb.spec().node(node)
+    # Interactive pass-through: the user's terminal is the command's terminal.
+    rc = subprocess.call([*sb.prefix(node), *argv], timeout=timeout)
+    sys.exit(rc)
+
+
+def _node_action(name: str, doc: str, action: Callable[[Any, str], Any]) -> None:
+    @sandbox.command(name, help=doc)
+    @click.argument("node")
+    @SANDBOX_DIR_OPTION
+    @handles_errors
+    def _cmd(node: str, state_dir: str | None) -> None:
+        action(_sandbox(state_dir), node)
+        out.print(f"{name} {node}: done", markup=False)
+
+
+_node_action("poweroff", "Pull the power: kill every process of NODE at once.", lambda sb, n: sb.poweroff(n))
+_node_action("start", "Power NODE on (or start its cluster services if they are down).",
+             lambda sb, n: sb.start(n))
+_node_action("cut", "Unplug NODE from the network (its link stays up; packets go nowhere).",
+             lambda sb, n: sb.cut(n))
+_node_action("heal", "Plug NODE back into the network.", lambda sb, n: sb.heal(n))
+
+
+@sandbox.command("kill")
+@click.argument("node")
+@click.argument("service", type=click.Choice(["corosync", "pacemaker", "agent"]))
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
+    """SIGKILL corosync, all pacemaker daemons, or the agent on NODE (the node stays powered)."""
+    r = _sandbox(state_dir).kill(node, service)
+    out.print(f"killed {service} on {node} (pids {', '.join(map(str, r.get('killed', [])))})", markup=False)
+
+# ---- end sandbox
