@@ -19,6 +19,12 @@ def sandbox_state(name: str) -> str:
     return os.environ.get("HA_GITOPS_TEST_SANDBOX_PREFIX", "/var/lib/ha-gitops-sandbox-") + name
 
 
+def sandbox_repo_dir(name: str) -> Path:
+    """A test module's git repository for sandbox agents: not under /tmp (every node must see it), and
+    apart per checkout like the sandbox state."""
+    return Path(sandbox_state(f"repo-{name}"))
+
+
 TEST_STATE_DIR = sandbox_state("tests")
 
 

@@ -13,13 +13,13 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state
+from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
 from tests.helpers import HA_GITOPS, GitRepo, nice_of, node_processes, wait_for
 
 pytestmark = pytest.mark.sandbox
 
 STATE = Path(sandbox_state("agents"))
-REPO = Path("/var/lib/ha-gitops-test-repos/agents")  # not under /tmp: every node must see it
+REPO = sandbox_repo_dir("agents")
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"
 

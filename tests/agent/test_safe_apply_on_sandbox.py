@@ -12,13 +12,13 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state
+from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
 STATE = Path(sandbox_state("safe"))
-REPO = Path("/var/lib/ha-gitops-test-repos/safe")
+REPO = sandbox_repo_dir("safe")
 FOLDER = "kamailio"
 CRM = f"{FOLDER}/cib.crm"
 POLICY = f"{FOLDER}/cluster.toml"

@@ -13,14 +13,14 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state
+from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 from tests.postgres import postgres_server
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
 
 STATE = Path(sandbox_state("pgshared"))
-REPO = Path("/var/lib/ha-gitops-test-repos/pgshared")
+REPO = sandbox_repo_dir("pgshared")
 PG_BASE = Path("/var/lib/ha-gitops-test-pg")  # the nodes reach the server through its socket file here
 FOLDER = "kamailio"
 NODES = ["kamailio01", "kamailio02", "kamailio03"]

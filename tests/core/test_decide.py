@@ -42,7 +42,8 @@ def state(policy: str = "") -> DesiredState:
 
 def live_cib(stickiness: str = "100") -> etree._Element:
     live = as_cib(_reference().configuration())
-    live.attrib.update({"admin_epoch": "0", "epoch": "7", "num_updates": "3", "validate-with": "pacemaker-3.9"})
+    live.attrib.update({"admin_epoch": "0", "epoch": "7", "num_updates": "3",
+                        "validate-with": "pacemaker-3.9"})
     live.find(".//nvpair[@name='resource-stickiness']").set("value", stickiness)
     etree.SubElement(live, "status")
     return live

@@ -22,13 +22,13 @@ from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state
+from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
 STATE = Path(sandbox_state("rollout"))
-REPO = Path("/var/lib/ha-gitops-test-repos/rollout")  # not under /tmp: every node must see it
+REPO = sandbox_repo_dir("rollout")
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"
 CONF = f"{FOLDER}/corosync.conf"
