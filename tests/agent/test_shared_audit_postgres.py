@@ -13,7 +13,7 @@ import pytest
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
+from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 from tests.postgres import postgres_server
 

@@ -22,7 +22,7 @@ from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state, sandbox_repo_dir
+from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
