@@ -2,7 +2,9 @@
 
 HA_GITOPS_FAULT_FILE names a JSON file like {"before-patch": 3} (seconds). It is read at each point, so a
 running agent can be paused between reading the CIB and patching it (to race a hand edit against it) or
-between writing the CIB and recording the event (to SIGKILL it there). No file, no effect.
+between writing the CIB and recording the event (to SIGKILL it there). {"fail": {"auto-rollback": "why"}}
+makes that step fail as a tool failure would (rehearsing a write that fails when it matters most).
+No file, no effect.
 """
 
 from __future__ import annotations
@@ -12,7 +14,27 @@ import os
 import time
 from pathlib import Path
 
+from controller.errors import HaGitopsError
+
 POINTS = ("before-patch", "after-write")
+FAIL_POINTS = ("auto-rollback",)
+
+
+class InjectedFault(HaGitopsError):
+    """A failure asked for by the fault file."""
+
+
+def fail(point: str) -> None:
+    """Raise InjectedFault when the fault file asks this point to fail."""
+    path = os.environ.get("HA_GITOPS_FAULT_FILE")
+    if not path:
+        return
+    try:
+        why = json.loads(Path(path).read_text()).get("fail", {}).get(point)
+    except (OSError, ValueError, AttributeError):
+        return
+    if why:
+        raise InjectedFault(f"injected fault at {point}: {why}")
 
 
 def pause(point: str) -> float:

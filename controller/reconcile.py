@@ -598,6 +598,7 @@ class Reconciler:
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": rev})
 
         try:
+            faults.fail("auto-rollback")
             back = write_configuration(self.cluster, wanted, marker=new_marker,
                                        max_attempts=self.max_attempts)
         except HaGitopsError as exc:

@@ -1,0 +1,255 @@
+"""What `plan` says is what the agents do, on a real cluster (issue 9's failures, each as it must behave).
+
+Three agents follow a git repository whose cluster.toml protects the PROXY01 group outside a (closed)
+maintenance window. Every test leaves the repository's head valid and applied.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cib.marker import read_marker
+from controller.sandbox.manager import Sandbox
+from controller.sandbox.topology import SandboxAgents
+from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+STATE = Path(sandbox_state("truth"))
+REPO = sandbox_repo_dir("truth")
+FOLDER = "kamailio"
+CRM, CONF, POLICY = f"{FOLDER}/cib.crm", f"{FOLDER}/corosync.conf", f"{FOLDER}/cluster.toml"
+NODES = ["kamailio01", "kamailio02", "kamailio03"]
+AGENT_TOML = "/etc/ha-gitops/agent.toml"
+PROTECTED = '''
+[[maintenance_window]]
+name = "new-year"
+cron = "0 3 1 1 *"
+duration = "1m"
+
+[disruption]
+protect = ["PROXY01"]
+
+[settle]
+timeout = "40s"
+'''
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[Sandbox, GitRepo]]:
+    need_root()
+    shutil.rmtree(REPO, ignore_errors=True)
+    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
+    files[POLICY] = PROTECTED
+    repo = GitRepo.create(REPO, files, "kamailio, PROXY01 protected")
+    sb = Sandbox(STATE)
+    sb.down()
+    sb.up(REFERENCE, timeout=90, agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0,
+                                                       drift_debounce=0.2))
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
+             "initial sync")
+    yield sb, repo
+    sb.down(keep_logs=True)
+    shutil.rmtree(REPO, ignore_errors=True)
+
+
+def cli(sb: Sandbox, node: str, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+    r = sb.exec(node, [*HA_GITOPS, *args], timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def dc(sb: Sandbox) -> str:
+    d = sb.cluster("kamailio01").status().dc
+    assert d
+    return d
+
+
+def audit(sb: Sandbox, node: str) -> list[dict]:
+    code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def event(sb: Sandbox, kind: str, sha: str | None = None, node: str | None = None) -> dict | None:
+    return next((e for e in audit(sb, node or dc(sb)) if e["kind"] == kind
+                 and (sha is None or (e["commit"] and e["commit"]["sha"] == sha))), None)
+
+
+def stickiness(sb: Sandbox) -> str:
+    r = sb.exec("kamailio01", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                               "resource-stickiness", "-G", "-q"])
+    return r.stdout.strip()
+
+
+def node_conf(sb: Sandbox, node: str) -> str:
+    return (sb.layout.node_dir(node) / "etc-corosync" / "corosync.conf").read_text()
+
+
+def folder_with(repo: GitRepo, name: str, changes: dict[str, str]) -> str:
+    """A copy of the repository's cluster folder with `changes`, where every node sees it."""
+    dest = REPO.parent / f"{REPO.name}-{name}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for f in ("cib.crm", "corosync.conf", "cluster.toml"):
+        (dest / f).write_text(changes.get(f, repo.read(f"{FOLDER}/{f}")))
+    return str(dest)
+
+
+def set_fault(sb: Sandbox, faults: dict) -> None:
+    for node in NODES:
+        (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
+
+
+def wait_applied(sb: Sandbox, repo: GitRepo) -> None:
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
+             "the head applied")
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def test_plan_exit_codes_and_reasons_match_what_the_agent_does(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    node = dc(sb)
+    same = folder_with(repo, "same", {})
+    code, out, _ = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", same)
+    assert code == 0 and "Decision: no-change" in out, out
+    crm = repo.read(CRM)
+    typo = folder_with(repo, "typo", {"cib.crm": crm + "primitve broken-typo Dummy\n"})
+    code, out, err = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", typo)
+    assert code == 3 and "[invalid]" in out and "primitve" in out, out + err
+    moved = folder_with(repo, "vip", {"cib.crm": crm.replace("ip=10.220.1.25", "ip=10.220.1.26")})
+    for fmt, marks in (("text", ["Decision: refuse", "[policy]", "[protect]", "PROXY01"]),
+                       ("markdown", ["⛔ **refuse**", "`policy`", "`protect`", "**Predicted impact**"])):
+        code, out, err = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", moved, "--format", fmt)
+        assert code == 3 and all(m in out for m in marks), out + err
+    code, out, _ = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", moved, "--format", "json")
+    data = json.loads(out)
+    assert (code, data["verdict"], data["exit_code"]) == (3, "refuse", 3)
+    assert [r["code"] for r in data["reasons"]] == ["policy"]
+    assert {v["rule"] for v in data["reasons"][0]["violations"]} == {"protect"}
+    sticky = folder_with(repo, "sticky", {"cib.crm": crm.replace("resource-stickiness=100",
+                                                                  "resource-stickiness=110")})
+    code, out, _ = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", sticky)
+    assert code == 1 and "Decision: apply" in out, out
+    # The agent does what the plan said: the refused change is refused, with the same reason.
+    sha = repo.commit({CRM: crm.replace("ip=10.220.1.25", "ip=10.220.1.26")}, "move the VIP")
+    refused = wait_for(lambda: event(sb, "refused", sha), 40, "the refusal")
+    assert "protect" in refused["error"] and "PROXY01" in refused["error"]
+    repo.commit({CRM: crm}, "VIP back")
+    wait_applied(sb, repo)
+
+
+def test_a_refused_cib_part_holds_the_corosync_part_too(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    before = {n: node_conf(sb, n) for n in NODES}
+    crm, conf = repo.read(CRM), repo.read(CONF)
+    token = re.sub(r"token: \d+", "token: 3250", conf)
+    assert token != conf
+    sha = repo.commit({CRM: crm.replace("ip=10.220.1.25", "ip=10.220.1.26"), CONF: token},
+                      "VIP move (refused) with a token change")
+    refused = wait_for(lambda: event(sb, "refused", sha), 40, "the refusal")
+    assert "protect" in refused["error"]
+    assert refused["details"]["corosync_class"] == "reload"
+    time.sleep(8)  # several passes of every agent
+    assert {n: node_conf(sb, n) for n in NODES} == before  # no node wrote the refused corosync.conf
+    cib = sb.cluster("kamailio01").read_cib()
+    assert not cib.xpath("//nvpair[@name='ha-gitops-corosync' and starts-with(@value, $d)]",
+                         d=refused["details"]["digest"])
+    assert read_marker(cib).revision != sha
+    repo.commit({CRM: crm, CONF: conf}, "back to the applied state")
+    wait_applied(sb, repo)
+
+
+# ------------------------------------------------------------------------------------------------ apply
+def test_apply_once_refuses_a_corosync_change_up_front(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    conf = repo.read(CONF)
+    folder = folder_with(repo, "token", {"corosync.conf": re.sub(r"token: \d+", "token: 3500", conf),
+                                         "cib.crm": repo.read(CRM).replace("resource-stickiness=100",
+                                                                           "resource-stickiness=111")})
+    epoch = sb.cluster("kamailio01").read_cib().get("epoch")
+    code, out, err = cli(sb, dc(sb), "apply", "--once", "--config", AGENT_TOML, "--dir", folder)
+    assert code == 3 and out.startswith("refused"), out + err
+    assert "[unsupported]" in out and "ha-gitops agent" in out
+    assert sb.cluster("kamailio01").read_cib().get("epoch") == epoch  # not even the CIB part
+    assert stickiness(sb) == "100"
+
+
+def test_saved_plan_is_applied_as_is_and_refused_once_the_cluster_moved(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    node = dc(sb)
+    folder = folder_with(repo, "saved", {"cib.crm": repo.read(CRM).replace("resource-stickiness=100",
+                                                                            "resource-stickiness=130")})
+    plan_file = str(REPO.parent / f"{REPO.name}-plan.json")
+    code, out, err = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", folder, "--out", plan_file)
+    assert code == 1, out + err
+    sb.exec(node, ["crm_attribute", "-t", "crm_config", "-n", "cluster-recheck-interval", "-v", "3min"],
+            check=True)  # the cluster moves: the saved plan no longer holds
+    code, out, err = cli(sb, node, "apply", "--plan", plan_file, "--config", AGENT_TOML)
+    assert code == 3 and "[stale-plan]" in out and "live CIB version" in out, out + err
+    assert stickiness(sb) == "100"
+    wait_for(lambda: sb.exec("kamailio01", ["crm_attribute", "-t", "crm_config", "-n",
+                                            "cluster-recheck-interval", "-G", "-q"]).returncode != 0, 30,
+             "the hand edit undone as drift")
+    code, out, err = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", folder, "--out", plan_file)
+    assert code == 1, out + err
+    code, out, err = cli(sb, node, "apply", "--plan", plan_file, "--config", AGENT_TOML)
+    assert code == 0 and out.startswith("applied"), out + err
+    applied = next(e for e in audit(sb, node) if e["kind"] == "apply" and e["details"]["trigger"] == "cli")
+    assert [(d["kind"], d["action"]) for d in applied["diff"]] == [("rsc_default", "changed")]
+    assert "130" in json.dumps(applied["diff"])
+    # The agents follow git again (the folder is not the branch): the head's 100 comes back.
+    wait_for(lambda: stickiness(sb) == "100", 40, "the branch's value restored")
+
+
+# ------------------------------------------------------------------------------------------------ drift
+def test_hand_edit_while_the_head_is_refused_is_recorded_and_undone(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    bad = repo.commit({CRM: crm + "primitve broken-typo Dummy\n"}, "typo")
+    wait_for(lambda: event(sb, "refused", bad), 40, "the invalid head refused")
+    sb.exec("kamailio02", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                           "resource-stickiness", "-v", "7"], check=True)
+    detected = wait_for(lambda: next((e for e in audit(sb, dc(sb)) if e["kind"] == "drift-detected"
+                                      and e["details"].get("target") == "last-write"), None), 30,
+                        "drift recorded while the head is refused")
+    assert detected["details"]["origin"]["update-client"] == "crm_attribute"
+    assert "invalid" in detected["details"]["reasons"]
+    wait_for(lambda: stickiness(sb) == "100", 30, "corrected towards the last write")
+    repo.commit({CRM: crm}, "fix the typo")
+    wait_applied(sb, repo)
+
+
+# ------------------------------------------------------------------------------------------------ failures
+def test_a_failed_auto_rollback_is_recorded_and_the_revision_marked_bad(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    set_fault(sb, {"fail": {"auto-rollback": "the CIB refused the restore"}})
+    try:
+        broken = ("primitive broken-dummy ocf:pacemaker:Dummy \\\n\tparams state=/nonexistent/dir/state \\\n"
+                  "\tmeta migration-threshold=1\n")
+        sha = repo.commit({CRM: crm + broken}, "a resource that cannot start")
+        failed = wait_for(lambda: next((e for e in audit(sb, dc(sb)) if e["kind"] == "error"
+                                        and e["details"].get("stage") == "auto-rollback"), None), 120,
+                          "the failed auto-rollback recorded")
+        assert failed["details"]["reason"] == "AutoRollbackFailed" and failed["details"]["marked_bad"]
+        assert "injected fault at auto-rollback" in failed["error"]
+        assert read_marker(sb.cluster("kamailio01").read_cib()).bad == sha
+        verify = event(sb, "verify", sha)
+        assert verify is not None and verify["details"]["reason"] == "HealthCheckFailed"
+        code, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML)
+        assert "last failure: verify HealthCheckFailed" in out or "AutoRollbackFailed" in out, out
+        code, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML, "--format", "json")
+        assert json.loads(out)["agent"]["outcome"] in ("bad-revision", "error"), out
+    finally:
+        set_fault(sb, {})
+    repo.commit({CRM: crm}, "drop the broken resource")
+    wait_applied(sb, repo)
+    assert sb.cluster("kamailio01").read_cib().find(".//primitive[@id='broken-dummy']") is None
