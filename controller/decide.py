@@ -109,6 +109,9 @@ class Decision(BaseModel):
     drift: Drift | None = None
     basis: Basis = Field(default_factory=Basis)
     rollout: bool = False  # the corosync.conf rollout takes its step on this node in this pass
+    # The writer records the revision in the marker even when the CIB needs no change: observers roll a
+    # corosync.conf out only for a revision the writer accepted (so a refusal on the DC holds every node).
+    record_revision: bool = False
     findings: list[Finding] = Field(default_factory=list)  # every validation finding (warnings too)
 
     @property
@@ -176,9 +179,9 @@ def decide(inp: DecideInput) -> Decision:
                 notes=list(inp.extra_notes))
 
     def done(verdict: Verdict, reasons: Sequence[Reason] = (), drift: Drift | None = None,
-             rollout: bool = False) -> Decision:
+             rollout: bool = False, record: bool = False) -> Decision:
         return Decision(verdict=verdict, reasons=list(reasons), plan=plan, drift=drift, basis=basis,
-                        rollout=rollout, findings=findings)
+                        rollout=rollout, findings=findings, record_revision=record)
 
     if inp.revision is None:
         return done("wait", [Reason(code="no-source", message="no desired state fetched yet")])
@@ -204,15 +207,19 @@ def decide(inp: DecideInput) -> Decision:
     if inp.impact_error:
         plan.notes.append(f"impact prediction unavailable: {inp.impact_error}")
     plan.steps = plan_steps(plan)
-    if not cib.changes and not coro:
-        return done("no-change", rollout=_rollout_may_run(inp))
-
     rev, marker = inp.revision, inp.marker
+    accepted = marker.revision == rev  # the writer took this revision (the marker says so)
+    writes = inp.role in ("writer", "operator")
+    if not cib.changes and not coro:
+        record = writes and not accepted and _rollout_may_run(inp) and not _waits(inp) \
+            and rev not in (marker.bad, marker.corosync_bad)
+        return done("no-change", rollout=_rollout_may_run(inp) and (accepted or record), record=record)
+
     drift_of_head = bool(cib.changes) and marker.digest == cib.digest
     if drift_of_head:
         # Git says what was written; the live CIB was edited since: a hand edit, not a new revision.
         # (A corosync.conf rollout of the same revision goes on meanwhile.)
-        rollout = _rollout_may_run(inp)
+        rollout = _rollout_may_run(inp) and (accepted or writes)
         if inp.drift_mode == "off":
             return done("no-change", rollout=rollout)
         correct = inp.drift_mode == "correct" and not marker.suspended
@@ -253,12 +260,13 @@ def decide(inp: DecideInput) -> Decision:
                            "out node by node by the agents (`ha-gitops agent` on every node); this command "
                            "can only write the CIB, so it applies nothing of this revision"))
     if held:
-        return done("refuse", held, _held_drift(inp, suspended=marker.suspended),
-                    rollout=all(r.code in _ROLLOUT_RUNS_DESPITE for r in held))
-    waits = _waits(inp) if cib.changes else []
+        # The corosync.conf rollout of a bad revision still runs: it is what puts the old file back.
+        rolling_back = marker.corosync_bad == rev and all(r.code in _ROLLOUT_RUNS_DESPITE for r in held)
+        return done("refuse", held, _held_drift(inp, suspended=marker.suspended), rollout=rolling_back)
+    waits = _waits(inp) if cib.changes or not accepted else []
     if waits:
-        return done("wait", waits, rollout=True)
-    return done("apply", rollout=True)
+        return done("wait", waits, rollout=accepted)
+    return done("apply", rollout=True, record=not accepted and not cib.changes)
 
 
 def _waits(inp: DecideInput) -> list[Reason]:

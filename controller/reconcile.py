@@ -384,6 +384,8 @@ class Reconciler:
                          "reasons": decision.codes}).id)
 
         verdict = decision.verdict
+        if decision.record_revision and desired is not None and cib is not None:
+            events.append(self._record_revision(decision, desired, cib, live, trigger))
         if verdict == "no-change":
             ignored = self.drift_mode == "off" and cib is not None and bool(cib.changes)
             return result("drift-ignored" if ignored else "no-change")
@@ -408,7 +410,8 @@ class Reconciler:
         # apply / correct-drift: the writer writes.
         assert desired is not None and state is not None and cib is not None
         if not cib.changes:
-            return result("no-change", "corosync.conf only: the rollout carries it", changes=changes)
+            return result("no-change", "no CIB change; the corosync.conf rollout carries the revision",
+                          changes=changes)
         kind: Literal["apply", "drift-corrected"] = "apply" if verdict == "apply" else "drift-corrected"
         return self._write_and_verify(kind, cib.wanted, desired, state, live, status, trigger, events, timer,
                                       rev=rev, digest=cib.digest, impact=decision.plan.impact,
@@ -521,6 +524,34 @@ class Reconciler:
         return (result or _bare)("applied" if kind == "apply" else "drift-corrected",
                                  f"{len(outcome.objects)} object(s) changed",
                                  changes=changes or len(outcome.objects))
+
+    def _record_revision(self, decision: Decision, desired: DesiredInput, cib: CibPlan,
+                         live: etree._Element, trigger: str) -> int:
+        """The writer takes a revision the CIB needs no change for: a marker-only write, so `status` names
+        it and the other agents know it was accepted (their corosync.conf rollout waits for that)."""
+        rev = decision.plan.revision or ""
+        marker_event = str(uuid.uuid4())
+        try:
+            write_marker_only(self.cluster, lambda m: m.model_copy(update={
+                "revision": rev, "digest": cib.digest, "event": marker_event, "kind": "apply",
+                "applied_by": self.node, "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "bad": None, "pinned": None if m.pinned != rev else m.pinned}))
+        except HaGitopsError as exc:
+            raise self._failed("write", str(exc), desired=desired,
+                               summary=f"recording revision {rev[:12]} in the marker failed; nothing written",
+                               details={"trigger": trigger}) from exc
+        config = configuration_text(live)
+        ev = self._record(
+            node=self.node, kind="apply", outcome="success", commit=desired.commit,
+            summary=f"apply of {rev[:12]}: no CIB change"
+                    + ("; the corosync.conf rollout follows" if decision.plan.corosync_changes else ""),
+            cib_version_before=cib_version(live), config_before=config, config_after=config,
+            details={"marker_event": marker_event, "trigger": trigger, "record_only": True,
+                     "corosync_changes": [c.as_dict() for c in decision.plan.corosync_changes]})
+        self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
+        self.store.set_state("seen-marker-event", marker_event, scope=self.node)
+        self._remember_write(marker_event, config)
+        return ev.id
 
     # ------------------------------------------------------------------ safety around a write
     def _timed_predict(self, live: etree._Element, state: DesiredState, timer: StageTimer) -> Impact:

@@ -108,9 +108,17 @@ def set_fault(sb: Sandbox, faults: dict) -> None:
         (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
+def agent_status(sb: Sandbox, node: str) -> dict:
+    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)["agent"] or {}
+
+
 def wait_applied(sb: Sandbox, repo: GitRepo) -> None:
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
-             "the head applied")
+    """The DC's agent has the head and nothing is pending (written now, or already what the cluster holds)."""
+    head = repo.head()
+    wait_for(lambda: (a := agent_status(sb, dc(sb))).get("source_revision") == head
+             and a.get("outcome") in ("no-change", "applied"), 60, "the head in force")
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -244,12 +252,57 @@ def test_a_failed_auto_rollback_is_recorded_and_the_revision_marked_bad(env: tup
         assert read_marker(sb.cluster("kamailio01").read_cib()).bad == sha
         verify = event(sb, "verify", sha)
         assert verify is not None and verify["details"]["reason"] == "HealthCheckFailed"
-        code, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML)
-        assert "last failure: verify HealthCheckFailed" in out or "AutoRollbackFailed" in out, out
-        code, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML, "--format", "json")
-        assert json.loads(out)["agent"]["outcome"] in ("bad-revision", "error"), out
+        _, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML)
+        assert "last failure: auto-rollback AutoRollbackFailed" in out, out
+        assert agent_status(sb, dc(sb))["outcome"] in ("bad-revision", "error")
     finally:
         set_fault(sb, {})
     repo.commit({CRM: crm}, "drop the broken resource")
     wait_applied(sb, repo)
     assert sb.cluster("kamailio01").read_cib().find(".//primitive[@id='broken-dummy']") is None
+
+
+def test_hand_edit_while_a_rollback_pins_the_revision_is_recorded_and_undone(
+        env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=140")}, "140")
+    applied = wait_for(lambda: event(sb, "apply", sha), 40, "140 applied")
+    node = dc(sb)
+    code, out, err = cli(sb, node, "rollback", str(applied["id"]), "--config", AGENT_TOML)
+    assert code == 0 and out.startswith("rolled-back"), out + err
+    assert stickiness(sb) == "100" and read_marker(sb.cluster("kamailio01").read_cib()).pinned == sha
+    sb.exec("kamailio03", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                           "resource-stickiness", "-v", "9"], check=True)
+    detected = wait_for(lambda: next((e for e in audit(sb, dc(sb)) if e["kind"] == "drift-detected"
+                                      and "pinned" in e["details"].get("reasons", [])), None), 30,
+                        "drift recorded while pinned")
+    assert detected["details"]["target"] == "last-write"
+    wait_for(lambda: stickiness(sb) == "100", 30, "corrected towards the rolled-back configuration")
+    assert read_marker(sb.cluster("kamailio01").read_cib()).pinned == sha  # the pin holds
+    code, _, err = cli(sb, node, "resume", "--config", AGENT_TOML)
+    assert code == 0, err
+    wait_for(lambda: stickiness(sb) == "140", 30, "the head applied after resume")
+    repo.commit({CRM: crm}, "back to 100")
+    wait_applied(sb, repo)
+
+
+def test_a_fence_during_verify_is_named_in_the_verify_event(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    victim = next(n for n in NODES if n != dc(sb))
+    # A start that outlives its timeout, with on-fail=fence, on one node only: crm_simulate predicts a
+    # start (nothing to refuse); Pacemaker fences the node when the start times out.
+    slow = (f"primitive slow-start ocf:pacemaker:Dummy \\\n\tparams op_sleep=6 \\\n"
+            f"\top start timeout=2s interval=0 on-fail=fence\n"
+            f"location slow-start-only-{victim} slow-start rule -inf: #uname ne {victim}\n")
+    sha = repo.commit({CRM: crm + slow}, f"a resource whose start fences {victim}")
+    verify = wait_for(lambda: event(sb, "verify", sha), 150, "the verify event")
+    fenced = verify["details"]["fenced"]
+    assert [f["target"] for f in fenced] == [victim], verify
+    assert victim in verify["summary"] and "reboot" in verify["summary"]
+    wait_for(lambda: event(sb, "auto-rollback", sha), 60, "the auto-rollback")
+    wait_for(lambda: (n := sb.cluster("kamailio01").status().node(victim)) is not None and n.online, 120,
+             f"{victim} back after its reboot")
+    repo.commit({CRM: crm}, "drop slow-start")
+    wait_applied(sb, repo)

@@ -92,7 +92,7 @@ def test_no_source_waits() -> None:
 
 
 def test_no_difference_is_no_change_exit_0() -> None:
-    d = run(live=live_cib())
+    d = run(live=live_cib(), marker=Marker(revision=REV))
     assert (d.verdict, d.exit_code, d.reasons, d.plan.changed) == ("no-change", 0, [], False)
     assert d.rollout  # a rollout of this revision under way elsewhere still takes its steps here
 
@@ -137,11 +137,12 @@ def test_pinned_revision_is_refused_until_a_newer_commit() -> None:
     assert run(marker=Marker(pinned="d" * 40)).verdict == "apply"  # a newer commit clears the pin
 
 
-def test_bad_revision_is_refused_but_its_rollback_rollout_runs() -> None:
-    for marker in (Marker(bad=REV), Marker(corosync_bad=REV)):
-        d = run(marker=marker)
-        assert (d.verdict, d.codes, d.rollout) == ("refuse", ["bad-revision"], True)
-    assert "corosync.conf rollout" in run(marker=Marker(corosync_bad=REV)).refusal_text()
+def test_bad_revision_is_refused_only_a_corosync_rollback_rolls_on() -> None:
+    cib_bad = run(marker=Marker(revision=REV, bad=REV))
+    assert (cib_bad.verdict, cib_bad.codes, cib_bad.rollout) == ("refuse", ["bad-revision"], False)
+    coro_bad = run(marker=Marker(revision=REV, corosync_bad=REV))
+    assert (coro_bad.verdict, coro_bad.codes, coro_bad.rollout) == ("refuse", ["bad-revision"], True)
+    assert "corosync.conf rollout" in coro_bad.refusal_text()
 
 
 def test_policy_refusal_lists_every_violation() -> None:
@@ -205,7 +206,24 @@ def test_wait_without_quorum_without_dc_and_on_an_observer() -> None:
     assert run(status=status(quorate=False)).codes == ["no-quorum"]
     assert run(status=status(dc=None)).codes == ["no-dc"]
     obs = run(role="observer")
-    assert (obs.verdict, obs.codes, obs.rollout, obs.exit_code) == ("wait", ["not-writer"], True, 1)
+    assert (obs.verdict, obs.codes, obs.rollout, obs.exit_code) == ("wait", ["not-writer"], False, 1)
+
+
+def test_observers_roll_corosync_out_only_for_a_revision_the_writer_accepted() -> None:
+    token = CORO.replace("token: 3000", "token: 5000")
+    # The DC has not taken the revision yet (it may yet refuse it): an observer holds its corosync.conf.
+    early = run(live=live_cib(), corosync=token, role="observer")
+    assert (early.verdict, early.codes, early.rollout) == ("wait", ["not-writer"], False)
+    # The writer takes it: a corosync.conf-only revision is recorded in the marker, then rolled out.
+    writer = run(live=live_cib(), corosync=token)
+    assert (writer.verdict, writer.rollout, writer.record_revision) == ("apply", True, True)
+    # Once the marker names it, every node takes its rollout step.
+    later = run(live=live_cib(), corosync=token, role="observer", marker=Marker(revision=REV))
+    assert (later.verdict, later.rollout) == ("apply", True)
+    # A revision with nothing to change is recorded too (status tells the truth), once.
+    assert run(live=live_cib()).record_revision
+    assert not run(live=live_cib(), marker=Marker(revision=REV)).record_revision
+    assert not run(live=live_cib(), status=status(quorate=False)).record_revision
 
 
 # ------------------------------------------------------------------------------------------------ drift
