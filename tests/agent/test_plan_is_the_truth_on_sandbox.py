@@ -255,6 +255,9 @@ def test_a_failed_auto_rollback_is_recorded_and_the_revision_marked_bad(env: tup
         _, out, _ = cli(sb, dc(sb), "status", "--config", AGENT_TOML)
         assert "last failure: auto-rollback AutoRollbackFailed" in out, out
         assert agent_status(sb, dc(sb))["outcome"] in ("bad-revision", "error")
+        # An operator's apply of the bad revision says so and exits non-zero.
+        code, out, _ = cli(sb, dc(sb), "apply", "--once", "--config", AGENT_TOML)
+        assert code == 3 and out.startswith("bad-revision") and "[bad-revision]" in out, out
     finally:
         set_fault(sb, {})
     repo.commit({CRM: crm}, "drop the broken resource")

@@ -272,3 +272,41 @@ def test_drift_while_the_head_is_refused_is_corrected_towards_the_last_write() -
     suspended = run(live=live, last_write=last.find("configuration"), marker=Marker(suspended=True))
     assert suspended.drift is not None and not suspended.drift.correct
     assert run(live=last, last_write=last.find("configuration"), findings=bad).drift is None
+
+
+# ------------------------------------------------------------------------------------------------ values
+def test_a_saved_plan_holds_only_while_nothing_moved() -> None:
+    from controller.decide import stale_plan
+    from controller.saved_plan import SavedPlan
+
+    saved = run()
+    again = SavedPlan.model_validate_json(SavedPlan(node="n", source={}, files={}, decision=saved)
+                                          .model_dump_json()).decision
+    assert stale_plan(again, run()) == []  # the round trip through the file keeps it equal
+    moved = live_cib("42")
+    moved.set("epoch", "8")
+    assert stale_plan(again, run(live=moved)) == ["the live CIB version (admin_epoch.epoch): 0.7 -> 0.8"]
+    other = run(revision="d" * 40)
+    assert stale_plan(again, other)[0].startswith("the revision: cccccccccccc")
+    coro = run(corosync=CORO.replace("token: 3000", "token: 4000"))
+    assert any(m.startswith("this node's corosync.conf") for m in stale_plan(again, coro))
+
+
+def test_the_decision_reads_the_same_in_text_and_markdown() -> None:
+    from controller.decision_render import decision_markdown, decision_text
+
+    d = run(st=state("[disruption]\nmax_restarts = 0"), impact=restarts("IP-HA-01"))
+    text, md = decision_text(d), decision_markdown(d)
+    assert text.startswith("Decision: refuse") and "exit 3" in text
+    assert "[policy]" in text and "[max_restarts]" in text and "restart IP-HA-01" in text
+    assert md.startswith("⛔ **refuse**") and "`policy`" in md and "`max_restarts`" in md
+    assert "IP-HA-01" in md and "| **restart** |" in md
+    ok = run()
+    assert decision_text(ok).startswith("Decision: apply") and "exit 1" in decision_text(ok)
+
+
+def test_an_observer_does_not_predict_and_does_not_refuse_for_it() -> None:
+    d = decide(DecideInput(revision=REV, state=state(), findings=[], cib=cib_plan(state(), live_cib("42")),
+                           live=live_cib("42"), status=status(), marker=Marker(), now=NOON,
+                           live_corosync=CORO, impact=None, role="observer"))
+    assert (d.verdict, d.codes) == ("wait", ["not-writer"])
