@@ -210,9 +210,8 @@ def decide(inp: DecideInput) -> Decision:
     rev, marker = inp.revision, inp.marker
     accepted = marker.revision == rev  # the writer took this revision (the marker says so)
     writes = inp.role in ("writer", "operator")
-    if not cib.changes and not coro:
-        record = writes and not accepted and _rollout_may_run(inp) and not _waits(inp) \
-            and rev not in (marker.bad, marker.corosync_bad)
+    if not cib.changes and not coro and rev not in (marker.bad, marker.corosync_bad):
+        record = writes and not accepted and _rollout_may_run(inp) and not _waits(inp)
         return done("no-change", rollout=_rollout_may_run(inp) and (accepted or record), record=record)
 
     drift_of_head = bool(cib.changes) and marker.digest == cib.digest

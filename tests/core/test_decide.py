@@ -143,6 +143,9 @@ def test_bad_revision_is_refused_only_a_corosync_rollback_rolls_on() -> None:
     coro_bad = run(marker=Marker(revision=REV, corosync_bad=REV))
     assert (coro_bad.verdict, coro_bad.codes, coro_bad.rollout) == ("refuse", ["bad-revision"], True)
     assert "corosync.conf rollout" in coro_bad.refusal_text()
+    # A bad revision whose restore failed is live, so nothing differs: it is still reported as bad.
+    live_bad = run(live=live_cib(), marker=Marker(revision=REV, bad=REV))
+    assert (live_bad.verdict, live_bad.codes) == ("refuse", ["bad-revision"])
 
 
 def test_policy_refusal_lists_every_violation() -> None:
