@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from controller.cluster.runner import ToolRunner
@@ -41,9 +42,12 @@ _EXITING = re.compile(r"^Corosync Cluster Engine exiting")
 NOT_A_NODE = "No valid name found for local host"
 
 
-def parse_corosync_test(returncode: int, output: str, *, source: str, lines: int) -> list[Finding]:
-    """Findings from `corosync -t`'s output. `lines` is the number of lines of the tested file: a
-    line past it is in the appended logging section, so it is reported without a line."""
+def parse_corosync_test(returncode: int, output: str, *, source: str, lines: int, candidate: str,
+                        renames: Mapping[str, str] | None = None) -> list[Finding]:
+    """Findings from `corosync -t`'s output. `candidate` is the path corosync was given (its lines are
+    lines of `source`); `lines` its number of lines: a line past it is in the appended logging
+    section (an unclosed section swallowed it), reported as the file's last line. A complaint about
+    another file (uidgid.d) names that file, its temporary path mapped back through `renames`."""
     findings: list[Finding] = []
     not_a_node = False
     for raw in output.splitlines():
@@ -51,10 +55,18 @@ def parse_corosync_test(returncode: int, output: str, *, source: str, lines: int
         if not text:
             continue
         m = _PARSER.match(text)
-        if m:
+        if m and m.group("file") == candidate:
             line = int(m.group("line"))
-            findings.append(Finding(severity="error", file=source, line=line if line <= lines else None,
+            findings.append(Finding(severity="error", file=source, line=min(line, lines) or None,
                                     message=f"corosync -t: {m.group('msg')}"))
+            continue
+        if m:
+            other = m.group("file")
+            for prefix, real in (renames or {}).items():
+                if other.startswith(prefix):
+                    other = real + other[len(prefix):]
+            findings.append(Finding(severity="error", file=source,
+                                    message=f"corosync -t: {other}:{m.group('line')}: {m.group('msg')}"))
             continue
         m = _LOG.match(text)
         if m is None or _EXITING.match(m.group("msg")):
@@ -106,7 +118,8 @@ class CorosyncTest:
                 return [Finding(severity="warning", file=source,
                                 message=f"corosync -t {what}, the file was not checked by corosync: "
                                         f"{(exc.stderr or exc.stdout).strip() or ' '.join(exc.argv)}")]
-        return parse_corosync_test(r.returncode, r.stderr + "\n" + r.stdout, source=source, lines=lines)
+        return parse_corosync_test(r.returncode, r.stderr + "\n" + r.stdout, source=source, lines=lines,
+                                   candidate=str(candidate), renames={f"{tmp}/uidgid.d": str(uidgid)})
 
 
 def local_corosync_check() -> CorosyncTest | None:

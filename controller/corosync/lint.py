@@ -56,7 +56,8 @@ _TOTEM = _Spec(keys=frozenset({
     "knet_compression_threshold", "knet_compression_level", "hold", "token_retransmits_before_loss_const",
     "join", "send_join", "consensus", "merge", "downcheck", "fail_recv_const", "seqno_unchanged_const",
     "heartbeat_failures_allowed", "max_network_delay", "window_size", "max_messages", "miss_count_const",
-    "knet_pmtud_interval", "knet_mtu", "block_unlisted_ips", "cancel_token_hold_on_retransmit"}),
+    "knet_pmtud_interval", "knet_mtu", "block_unlisted_ips", "cancel_token_hold_on_retransmit",
+    "cluster_uuid"}),  # cluster_uuid: written by pcs 0.11 for its own use, corosync does not read it
     sections={"interface": _INTERFACE})
 
 _QDEVICE = _Spec(
