@@ -83,6 +83,8 @@ def parse_verify_output(returncode: int, output: str, *, source: str, id_lines: 
     valid configuration ("Warnings found during check: config may not be valid")."""
     findings: list[Finding] = []
     schema_errors = 0
+    downgraded = 0  # errors that are fencing policy, reported as warnings
+    summary = ""
     for raw in output.splitlines():
         line = raw.strip()
         if not line:
@@ -100,7 +102,9 @@ def parse_verify_output(returncode: int, output: str, *, source: str, id_lines: 
             continue
         m = _LOG.match(line)
         if not m:
-            if not _SUMMARY.match(line):
+            if _SUMMARY.match(line):
+                summary += line
+            else:
                 # a line outside the log format (e.g. "Schema validation ... is disabled"): shown, not dropped
                 findings.append(Finding(severity="warning", file=source, message=f"crm_verify: {line}"))
             continue
@@ -109,9 +113,14 @@ def parse_verify_output(returncode: int, output: str, *, source: str, id_lines: 
             continue
         ident = next((w for w in _ID_WORD.findall(msg) if w in known_ids), None)
         severity = "warning" if m.group("sev") == "warning" or _FENCING.search(msg) else "error"
-        findings.append(Finding(severity=severity, file=source, line=id_lines.get(ident or ""),
-                                element=ident, message=f"crm_verify: {msg}"))
-    if returncode != 0 and not findings:
+        downgraded += severity == "warning" and m.group("sev") != "warning"
+        finding = Finding(severity=severity, file=source, line=id_lines.get(ident or ""), element=ident,
+                          message=f"crm_verify: {msg}")
+        if finding not in findings:  # crm_verify unpacks the configuration more than once
+            findings.append(finding)
+    explained = (returncode == 0 or any(f.severity == "error" for f in findings)
+                 or "Warnings found" in summary or downgraded)
+    if not explained:
         # a failure crm_verify did not explain line by line: its whole output is the reason
         detail = output.strip() or "no output"
         findings.append(Finding(severity="error", file=source,
