@@ -17,6 +17,7 @@ away); "missing" is asked again each time, so installing the agent is seen witho
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 from controller.cluster.runner import ToolRunner
@@ -122,3 +123,8 @@ class PacemakerAgents:
         return ("Pacemaker here offers no systemd class (crm_resource --list-standards: "
                 f"{', '.join(standards) or 'none'}): systemd is not PID 1 on this machine; "
                 "the nodes check it")
+
+
+def local_agents() -> PacemakerAgents | None:
+    """What `ha-gitops validate` uses: this machine's Pacemaker when it is installed, else no check."""
+    return PacemakerAgents() if shutil.which("crm_resource") else None
