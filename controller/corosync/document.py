@@ -366,7 +366,7 @@ def parse_corosync(text: str | bytes, source: str = "corosync.conf") -> Corosync
             current.close_line = lineno
             stack.pop()
             continue
-        raise InputError(f"line is not opening or closing a section or 'key: value': {stripped[:60]!r}",
+        raise InputError(f"line is not opening or closing a section or 'key: value': {stripped!r}",
                          file=source, line=lineno)
     if len(stack) > 1:
         unclosed = stack[-1]

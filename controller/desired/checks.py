@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from controller.corosync.lint import lint_corosync
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState
 
@@ -117,6 +118,13 @@ def check_references(state: DesiredState, config: etree._Element) -> list[Findin
                 bad(level, level.get("id", "fencing-level"),
                     f"fencing level {level.get('id')!r} uses device {dev!r}, which is not a resource")
     return out
+
+
+def check_corosync(state: DesiredState) -> list[Finding]:
+    """corosync.conf on its own: unknown keys and sections (warnings), nodelist errors."""
+    file = str(state.corosync_file)
+    return [Finding(severity=i.severity, file=file, line=i.line, element=i.path, message=i.message)
+            for i in lint_corosync(state.corosync_document())]
 
 
 def cross_check(state: DesiredState) -> list[Finding]:

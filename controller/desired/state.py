@@ -67,7 +67,10 @@ def _read(path: Path) -> bytes:
 
 def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict[str, int]]:
     root = parse_xml_file(path)
-    lines = {el.get("id"): el.sourceline for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    # lines of the configuration only: a whole <cib> repeats resource ids in its <status>
+    config_root = root.find("configuration") if root.tag == "cib" else root
+    lines = {el.get("id"): el.sourceline for el in (config_root if config_root is not None else root).iter()
+             if isinstance(el.tag, str) and el.get("id")}
     if root.tag == "configuration":
         return root, {}, lines
     if root.tag == "cib":
