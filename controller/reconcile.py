@@ -232,10 +232,16 @@ class Reconciler:
             return None, [Finding(severity="error", file=str(desired.folder), message=str(exc))]
 
     def _findings(self, state: DesiredState, timer: StageTimer | None = None) -> list[Finding]:
-        if state.digest not in self._validated:
-            with (timer or StageTimer()).stage("validate"):
-                self._validated[state.digest] = self.validator(state)
-        return self._validated[state.digest]
+        cached = self._validated.get(state.digest)
+        if cached is not None:
+            return cached
+        with (timer or StageTimer()).stage("validate"):
+            findings = self.validator(state)
+        # A valid state stays valid (crm_verify is not free); an invalid one is checked again, since what
+        # it lacked (an agent installed meanwhile on the node) may be there now.
+        if not any(f.severity == "error" for f in findings):
+            self._validated[state.digest] = findings
+        return findings
 
     def _observe(self, timer: StageTimer) -> tuple[etree._Element, Marker, ClusterStatus]:
         with timer.stage("observe"):

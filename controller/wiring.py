@@ -11,9 +11,27 @@ from collections.abc import Callable
 
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
+from controller.cluster.agents import PacemakerAgents
+from controller.cluster.corosync_test import CorosyncTest
 from controller.desired.crm import CrmRunner
-from controller.reconcile import Reconciler
+from controller.desired.findings import Finding
+from controller.desired.state import DesiredState
+from controller.desired.validate import validate_state
+from controller.reconcile import Reconciler, Validator
 from controller.settings import AgentSettings
+
+
+def node_validator(settings: AgentSettings, cluster: LiveCluster) -> Validator:
+    """Validation as it must be on a node: the agents that will run (substitutions applied) exist here,
+    and `corosync -t` accepts the file next to this node's /etc/corosync."""
+    agents = PacemakerAgents(cluster.runner)
+    corosync_check = CorosyncTest(cluster.runner)
+
+    def validate(state: DesiredState) -> list[Finding]:
+        return validate_state(state, agents=agents, substitutions=settings.substitute,
+                              corosync_check=corosync_check)
+
+    return validate
 
 
 def build_reconciler(settings: AgentSettings, *, cluster: LiveCluster | None = None,
@@ -25,7 +43,7 @@ def build_reconciler(settings: AgentSettings, *, cluster: LiveCluster | None = N
     rec = Reconciler(node=settings.node_name, cluster=cluster, store=store, drift_mode=settings.drift_mode,
                      substitutions=settings.substitute,
                      shared_audit=settings.audit_url.startswith("postgres"), crm=crm,
-                     observer_crm=observer_crm)
+                     observer_crm=observer_crm, validator=node_validator(settings, cluster))
     if rollout:
         from controller.rollout import CorosyncRollout
 

@@ -104,14 +104,28 @@ def cib_diff(old: Path, new: Path, semantic: bool, fmt: str) -> None:
 @main.command("validate")
 @click.argument("directory", required=False, default="desired/kamailio",
                 type=click.Path(file_okay=False, path_type=Path))
+@click.option("--agents/--no-agents", "check_agents", default=None,
+              help="Check that every resource/fence agent exists on this machine [default: when "
+                   "Pacemaker's crm_resource is installed].")
+@click.option("--corosync-test/--no-corosync-test", "corosync_test", default=None,
+              help="Run `corosync -t` on corosync.conf [default: when corosync is installed].")
+@click.option("--sandbox", is_flag=True,
+              help="Check agents as the sandbox runs them (systemd: resources as ocf:pacemaker:Dummy).")
 @FORMAT_OPTION
 @handles_errors
-def validate(directory: Path, fmt: str) -> None:
-    """Validate a desired-state folder (corosync.conf, cib.crm or cib.xml, cluster.toml).
-    Exit 0: valid (warnings allowed), 2: invalid."""
+def validate(directory: Path, check_agents: bool | None, corosync_test: bool | None, sandbox: bool,
+             fmt: str) -> None:
+    """Validate a desired-state folder (corosync.conf, cib.crm or cib.xml, cluster.toml) with the checks
+    the agent makes. Exit 0: valid (warnings allowed), 2: invalid."""
+    from controller.cluster.agents import PacemakerAgents, local_agents
+    from controller.cluster.corosync_test import CorosyncTest, local_corosync_check
     from controller.desired import validate_desired
+    from controller.desired.substitute import SANDBOX_SUBSTITUTIONS
 
-    report = validate_desired(directory)
+    agents = local_agents() if check_agents is None else (PacemakerAgents() if check_agents else None)
+    coro = local_corosync_check() if corosync_test is None else (CorosyncTest() if corosync_test else None)
+    report = validate_desired(directory, agents=agents, corosync_check=coro,
+                              substitutions=SANDBOX_SUBSTITUTIONS if sandbox else ())
     if fmt == "json":
         print_json([f.model_dump() for f in report.findings])
     else:
@@ -125,4 +139,3 @@ def validate(directory: Path, fmt: str) -> None:
                   f"({n_err} error(s), {n_warn} warning(s))", markup=False)
     sys.exit(0 if report.valid else 2)
 
-# ---- end validate

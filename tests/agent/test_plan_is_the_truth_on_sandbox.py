@@ -309,3 +309,25 @@ def test_a_fence_during_verify_is_named_in_the_verify_event(env: tuple[Sandbox, 
              f"{victim} back after its reboot")
     repo.commit({CRM: crm}, "drop slow-start")
     wait_applied(sb, repo)
+
+
+def test_a_typo_in_a_resource_agent_is_refused_before_anything_runs(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    typo = crm + "primitive extra-typo ocf:heartbeat:NoSuchAgent\n"
+    folder = folder_with(repo, "nosuchagent", {"cib.crm": typo})
+    code, out, _ = cli(sb, dc(sb), "plan", "--config", AGENT_TOML, "--dir", folder)
+    assert code == 3 and "ocf:heartbeat:NoSuchAgent does not exist" in out and "extra-typo" in out, out
+    code, out, _ = cli(sb, dc(sb), "validate", folder, "--sandbox")
+    assert code == 2 and "NoSuchAgent does not exist" in out, out
+    fences = sb.exec("kamailio01", ["stonith_admin", "--history", "*", "--output-as=xml"]).stdout
+    sha = repo.commit({CRM: typo}, "a resource agent typo")
+    refused = wait_for(lambda: event(sb, "refused", sha), 40, "the refusal")
+    assert "ocf:heartbeat:NoSuchAgent does not exist" in refused["error"]
+    time.sleep(3)
+    cib = sb.cluster("kamailio01").read_cib()
+    assert cib.find(".//primitive[@id='extra-typo']") is None
+    assert sb.exec("kamailio01", ["stonith_admin", "--history", "*", "--output-as=xml"]).stdout.count(
+        "fence_event") == fences.count("fence_event")  # nobody fenced
+    repo.commit({CRM: crm}, "typo removed")
+    wait_applied(sb, repo)
