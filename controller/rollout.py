@@ -398,6 +398,10 @@ class CorosyncRollout:
         res.events.append(verify)
         restored_here = False
         try:
+            # Another node may have failed it a moment ago (each node checks its own runtime): its
+            # auto-rollback is the one, this node's finding is recorded above and it restores next pass.
+            if revision and read_marker(self.cluster.read_cib()).corosync_bad == revision:
+                return
             self._mark_bad(revision)
         except HaGitopsError:
             # This node is out of the cluster (it did not rejoin): put its own file back first.
