@@ -345,11 +345,12 @@ class CorosyncRollout:
             run([*self.service_command, "restart", "corosync"], timeout=240)
             run([*self.service_command, "start", "pacemaker"], timeout=120)
             self.store.set_state("corosync-restarted", inp.desired_digest, scope=self.node)
-            if cluster_restart:  # the others restart at the same time: wait for this node's stack only
-                self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
-                           f"{self.node} to come back")
-            else:
-                self._wait(self._rejoined, self.rejoin_timeout, f"{self.node} to rejoin a quorate cluster")
+            # A cluster restart is back only when the cluster formed again: a node that came back
+            # alone (an authkey or a network that differs between nodes) must fail within the timeout,
+            # not wait for the others for ever. The others restart at the same time, in the same window.
+            what = ("the cluster to form again with every node" if cluster_restart
+                    else f"{self.node} to rejoin a quorate cluster")
+            self._wait(self._rejoined, self.rejoin_timeout, what)
             down = round(time.monotonic() - t1, 2)
         finally:
             if standby:
@@ -539,7 +540,17 @@ class CorosyncRollout:
             except HaGitopsError:
                 pass  # the stack is restarting: its tools fail for a while
             time.sleep(0.2)
-        raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what}")
+        raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what} ({self._seen()})")
+
+    def _seen(self) -> str:
+        """What this node sees of the cluster, for a timeout's message: the why of a failed rejoin."""
+        try:
+            st = self.cluster.status()
+        except HaGitopsError as exc:
+            return f"no cluster status: {str(exc)[:200]}"
+        online = sorted(n.name for n in st.nodes if n.online)
+        return (f"{'quorate' if st.quorate else 'not quorate'}, online: {', '.join(online) or 'none'}, "
+                f"DC: {st.dc or 'none'}")
 
     def _poll_later(self, delay: float) -> None:
         # Peers report through the CIB (the agent's CIB watch wakes it), this is the fallback and the

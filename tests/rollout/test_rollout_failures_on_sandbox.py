@@ -190,6 +190,8 @@ def test_cluster_restart_onto_a_file_that_cannot_run_is_rolled_back_on_every_nod
     assert [e["node"] for e in steps(sb, digest, "cluster-restart")] == ["kamailio03"]
     assert sorted(e["node"] for e in steps(sb, digest, "write-file")) == NODES
     events = trail(sb, digest, ("verify", "auto-rollback"))
+    for e in trail(sb, digest, ("verify", "auto-rollback", "rollout-step", "error")):
+        print(e["time"], e["node"], e["kind"], e["summary"][:150], (e["error"] or "")[:200])
     verifies = [e for e in events if e["kind"] == "verify"]
     rollbacks = [e for e in events if e["kind"] == "auto-rollback"]
     assert verifies and rollbacks, events
