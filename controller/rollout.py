@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
-from controller.cib.marker import read_marker
+from controller.cib.marker import Marker, read_marker
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import write_marker_only
 from controller.cluster.models import ClusterStatus
@@ -395,24 +395,36 @@ class CorosyncRollout:
         res.events.append(verify)
         restored_here = False
         try:
-            # Another node may have failed it a moment ago (each node checks its own runtime): its
-            # auto-rollback is the one, this node's finding is recorded above and it restores next pass.
-            if revision and read_marker(self.cluster.read_cib()).corosync_bad == revision:
-                return
-            self._mark_bad(revision)
+            first = self._mark_bad(revision)
         except HaGitopsError:
             # This node is out of the cluster (it did not rejoin): put its own file back first.
             self._restore(inp, Action(kind="restore", restart=True), base, res)
-            restored_here = True
+            restored_here = first = True
             self._mark_bad(revision)
+        if not first:
+            # Another node failed it first (each node checks its own runtime): its auto-rollback is the
+            # one; this node's finding is recorded above and it restores on its next pass.
+            return
         res.events.append(self._event(
             "auto-rollback", "success", f"auto-rollback of corosync.conf {inp.desired_digest} "
             f"({revision[:12]}): every node that wrote it restores its previous file; revision marked bad",
             {**base, "step": "auto-rollback", "bad_revision": revision, "verify_event": verify,
              "restored_here": restored_here}, error=why))
 
-    def _mark_bad(self, revision: str) -> None:
-        write_marker_only(self.cluster, lambda m: m.model_copy(update={"corosync_bad": revision}))
+    def _mark_bad(self, revision: str) -> bool:
+        """Mark the revision bad in the marker; False when another node's mark was there first.
+
+        The write is version-checked: of two nodes marking at once, the second re-reads and finds the
+        first one's mark, so exactly one of them gets True.
+        """
+        already: list[bool] = []
+
+        def mark(m: Marker) -> Marker:
+            already.append(m.corosync_bad == revision)
+            return m.model_copy(update={"corosync_bad": revision})
+
+        write_marker_only(self.cluster, mark)
+        return not already[-1]
 
     def _restore(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
         """Put corosync.conf.ha-gitops-prev back, then reload or restart onto it, then report."""

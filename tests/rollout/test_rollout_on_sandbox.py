@@ -28,7 +28,7 @@ from tests.helpers import HA_GITOPS, GitRepo, wait_for
 pytestmark = pytest.mark.sandbox
 
 STATE = Path(sandbox_state("rollout"))
-REPO = Path("/var/lib/ha-gitops-test-repos/rollout")  # not under /tmp: every node must see it
+REPO = Path(sandbox_state("rollout") + "-repo")  # not under /tmp: every node must see it
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"
 CONF = f"{FOLDER}/corosync.conf"
