@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from controller.cib.document import CibVersion
 from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.cluster.adapter import LiveCluster
+from controller.cluster.runner import CallRunner, ToolRunner
 from controller.command import Result
 from controller.command import run as run_command
 from controller.errors import HaGitopsError, InputError
@@ -316,10 +318,11 @@ def simulation_cib(live_cib: etree._Element, proposed: etree._Element) -> etree.
 
 # --- running crm_simulate (thin shell) ---------------------------------------------------------------
 
-def _call(runner: Runner, argv: list[str], *, input: str, env: dict[str, str], timeout: float) -> Result:
-    if callable(runner) and not hasattr(runner, "run"):
-        return runner(argv, timeout=timeout, input=input, env=env, check=False)
-    return runner.run(argv, timeout=timeout, input=input, env=env, check=False)  # type: ignore[union-attr]
+def _cluster(runner: Runner) -> LiveCluster:
+    """The argv is LiveCluster's (controller/cluster/): a plain function or any runner runs it."""
+    if isinstance(runner, ToolRunner):
+        return LiveCluster(runner)
+    return LiveCluster(CallRunner(runner.run if hasattr(runner, "run") else runner))  # type: ignore[union-attr]
 
 
 def run_crm_simulate(cib: etree._Element, *, runner: Runner = run_command, scratch_dir: str,
@@ -330,9 +333,8 @@ def run_crm_simulate(cib: etree._Element, *, runner: Runner = run_command, scrat
     crm_simulate keeps a working copy of its input ("shadow.PID"), by default in the live CIB's
     directory: CIB_shadow_dir puts it in scratch_dir instead.
     """
-    argv = ["crm_simulate", "--simulate", "--xml-pipe", "--output-as=xml"]
-    res = _call(runner, argv, input=to_bytes(cib, pretty=False).decode(),
-                env={"CIB_shadow_dir": scratch_dir}, timeout=timeout)
+    res = _cluster(runner).simulate(to_bytes(cib, pretty=False).decode(), scratch_dir=scratch_dir,
+                                    timeout=timeout)
     status_msg = ""
     root: etree._Element | None = None
     try:

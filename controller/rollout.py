@@ -34,11 +34,10 @@ from pydantic import BaseModel, Field
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
-from controller.cib.marker import read_marker
+from controller.cib.marker import Marker, read_marker
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import write_marker_only
 from controller.cluster.models import ClusterStatus
-from controller.command import run
 from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass
 from controller.corosync.rollout_plan import (  # noqa: F401  (re-exported: the planner is part of the rollout)
@@ -65,6 +64,7 @@ log = logging.getLogger("ha-gitops.rollout")
 
 CONF_PATH = Path("/etc/corosync/corosync.conf")
 BACKUP_SUFFIX = ".ha-gitops-prev"
+WAKE_REASON = "corosync-rollout"  # the agent's trigger for a pass the rollout asked for
 
 
 # ---------------------------------------------------------------------------------------------- the executor
@@ -195,13 +195,12 @@ class CorosyncRollout:
                 self._write(text, inp, action, base, res)
             elif action.kind == "reload" and inp.bad:
                 d = inp.desired_digest
-                r = self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+                output = self.cluster.reload_corosync()
                 self._reassert_expected_votes()
                 self.store.set_state("corosync-reload-issued", f"{d}:rollback", scope=self.node)
                 res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
                                               f"final corosync-cfgtool -R by {self.node}",
-                                              {**base, "step": "rollback-reload",
-                                               "output": (r.stdout + r.stderr)[-500:]}))
+                                              {**base, "step": "rollback-reload", "output": output}))
             elif action.kind == "reload":
                 self._reload(inp, base, res)
                 time.sleep(0.2)  # cmap is updated asynchronously after -R
@@ -285,15 +284,14 @@ class CorosyncRollout:
             return
         expected = restored.get("quorum.expected_votes")
         if expected and expected.isdigit():
-            self.cluster.runner.run(["corosync-quorumtool", "-e", expected], timeout=30, check=False)
+            self.cluster.set_expected_votes(int(expected))
 
     def _reload(self, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
-        # -R exits 0 even when a node cannot parse its file or a key cannot change at run time: the
-        # exit code proves nothing, every node's cmap does (each verifies its own, `verify`).
-        r = self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+        # The exit code of -R proves nothing: every node's cmap does (each verifies its own, `verify`).
+        output = self.cluster.reload_corosync()
         self.store.set_state("corosync-reload-issued", inp.desired_digest, scope=self.node)
         res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}",
-                                      {**base, "step": "reload", "output": (r.stdout + r.stderr)[-500:]}))
+                                      {**base, "step": "reload", "output": output}))
 
     def _verify(self, text: str, inp: RolloutInput, base: dict[str, Any], res: StepResult,
                 revision: str) -> None:
@@ -337,15 +335,14 @@ class CorosyncRollout:
                                               f"{inp.desired_digest} written on {self.node}",
                                               {**base, "step": "write-file"}))
             t1 = time.monotonic()
-            # systemctl restart corosync stops pacemaker (it requires corosync) but does not start it.
-            run([*self.service_command, "restart", "corosync"], timeout=240)
-            run([*self.service_command, "start", "pacemaker"], timeout=120)
+            self.cluster.restart_stack(self.service_command)
             self.store.set_state("corosync-restarted", inp.desired_digest, scope=self.node)
-            if cluster_restart:  # the others restart at the same time: wait for this node's stack only
-                self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
-                           f"{self.node} to come back")
-            else:
-                self._wait(self._rejoined, self.rejoin_timeout, f"{self.node} to rejoin a quorate cluster")
+            # A cluster restart is back only when the cluster formed again: a node that came back
+            # alone (an authkey or a network that differs between nodes) must fail within the timeout,
+            # not wait for the others for ever. The others restart at the same time, in the same window.
+            what = ("the cluster to form again with every node" if cluster_restart
+                    else f"{self.node} to rejoin a quorate cluster")
+            self._wait(self._rejoined, self.rejoin_timeout, what)
             down = round(time.monotonic() - t1, 2)
         finally:
             if standby:
@@ -394,20 +391,36 @@ class CorosyncRollout:
         res.events.append(verify)
         restored_here = False
         try:
-            self._mark_bad(revision)
+            first = self._mark_bad(revision)
         except HaGitopsError:
             # This node is out of the cluster (it did not rejoin): put its own file back first.
             self._restore(inp, Action(kind="restore", restart=True), base, res)
-            restored_here = True
+            restored_here = first = True
             self._mark_bad(revision)
+        if not first:
+            # Another node failed it first (each node checks its own runtime): its auto-rollback is the
+            # one; this node's finding is recorded above and it restores on its next pass.
+            return
         res.events.append(self._event(
             "auto-rollback", "success", f"auto-rollback of corosync.conf {inp.desired_digest} "
             f"({revision[:12]}): every node that wrote it restores its previous file; revision marked bad",
             {**base, "step": "auto-rollback", "bad_revision": revision, "verify_event": verify,
              "restored_here": restored_here}, error=why))
 
-    def _mark_bad(self, revision: str) -> None:
-        write_marker_only(self.cluster, lambda m: m.model_copy(update={"corosync_bad": revision}))
+    def _mark_bad(self, revision: str) -> bool:
+        """Mark the revision bad in the marker; False when another node's mark was there first.
+
+        The write is version-checked: of two nodes marking at once, the second re-reads and finds the
+        first one's mark, so exactly one of them gets True.
+        """
+        already: list[bool] = []
+
+        def mark(m: Marker) -> Marker:
+            already.append(m.corosync_bad == revision)
+            return m.model_copy(update={"corosync_bad": revision})
+
+        write_marker_only(self.cluster, mark)
+        return not already[-1]
 
     def _restore(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
         """Put corosync.conf.ha-gitops-prev back, then reload or restart onto it, then report."""
@@ -416,12 +429,11 @@ class CorosyncRollout:
         if self._read_local() != previous:
             self.install(previous, keep_backup=False)
         if action.restart:
-            run([*self.service_command, "restart", "corosync"], timeout=240)
-            run([*self.service_command, "start", "pacemaker"], timeout=120)
+            self.cluster.restart_stack(self.service_command)
             self._wait(lambda: self._rejoined(everyone=False), self.rejoin_timeout,
                        f"{self.node} to come back with its previous corosync.conf")
         else:
-            self.cluster.runner.run(["corosync-cfgtool", "-R"], timeout=30)
+            self.cluster.reload_corosync()
         prev = text_digest(previous)
         self._set_attr(self.node, ATTR_FILE, f"{prev}:")
         self._set_attr(self.node, ATTR_APPLIED, prev)
@@ -452,13 +464,9 @@ class CorosyncRollout:
         cand = self.conf_path.with_name("." + self.conf_path.name + ".ha-gitops-candidate")
         cand.write_text(text, encoding="utf-8", errors="surrogateescape")
         try:
-            r = self.cluster.runner.run(["corosync", "-c", str(cand), "-t"], timeout=30, check=False)
+            return self.cluster.check_corosync_conf(str(cand))
         finally:
             cand.unlink(missing_ok=True)
-        if r.returncode == 0:
-            return None
-        out = (r.stderr + r.stdout).strip()
-        return f"corosync -t exited {r.returncode}" + (f": {out[-500:]}" if out else "")
 
     def install(self, text: str, keep_backup: bool = True) -> None:
         """Atomically replace the file (temp + rename in its directory), the previous one kept."""
@@ -495,14 +503,12 @@ class CorosyncRollout:
         return problems
 
     def _set_attr(self, node: str, name: str, value: str) -> None:
-        self.cluster.runner.run(["crm_attribute", "-t", "nodes", "-N", node, "-n", name, "-v", value],
-                                timeout=30)
+        self.cluster.set_node_attribute(node, name, value)
 
     def _standby(self, on: bool) -> None:
         # Reboot lifetime (status section): the desired CIB owns the permanent standby attribute (the
         # DC's agent would undo a permanent one as drift), and a transient one cannot outlive a restart.
-        argv = ["crm_attribute", "-N", self.node, "-n", "standby", "-l", "reboot"]
-        self.cluster.runner.run(argv + (["-v", "on"] if on else ["-D"]), timeout=30)
+        self.cluster.set_standby(self.node, on, lifetime="reboot")
 
     def _resources_here(self) -> bool:
         st = self.cluster.status()
@@ -531,14 +537,24 @@ class CorosyncRollout:
             except HaGitopsError:
                 pass  # the stack is restarting: its tools fail for a while
             time.sleep(0.2)
-        raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what}")
+        raise RolloutFailed(f"timed out after {timeout:g}s waiting for {what} ({self._seen()})")
+
+    def _seen(self) -> str:
+        """What this node sees of the cluster, for a timeout's message: the why of a failed rejoin."""
+        try:
+            st = self.cluster.status()
+        except HaGitopsError as exc:
+            return f"no cluster status: {str(exc)[:200]}"
+        online = sorted(n.name for n in st.nodes if n.online)
+        return (f"{'quorate' if st.quorate else 'not quorate'}, online: {', '.join(online) or 'none'}, "
+                f"DC: {st.dc or 'none'}")
 
     def _poll_later(self, delay: float) -> None:
         # Peers report through the CIB (the agent's CIB watch wakes it), this is the fallback and the
         # clock for waits that no CIB write ends (a node coming back, cmap catching up).
         if self.wake is None or (self._timer is not None and self._timer.is_alive()):
             return
-        self._timer = threading.Timer(delay, self.wake, args=("corosync",))
+        self._timer = threading.Timer(delay, self.wake, args=(WAKE_REASON,))
         self._timer.daemon = True
         self._timer.start()
 

@@ -1,12 +1,22 @@
-"""A live cluster as seen from one node: the CIB, the status, quorum and cmap."""
+"""A live cluster as seen from one node: the CIB, the status, quorum and cmap, and the tools that act.
+
+Every Pacemaker/Corosync argument list lives here (like pcs's lib "live" layer): callers ask for an
+effect, never build argv. Every call has a timeout; a failing tool raises CommandError carrying its
+stderr (controller/command.py), unless the method says the exit code is an answer.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from lxml import etree
 
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.models import ClusterStatus, QuorumInfo, parse_crm_mon, parse_quorumtool
 from controller.cluster.runner import ToolRunner
+from controller.command import Result
+
+SIMULATE_ARGV = ("crm_simulate", "--simulate", "--xml-pipe", "--output-as=xml")
 
 
 class LiveCluster:
@@ -61,3 +71,57 @@ class LiveCluster:
             if sep:
                 out[key_type.split(" (")[0]] = value
         return out
+
+    # ------------------------------------------------------------------ corosync
+    def reload_corosync(self, timeout: float = 30) -> str:
+        """`corosync-cfgtool -R`: every member re-reads its corosync.conf. Its output, for the record.
+
+        It exits 0 even when a node cannot parse its file or a key cannot change at run time: the exit
+        code proves nothing, each node's cmap does.
+        """
+        r = self.runner.run(["corosync-cfgtool", "-R"], timeout=timeout)
+        return (r.stdout + r.stderr).strip()
+
+    def check_corosync_conf(self, path: str, timeout: float = 30) -> str | None:
+        """`corosync -c PATH -t` on this node: None when corosync accepts the file, else its complaint."""
+        r = self.runner.run(["corosync", "-c", path, "-t"], timeout=timeout, check=False)
+        if r.returncode == 0:
+            return None
+        out = (r.stderr + r.stdout).strip()
+        return f"corosync -t exited {r.returncode}" + (f": {out}" if out else "")
+
+    def set_expected_votes(self, votes: int, timeout: float = 30) -> bool:
+        """`corosync-quorumtool -e VOTES` (votequorum's expected votes now); False when it refused."""
+        r = self.runner.run(["corosync-quorumtool", "-e", str(votes)], timeout=timeout, check=False)
+        return r.returncode == 0
+
+    # ------------------------------------------------------------------ node attributes
+    def set_node_attribute(self, node: str, name: str, value: str, timeout: float = 30) -> None:
+        """A permanent node attribute (configuration section: replicated, survives restarts)."""
+        self.runner.run(["crm_attribute", "-t", "nodes", "-N", node, "-n", name, "-v", value],
+                        timeout=timeout)
+
+    def set_standby(self, node: str, on: bool, *, lifetime: str = "reboot", timeout: float = 30) -> None:
+        """Put `node` in standby (or take it out: the attribute is deleted) for `lifetime`."""
+        argv = ["crm_attribute", "-N", node, "-n", "standby", "-l", lifetime]
+        self.runner.run(argv + (["-v", "on"] if on else ["-D"]), timeout=timeout)
+
+    # ------------------------------------------------------------------ services
+    def restart_stack(self, service_command: Sequence[str], *, stop_timeout: float = 240,
+                      start_timeout: float = 120) -> None:
+        """Restart corosync, then start pacemaker, with the node's service command (systemctl).
+
+        `systemctl restart corosync` stops pacemaker (it requires corosync) but does not start it.
+        """
+        self.runner.run([*service_command, "restart", "corosync"], timeout=stop_timeout)
+        self.runner.run([*service_command, "start", "pacemaker"], timeout=start_timeout)
+
+    # ------------------------------------------------------------------ scheduler
+    def simulate(self, cib_xml: str, *, scratch_dir: str, timeout: float = 60) -> Result:
+        """`crm_simulate --simulate --xml-pipe --output-as=xml` on `cib_xml` (stdin): the scheduler run
+        offline, nothing sent to the cluster. The exit code is part of the answer (the caller reads
+        crm_simulate's XML status), so it does not raise on one. crm_simulate keeps a working copy of
+        its input ("shadow.PID"), by default beside the live CIB: CIB_shadow_dir puts it in scratch_dir.
+        """
+        return self.runner.run(SIMULATE_ARGV, timeout=timeout, input=cib_xml,
+                               env={"CIB_shadow_dir": scratch_dir}, check=False)

@@ -29,3 +29,19 @@ class ToolRunner:
         full_env = {**self.env, **(env or {})}  # nsenter passes the environment on to the tool
         return run(self.prefix() + list(argv), timeout=timeout or self.default_timeout, input=input,
                    check=check, ok_codes=ok_codes, env=full_env or None)
+
+
+class CallRunner(ToolRunner):
+    """A ToolRunner over a `run`-like callable (controller.command.run, a test's fake, another runner's
+    bound `run`): lets code that takes either a function or a runner hand LiveCluster a runner."""
+
+    def __init__(self, call: Callable[..., Result]) -> None:
+        super().__init__()
+        self._call = call
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | None = None,
+            check: bool = True, ok_codes: Sequence[int] = (0,),
+            env: Mapping[str, str] | None = None) -> Result:
+        extra = {} if tuple(ok_codes) == (0,) else {"ok_codes": ok_codes}  # a fake may not take it
+        return self._call(list(argv), timeout=timeout or self.default_timeout, input=input, check=check,
+                          env=dict(env) if env else None, **extra)
