@@ -350,7 +350,7 @@ class Reconciler:
                 and rev is not None and res.outcome not in ("error", "rolled-back"):
             # corosync.conf goes its own way (node by node, coordinated through node attributes), and only
             # for a revision the decision lets through: never for a refused one.
-            with timer.stage("corosync"):
+            with timer.stage("rollout"):
                 step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
                                           leader=leader, trigger=trigger)
             res.corosync = step

@@ -226,7 +226,9 @@ class CorosyncRollout:
         except HaGitopsError as exc:
             res.ok, res.error = False, str(exc)
             res.events.append(self._event("error", "failure", f"corosync.conf rollout stopped on {self.node} "
-                                          f"({action.kind}): {exc}"[:300], {**base, "step": action.kind},
+                                          f"({action.kind}): {exc}"[:300], {**base, "step": action.kind,
+                                                                         "stage": "rollout",
+                                                                         "reason": "RolloutFailed"},
                                           error=str(exc)))
         if action.in_progress and action.kind != "refuse":
             # cmap catches up with a reload in well under a second and no CIB write tells the others
@@ -387,7 +389,8 @@ class CorosyncRollout:
         res.ok, res.error, res.bad = False, why, True
         verify = self._event("verify", "failure",
                              f"corosync.conf {inp.desired_digest} failed on {self.node}: {why}"[:300],
-                             {**base, "step": "verify", "problems": list(problems)}, error=why)
+                             {**base, "step": "verify", "problems": list(problems), "stage": "rollout",
+                              "reason": "RolloutFailed"}, error=why)
         res.events.append(verify)
         restored_here = False
         try:

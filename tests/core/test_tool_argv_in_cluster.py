@@ -25,10 +25,7 @@ ALLOWED = frozenset({
     "desired/crm.py",        # cibadmin --empty (the CIB template crmsh starts from)
     "desired/crm_server.py", # the warm crmsh process
     "desired/crm_worker.py",
-    "reconcile.py",          # "corosync" is a pass stage's name there
-    "agent.py",
-    "cli.py",                # "corosync" is a column and a `sandbox` service name there
-    "plan.py",
+    "cli/sandbox.py",        # "corosync" is a column and a `sandbox kill` service name there
 })
 
 
