@@ -183,6 +183,8 @@ def decide(inp: DecideInput) -> Decision:
         return Decision(verdict=verdict, reasons=list(reasons), plan=plan, drift=drift, basis=basis,
                         rollout=rollout, findings=findings, record_revision=record)
 
+    if inp.state is not None:  # the rollout's identity, also for a refusal (events are found by it)
+        basis.corosync_desired_digest = text_digest(inp.state.corosync_text)
     if inp.revision is None:
         return done("wait", [Reason(code="no-source", message="no desired state fetched yet")])
     held: list[Reason] = []
@@ -198,7 +200,6 @@ def decide(inp: DecideInput) -> Decision:
     state, cib = inp.state, inp.cib
     assert state is not None and cib is not None
     basis.desired_digest, basis.config_digest = state.digest, cib.digest
-    basis.corosync_desired_digest = text_digest(state.corosync_text)
     coro, coro_class = corosync_part(state, inp.live_corosync)
     plan.cib_changes, plan.substitutions = cib.changes, cib.substituted
     plan.corosync_changes, plan.corosync_class = coro, coro_class

@@ -440,8 +440,9 @@ class Reconciler:
             "violations": [v.model_dump(mode="json") for r in decision.reasons for v in r.violations],
             "impact": decision.plan.impact.model_dump(mode="json") if decision.plan.impact else None,
             "findings": [f.model_dump() for f in decision.findings]}
-        if decision.plan.corosync_changes:
+        if decision.basis.corosync_desired_digest:
             details["digest"] = decision.basis.corosync_desired_digest
+        if decision.plan.corosync_changes:
             details["corosync_class"] = decision.plan.corosync_class
         events.append(self._record(
             node=self.node, kind="refused", outcome="refused", commit=desired.commit, summary=summary,
