@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 from lxml import etree
 
 from controller.cib.diff import diff_cib
 from controller.cib.patchset import _lis_members
 from controller.command import run
+from tests.cib.cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 
 
 def _strip_version(patch: str) -> str:

@@ -7,13 +7,13 @@ import copy
 import tempfile
 from pathlib import Path
 
-from cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from controller.cib.diff import diff_cib
 from controller.command import run
+from tests.cib.cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 
 # Small, varied corpus files: groups, clones, constraints with rules and sets, op defaults.
 SEEDS = ["order1", "group1", "group5", "clone-anon-dup", "rsc-sets-seq-true", "rule-int-parse-3",

@@ -7,7 +7,6 @@ import copy
 from pathlib import Path
 
 import pytest
-from cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, feature_set
 from lxml import etree
 from pydantic import ValidationError
 
@@ -16,6 +15,7 @@ from controller.cib.document import CibVersion, load_cib_bytes
 from controller.cib.durations import duration_ms
 from controller.cib.normalize import IgnoreRule
 from controller.errors import InputError
+from tests.cib.cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, feature_set
 
 # Written the way pcs names things (live) and the way crmsh does (desired).
 LIVE = """<cib crm_feature_set="{fs}" validate-with="pacemaker-3.9" epoch="42" num_updates="7"

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sourcetestlib import Upstream
 
 from controller.command import run
 from controller.errors import InputError
 from controller.source.git import GitSource
 from controller.source.models import SignatureStatus
+from tests.source.sourcetestlib import Upstream
 
 MakeSource = Callable[..., GitSource]
 

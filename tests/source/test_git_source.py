@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sourcetestlib import CLUSTER, Upstream, git
 
 from controller.source.git import GitSource, SourceError
 from controller.source.models import ChangedFile, SignatureStatus
+from tests.source.sourcetestlib import CLUSTER, Upstream, git
 
 MakeSource = Callable[..., GitSource]
 
