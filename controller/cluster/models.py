@@ -9,6 +9,10 @@ from pydantic import BaseModel, Field
 from controller.cib.xml import parse_xml_bytes
 
 
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
 def _bool(value: str | None) -> bool:
     return value == "true"
 
@@ -113,8 +117,8 @@ def parse_crm_mon(xml: str | bytes) -> ClusterStatus:
     failed = [
         FailedAction(op_key=f.get("op_key", ""), node=f.get("node", ""), exitstatus=f.get("exitstatus"),
                      exitreason=f.get("exitreason"),
-                     exitcode=int(f.get("exitcode")) if f.get("exitcode") else None,
-                     status=f.get("status"), call=int(f.get("call")) if f.get("call") else None,
+                     exitcode=_int(f.get("exitcode")),
+                     status=f.get("status"), call=_int(f.get("call")),
                      last_rc_change=f.get("last-rc-change"))
         for f in root.iterfind("failures/failure")
     ]
