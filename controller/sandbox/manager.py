@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.cluster.adapter import LiveCluster
-from controller.cluster.models import ClusterStatus
 from controller.cluster.runner import ToolRunner
 from controller.command import Result, run
 from controller.errors import HaGitopsError
+from controller.observed import ClusterStatus
 from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
