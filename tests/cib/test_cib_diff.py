@@ -43,7 +43,8 @@ def _group_cib(members: list[str], comments: bool = False) -> etree._Element:
     for m in members:
         if comments:
             group.append(etree.Comment(f" before {m} "))
-        etree.SubElement(group, "primitive", id=m, type="Dummy", provider="heartbeat", **{"class": "ocf"})
+        etree.SubElement(group, "primitive",
+                         {"id": m, "type": "Dummy", "provider": "heartbeat", "class": "ocf"})
     return base
 
 
