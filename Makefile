@@ -26,7 +26,7 @@ test: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
-# No root, no sandbox, no PostgreSQL server, no corpus-wide crmsh/Pacemaker runs: the edit-test loop.
+# No root, no sandbox, no PostgreSQL server, nothing slow (see tests/conftest.py): the edit-test loop.
 test-fast: setup
 	$(VENV)/bin/ruff check controller tests bench
 	$(VENV)/bin/mypy

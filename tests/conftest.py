@@ -24,10 +24,13 @@ TEST_STATE_DIR = sandbox_state("tests")
 
 # `pytest -m "not sandbox"` must be exact: a test is marked sandbox when it, or a fixture it uses, starts the
 # sandbox (the `sandbox` fixture, a Sandbox of its own) or needs root (need_root). `slow` marks the files
-# that run Pacemaker's tools or crmsh over a whole corpus: minutes of CPU, left out by `make test-fast`.
+# that run crmsh, Pacemaker's tools or the CLI many times over, or wait on real time: `make test-fast`
+# leaves them out.
 SANDBOX_FIXTURES = frozenset({"sandbox", "whole_sandbox"})
 SLOW_FILES = frozenset({"tests/cib/test_cib_corpus_pairs.py", "tests/desired/test_desired_crm_corpus.py",
-                        "tests/desired/test_warm_crm.py"})
+                        "tests/desired/test_warm_crm.py", "tests/desired/test_desired_invalid.py",
+                        "tests/desired/test_desired_load.py", "tests/audit/test_audit_cli.py",
+                        "tests/source/test_source_watchers.py"})
 
 
 def _uses_root(func: object) -> bool:
