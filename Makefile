@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-.PHONY: setup demo demo-down test lint bench clean
+.PHONY: setup demo demo-down test test-fast typecheck lint bench clean
 
 setup:
 	@bash deploy/install-debian-packages.sh
@@ -23,7 +23,17 @@ demo-down: setup
 
 test: setup
 	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+# No root, no sandbox, no PostgreSQL server, nothing slow (see tests/conftest.py): the edit-test loop.
+test-fast: setup
+	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -m "not sandbox and not postgres and not slow"
+
+typecheck: setup
+	$(VENV)/bin/mypy
 
 lint: setup
 	$(VENV)/bin/ruff check controller tests bench

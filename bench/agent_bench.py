@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -139,9 +140,9 @@ def main(changes: int = 10, warm_crm: str = "dc") -> dict[str, object]:
         base = 1000 + int(time.time()) % 100000 * 10
         for i in range(changes):
             value = base + i
-            before = time.time()
+            pushed = time.time()
             set_stickiness(repo, value)
-            push.append(wait_value(sb, "kamailio01", value) - pushed_at(repo, before))
+            push.append(wait_value(sb, "kamailio01", value) - pushed_at(repo, pushed))
         drift: list[float] = []
         wanted = base + changes - 1
         for i in range(5):
@@ -164,6 +165,7 @@ def main(changes: int = 10, warm_crm: str = "dc") -> dict[str, object]:
         time.sleep(window)
         after = {n: proc_stats(p) for n, p in pids.items()}
         crm_after = {n: proc_stats(p) for n, p in crm.items()}
+        idle: dict[str, dict[str, float | None]]
         idle = {n: {"cpu_percent_of_a_core": round(100 * (after[n][0] - before[n][0]) / window, 3),
                     "rss_mb": round(after[n][1] / 2**20, 1), "pss_mb": pss_mb(pids[n]),
                     "crm_server_cpu_percent_of_a_core": round(
@@ -174,7 +176,7 @@ def main(changes: int = 10, warm_crm: str = "dc") -> dict[str, object]:
         sb.down(keep_logs=True)
         shutil.rmtree(REPO, ignore_errors=True)
     stages = push_pass_stages(sb)
-    result = {
+    result: dict[str, Any] = {
         "push_to_live_seconds": summary(push),
         "hand_edit_to_corrected_seconds": summary(drift),
         "idle_agents": idle,

@@ -31,7 +31,8 @@ ENV = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
 def feature_set() -> str:
-    return etree.fromstring(run(["cibadmin", "--empty"], timeout=30).stdout.encode()).get("crm_feature_set")
+    empty = etree.fromstring(run(["cibadmin", "--empty"], timeout=30).stdout.encode())
+    return empty.get("crm_feature_set", "")
 
 
 def generate(n: int, fs: str) -> etree._Element:

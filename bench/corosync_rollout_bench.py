@@ -9,12 +9,14 @@ the outage is the longest gap between answers.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -61,7 +63,7 @@ def main(rounds: int) -> None:
             t0 = time.monotonic()
             repo.commit({CONF: text}, f"token round {i}")
             digest = text_digest(text)
-            wait_for(lambda d=digest: applied_everywhere(sb, d), 60, "reload", interval=0.05)
+            wait_for(functools.partial(applied_everywhere, sb, digest), 60, "reload", interval=0.05)
             reloads.append(round(time.monotonic() - t0, 2))
         per_node: list[float] = []
         gaps: list[float] = []
@@ -77,7 +79,8 @@ def main(rounds: int) -> None:
             repo.commit({CONF: text}, f"rolling round {i}")
             digest = text_digest(text)
             try:
-                wait_for(lambda d=digest: applied_everywhere(sb, d), 180, "rolling restart", interval=0.5)
+                wait_for(functools.partial(applied_everywhere, sb, digest), 180, "rolling restart",
+                         interval=0.5)
                 totals.append(round(time.monotonic() - t0, 1))
                 time.sleep(1)
             finally:
@@ -86,7 +89,7 @@ def main(rounds: int) -> None:
     finally:
         sb.down()
         shutil.rmtree(REPO, ignore_errors=True)
-    result = {
+    result: dict[str, Any] = {
         "rounds": rounds,
         "reload_seconds": reloads, "reload_median": statistics.median(reloads), "reload_max": max(reloads),
         "rolling_total_seconds": totals, "rolling_per_node_seconds": per_node,

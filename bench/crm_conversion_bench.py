@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -45,7 +46,7 @@ def main(rounds: int = 10) -> dict[str, object]:
             assert a.configuration == b.configuration and a.messages == b.messages
     finally:
         warm.close()
-    result = {
+    result: dict[str, Any] = {
         "new_process_seconds": summary(once),
         "warm_crmsh_seconds": summary(kept),
         "speedup_median": round(statistics.median(once) / statistics.median(kept), 2),

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -33,7 +34,7 @@ def main(cycles: int = 5) -> dict[str, object]:
         sb.down()
         downs.append(time.monotonic() - t0)
         assert sb.leftovers() == {"processes": [], "netns": [], "mounts": []}
-    result = {
+    result: dict[str, Any] = {
         "cycles": cycles,
         "up_seconds": summary(ups, 2),
         "down_seconds": summary(downs),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from controller.cluster.models import ClusterStatus, ResourceState
+from controller.observed import ClusterStatus, ResourceState
 
 ACTIVE_ROLES = {"Started", "Promoted", "Unpromoted", "Master", "Slave"}
 

@@ -28,6 +28,34 @@ def sandbox_repo_dir(name: str) -> Path:
 TEST_STATE_DIR = sandbox_state("tests")
 
 
+# `pytest -m "not sandbox"` must be exact: a test is marked sandbox when it, or a fixture it uses, starts the
+# sandbox (the `sandbox` fixture, a Sandbox of its own) or needs root (need_root). `slow` marks the files
+# that run crmsh, Pacemaker's tools or the CLI many times over, or wait on real time: `make test-fast`
+# leaves them out.
+SANDBOX_FIXTURES = frozenset({"sandbox", "whole_sandbox"})
+SLOW_FILES = frozenset({"tests/cib/test_cib_corpus_pairs.py", "tests/desired/test_desired_crm_corpus.py",
+                        "tests/desired/test_warm_crm.py", "tests/desired/test_desired_invalid.py",
+                        "tests/desired/test_desired_load.py", "tests/audit/test_audit_cli.py",
+                        "tests/source/test_source_watchers.py"})
+
+
+def _uses_root(func: object) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and bool({"need_root", "Sandbox"} & set(code.co_names))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        fixtures = item._fixtureinfo.name2fixturedefs
+        if (SANDBOX_FIXTURES & set(item.fixturenames) or _uses_root(item.obj)
+                or any(_uses_root(d.func) for defs in fixtures.values() for d in defs)):
+            item.add_marker(pytest.mark.sandbox)
+        if item.path.relative_to(REPO).as_posix() in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 def need_root() -> None:
     if os.geteuid() != 0:
         if os.environ.get("CI") == "true":

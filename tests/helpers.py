@@ -13,13 +13,14 @@ T = TypeVar("T")
 HA_GITOPS = [sys.executable, "-m", "controller.cli"]
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
+    """The first truthy value of predicate() (a falsy one is waited past)."""
     deadline = time.monotonic() + timeout
-    last: object = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = predicate()
         if last:
-            return last  # type: ignore[return-value]
+            return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 

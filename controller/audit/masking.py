@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lxml import etree
-
-if TYPE_CHECKING:
-    from controller.audit.models import AuditEvent
 
 MASK = "****"
 SECRET_SUBSTRINGS = ("password", "passwd", "passphrase", "secret", "credential", "apikey", "privkey",
@@ -206,7 +203,31 @@ def _scrub_json(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def mask_event(event: AuditEvent) -> AuditEvent:
+class MaskableEvent(Protocol):
+    """The fields of an audit event that can hold secrets (models.AuditEvent has them all)."""
+
+    @property
+    def config_before(self) -> str | None: ...
+    @property
+    def config_after(self) -> str | None: ...
+    @property
+    def patch(self) -> str | None: ...
+    @property
+    def corosync_before(self) -> str | None: ...
+    @property
+    def corosync_after(self) -> str | None: ...
+    @property
+    def diff(self) -> Any: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def summary(self) -> str | None: ...
+
+
+def masked_fields(event: MaskableEvent) -> dict[str, Any]:
+    """The event's secret-bearing fields, masked: an update for `model_copy` (AuditEvent.masked())."""
     found: set[str] = set()
     fields: dict[str, Any] = {
         "config_before": mask_xml(event.config_before, found),
@@ -226,4 +247,4 @@ def mask_event(event: AuditEvent) -> AuditEvent:
         fields[name] = _scrub(fields[name], secrets)
     fields["diff"] = _scrub_json(fields["diff"], secrets)
     fields["details"] = _scrub_json(fields["details"], secrets)
-    return event.model_copy(update=fields)
+    return fields

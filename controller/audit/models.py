@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller.audit.masking import masked_fields
+
 # Kinds and outcomes are plain validated strings in the database (no DB enum, no CHECK), so a new kind
 # needs no migration and an older agent sharing a PostgreSQL trail can still read rows a newer one wrote.
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -162,9 +164,7 @@ class AuditEvent(_EventFields):
 
     def masked(self) -> AuditEvent:
         """A copy fit for display or export: secret parameter values replaced by ****."""
-        from controller.audit.masking import mask_event
-
-        return mask_event(self)
+        return self.model_copy(update=masked_fields(self))
 
 
 class AgentState(BaseModel):

@@ -8,6 +8,7 @@ whole event (and the moved head) or nothing.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -280,7 +281,7 @@ class AuditStore:
         rollback, auto-rollback): its config_after/corosync_after is the last known-good state."""
         return self.last(kind=[k.value for k in APPLYING_KINDS], outcome=Outcome.SUCCESS.value, node=node)
 
-    def events_for_commit(self, sha: str) -> list[AuditEvent]:
+    def events_for_commit(self, sha: str) -> builtins.list[AuditEvent]:
         """Every event about a commit (full sha or a prefix of 7+), oldest first."""
         return self.list(limit=None, commit=sha, newest_first=False)
 

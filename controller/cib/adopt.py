@@ -126,7 +126,7 @@ def _reorder(live: etree._Element, desired: etree._Element,
              pairs: list[tuple[etree._Element, etree._Element]]) -> None:
     """Give order-free children of desired the live order; order-bound ones keep theirs."""
     if live.tag in ORDER_FREE_PARENTS:
-        def free(_node: etree._Element) -> bool:
+        def free(node: etree._Element) -> bool:
             return True
     elif live.tag in RESOURCE_TAGS:
         def free(node: etree._Element) -> bool:
@@ -163,20 +163,22 @@ def adopt(live: etree._Element, desired: etree._Element) -> dict[str, str]:
     _walk(live, desired, renames)
     final_ids: dict[str, int] = {}
     for node in desired.iter():
-        if isinstance(node.tag, str) and node.get("id") is not None:
-            ident = renames.get(node, node.get("id"))
+        own = node.get("id")
+        if isinstance(node.tag, str) and own is not None:
+            ident = renames.get(node, own)
             final_ids[ident] = final_ids.get(ident, 0) + 1
     applied: dict[str, str] = {}
     for node, new_id in renames.items():
-        if final_ids.get(new_id, 0) > 1:
+        old_id = node.get("id")
+        if old_id is None or final_ids.get(new_id, 0) > 1:
             continue  # the live id is taken by another desired element: keep ours
-        applied[node.get("id")] = new_id
+        applied[old_id] = new_id
         node.set("id", new_id)
     if applied:
         for node in desired.iter():
             if isinstance(node.tag, str):
                 ref = node.get("id-ref")
-                if ref in applied:
+                if ref is not None and ref in applied:
                     node.set("id-ref", applied[ref])
     return applied
 
@@ -193,8 +195,8 @@ def _walk(live: etree._Element, desired: etree._Element, renames: dict[etree._El
                 a, b = lv.get(name), d.get(name)
                 if a is not None and b is not None and a != b and same_duration(a, b):
                     d.set(name, a)
-            if lv.get("role") is not None and d.get("role") is not None \
-                    and _role(lv.get("role")) == _role(d.get("role")):
-                d.set("role", lv.get("role"))
+            live_role, desired_role = lv.get("role"), d.get("role")
+            if live_role is not None and desired_role is not None and _role(live_role) == _role(desired_role):
+                d.set("role", live_role)
         _walk(lv, d, renames)
     _reorder(live, desired, pairs)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from controller.cib.xml import parse_xml_bytes, parse_xml_file
+from controller.cib.xml import attr_items, parse_xml_bytes, parse_xml_file, source_line
 from controller.errors import InputError
 
 VERSION_FIELDS: tuple[str, str, str] = ("admin_epoch", "epoch", "num_updates")
@@ -37,7 +37,7 @@ class CibVersion:
                 value = int(raw)
             except ValueError:
                 raise InputError(f"{name}={raw!r} is not an integer", file=source,
-                                 line=cib.sourceline, element="cib") from None
+                                 line=source_line(cib), element="cib") from None
             values.append(max(value, 0))
         return cls(*values)
 
@@ -68,7 +68,7 @@ def as_cib(root: etree._Element, *, source: str = "<input>") -> etree._Element:
         cib.append(root)
         return cib
     raise InputError(f"expected a <cib> or <configuration> root element, found <{root.tag}>",
-                     file=source, line=root.sourceline)
+                     file=source, line=source_line(root))
 
 
 def load_cib(path: str | Path) -> etree._Element:
@@ -119,7 +119,7 @@ def _canon(node: etree._Element, depth: int, out: list[str], comments: bool) -> 
         if comments and node.tag is etree.Comment:
             out.append(f"{pad}<!--{node.text}-->")
         return
-    attrs = " ".join(f"{k}={v!r}" for k, v in sorted(node.attrib.items()))
+    attrs = " ".join(f"{k}={v!r}" for k, v in sorted(attr_items(node)))
     text = (node.text or "").strip()
     out.append(f"{pad}<{node.tag} {attrs}>{text}")
     for child in node:

@@ -30,6 +30,7 @@ from functools import cached_property
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller.cib.xml import attr_items
 from controller.errors import InputError
 
 MANAGED_CIB_ATTRIBUTES: tuple[str, ...] = (
@@ -75,10 +76,15 @@ class IgnoreRule(BaseModel):
             found = self.compiled(cib)
         except etree.XPathEvalError as exc:
             raise InputError(f"ignore rule {self.xpath!r} failed on the {side} CIB: {exc}") from None
-        if not isinstance(found, list) or not all(isinstance(e, etree._Element) and
-                                                  isinstance(e.tag, str) for e in found):
+        if not isinstance(found, list):
             raise InputError(f"ignore rule {self.xpath!r} must select elements (on the {side} CIB)")
-        return [e for e in found if e is not cib]
+        elements: list[etree._Element] = []
+        for e in found:
+            if not isinstance(e, etree._Element) or not isinstance(e.tag, str):
+                raise InputError(f"ignore rule {self.xpath!r} must select elements (on the {side} CIB)")
+            if e is not cib:
+                elements.append(e)
+        return elements
 
 
 # ------------------------------------------------------------------------------ tree addressing
@@ -127,9 +133,10 @@ class _Index:
 def _ancestry(node: etree._Element) -> list[etree._Element]:
     """node and its ancestors below the root, root-most first."""
     chain = []
-    while node.getparent() is not None:
+    parent = node.getparent()
+    while parent is not None:
         chain.append(node)
-        node = node.getparent()
+        node, parent = parent, parent.getparent()
     chain.reverse()
     return chain
 
@@ -146,7 +153,7 @@ def _counterpart(node: etree._Element, live_index: _Index, desired_root: etree._
         if found is None:
             if not create:
                 return None
-            found = etree.SubElement(current, live_node.tag, dict(live_node.attrib))
+            found = etree.SubElement(current, live_node.tag, dict(attr_items(live_node)))
             desired_index.forget(current)
         current = found
     return current
@@ -195,11 +202,11 @@ def normalize(live: etree._Element, desired: etree._Element,
 
     Both are <cib> roots without <status> (the caller drops it); live is not modified."""
     # <cib> attributes
-    names = list(live.attrib.keys()) if bare_desired else MANAGED_CIB_ATTRIBUTES
+    names = [k for k, _ in attr_items(live)] if bare_desired else MANAGED_CIB_ATTRIBUTES
     for name in names:
         value = live.get(name)
         if value is None:
-            desired.attrib.pop(name, None)
+            desired.attrib.pop(name, "")
         else:
             desired.set(name, value)
 
@@ -238,9 +245,9 @@ def _apply_attribute_rule(rule: IgnoreRule, live: etree._Element, desired: etree
         matched.add(twin)
         value = node.get(name)
         if value is None:
-            twin.attrib.pop(name, None)
+            twin.attrib.pop(name, "")
         else:
             twin.set(name, value)
     for node in rule.select(desired, side="desired"):
         if node not in matched:  # new in desired: the attribute is not ours to set
-            node.attrib.pop(name, None)
+            node.attrib.pop(name, "")

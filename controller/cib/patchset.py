@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -34,6 +34,7 @@ from typing import Literal
 from lxml import etree
 
 from controller.cib.document import VERSION_FIELDS, CibVersion, patch_target
+from controller.cib.xml import attr_items
 from controller.errors import InputError
 
 Operation = Literal["create", "modify", "delete", "move"]
@@ -107,7 +108,8 @@ def _is_element(node: etree._Element) -> bool:
 def _element_ids(kids: list[etree._Element]) -> tuple[list[str], list[str | None]] | None:
     """Tags and ids of children that are all elements; None when a comment or PI is among them."""
     tags = [k.tag for k in kids]
-    if etree.Comment in tags or etree.PI in tags or etree.Entity in tags:
+    seen: Sequence[object] = tags  # lxml-stubs type every tag as str: a comment's is etree.Comment
+    if etree.Comment in seen or etree.PI in seen or etree.Entity in seen:
         return None
     return tags, [k.get("id") for k in kids]
 
@@ -201,9 +203,10 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
 
     deletes: list[Change] = []
     changes: list[Change] = []
-    new_all = new.items()
-    if old.items() != new_all:  # else nothing to modify (checked first: most pairs differ inside)
-        old_attrs = old.attrib
+    new_all = attr_items(new)
+    old_all = attr_items(old)
+    if old_all != new_all:  # else nothing to modify (checked first: most pairs differ inside)
+        old_attrs = dict(old_all)
         new_items = [(k, v) for k, v in new_all if not (root and k in VERSION_FIELDS)]
         sets = tuple((k, v) for k, v in new_items if old_attrs.get(k) != v)
         new_names = {k for k, _ in new_items}
@@ -263,13 +266,13 @@ def _diff_pair(old: etree._Element, new: etree._Element, path: str, addressable:
     # Deletes, in old document order, interleaved with the deletes inside kept children.
     gone = 0  # siblings deleted before this one: a comment's position counts without them
     for i, key in enumerate(old_keys):
-        j = matched_old.get(i)
-        if j is not None:
-            if j in child_results:
-                deletes.extend(child_results[j][0])
+        kept = matched_old.get(i)
+        if kept is not None:
+            if kept in child_results:
+                deletes.extend(child_results[kept][0])
             continue
         node = old_kids[i]
-        if node.tag is etree.Comment:
+        if isinstance(node, etree._Comment):
             deletes.append(Change("delete", f"{path}/comment", position=i - gone))
         else:
             step = _step(node) if _is_element(node) else None
@@ -374,7 +377,7 @@ def _dump(node: etree._Element, depth: int, out: list[str]) -> None:
         else:
             out.append(pad + etree.tostring(node, with_tail=False).decode() + "\n")
         return
-    head = f"{pad}<{tag}{_attrs(node.attrib.items())}"
+    head = f"{pad}<{tag}{_attrs(attr_items(node))}"
     text = (node.text or "").strip()
     if len(node) == 0 and not text:
         out.append(head + "/>\n")

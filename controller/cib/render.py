@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from controller.cib.document import VERSION_FIELDS
 from controller.cib.patchset import Patchset
+from controller.cib.xml import attr_items
 
 Action = Literal["added", "removed", "changed", "moved"]
 _SET_PREFIX = {"meta_attributes": "meta", "instance_attributes": "params", "utilization": "utilization",
@@ -49,7 +50,7 @@ def _compact(node: etree._Element) -> str:
     """A child as one line: tag(attr=value ...){children}, ids left out."""
     if not isinstance(node.tag, str):
         return f"<!--{node.text}-->"
-    attrs = " ".join(f"{k}={v}" for k, v in node.attrib.items() if k != "id")
+    attrs = " ".join(f"{k}={v}" for k, v in attr_items(node) if k != "id")
     inner = " ".join(_compact(c) for c in node if isinstance(c.tag, str))
     return f"{node.tag}({attrs})" + (f"{{{inner}}}" if inner else "")
 
@@ -76,7 +77,7 @@ def _nvset_fields(owner: etree._Element, out: dict[str, str], prefix_override: s
 
 
 def _fields(node: etree._Element) -> dict[str, str]:
-    out: dict[str, str] = {k: v for k, v in node.attrib.items() if k != "id"}
+    out: dict[str, str] = {k: v for k, v in attr_items(node) if k != "id"}
     if node.tag == "cib":
         return {k: v for k, v in out.items() if k not in VERSION_FIELDS}
     _nvset_fields(node, out)
@@ -97,7 +98,7 @@ def _fields(node: etree._Element) -> dict[str, str]:
                     name += f" {op.get('role')}"
                 op_fields: dict[str, str] = {}
                 _nvset_fields(op, op_fields)
-                value = " ".join(f"{k}={v}" for k, v in op.attrib.items()
+                value = " ".join(f"{k}={v}" for k, v in attr_items(op)
                                  if k not in ("id", "name", "interval", "role"))
                 extra = " ".join(f"{k}={v}" for k, v in op_fields.items())
                 out[name] = (value + (" " + extra if extra else "")).strip() or "(defaults)"
@@ -115,10 +116,11 @@ def _fields(node: etree._Element) -> dict[str, str]:
 
 def _path(node: etree._Element) -> str:
     steps = []
-    while node is not None:
-        ident = node.get("id")
-        steps.append(f"{node.tag}[@id='{ident}']" if ident is not None else node.tag)
-        node = node.getparent()
+    at: etree._Element | None = node
+    while at is not None:
+        ident = at.get("id")
+        steps.append(f"{at.tag}[@id='{ident}']" if ident is not None else at.tag)
+        at = at.getparent()
     return "/" + "/".join(reversed(steps))
 
 
@@ -142,7 +144,7 @@ def _objects(cib: etree._Element) -> Iterator[tuple[tuple[str, str], etree._Elem
             if s.get("score") is not None or s.find("rule") is not None:
                 yield (kind + "_set", s.get("id", "")), s
     for node in config.iterfind("nodes/node"):
-        yield ("node", node.get("uname") or node.get("id", "")), node
+        yield ("node", node.get("uname") or node.get("id") or ""), node
     for elem in config.iterfind("resources//*"):
         if elem.tag in _RESOURCES:
             yield ("resource", elem.get("id", "")), elem
@@ -180,20 +182,20 @@ def describe(old: etree._Element, new: etree._Element, patch: Patchset | None = 
             changes.append(ObjectChange(kind=key[0], id=key[1], action="removed",
                                         details=_details(fields, {})))
     for key, n in new_objs.items():
-        o = old_objs.get(key)
+        was = old_objs.get(key)
         is_nv = n.tag == "nvpair"
         new_fields = {"value": n.get("value", "")} if is_nv else _fields(n)
-        if o is None:
+        if was is None:
             changes.append(ObjectChange(kind=key[0], id=key[1], action="added",
                                         details=_details({}, new_fields)))
             continue
-        old_fields = {"value": o.get("value", "")} if is_nv else _fields(o)
+        old_fields = {"value": was.get("value", "")} if is_nv else _fields(was)
         details = _details(old_fields, new_fields)
         if details:
             changes.append(ObjectChange(kind=key[0], id=key[1], action="changed", details=details))
         elif _path(n) in moved:
             changes.append(ObjectChange(kind=key[0], id=key[1], action="moved"))
-        elif key[0] != "cib" and (_path(o) in touched or _path(n) in touched):
+        elif key[0] != "cib" and (_path(was) in touched or _path(n) in touched):
             changes.append(ObjectChange(kind=key[0], id=key[1], action="changed", details=[
                 FieldChange(field="(ids or order)", old=None, new=None)]))
     if old.find("status") is not None or new.find("status") is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Protocol, cast
 
 from lxml import etree
 
@@ -15,6 +16,26 @@ from controller.errors import InputError
 MAX_XML_BYTES = 64 * 1024 * 1024
 # The prolog up to a DOCTYPE: XML declaration, comments, processing instructions, whitespace.
 _PROLOG_DOCTYPE = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.DOTALL)
+
+
+class _DocInfo(Protocol):  # what lxml-stubs leave out of lxml's DocInfo and _Entity
+    doctype: str
+
+
+class _Entity(Protocol):
+    name: str
+
+
+def source_line(node: etree._Element) -> int | None:
+    """The line an element was parsed from (lxml-stubs leave `sourceline` untyped)."""
+    line: object = node.sourceline
+    return line if isinstance(line, int) else None
+
+
+def attr_items(node: etree._Element) -> list[tuple[str, str]]:
+    """An element's attributes in document order. lxml returns `str` for both under Python 3; the stubs
+    say `str | bytes`, which this states once instead of at every use."""
+    return cast("list[tuple[str, str]]", node.items())
 
 
 def _parser() -> etree.XMLParser:
@@ -35,7 +56,7 @@ def parse_xml_bytes(data: bytes, *, source: str = "<input>") -> etree._Element:
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         raise InputError(f"malformed XML: {exc.msg}", file=source, line=line) from exc
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    if cast(_DocInfo, tree.docinfo).doctype or tree.docinfo.internalDTD is not None:
         raise InputError("DOCTYPE/DTD not allowed in CIB XML (entity expansion is refused)", file=source,
                          line=1)
     root = tree.getroot()
@@ -43,8 +64,8 @@ def parse_xml_bytes(data: bytes, *, source: str = "<input>") -> etree._Element:
     # the walk is a second guard, skipped when no `&` could start one (it costs ~12 ms per 7 MB).
     if b"&" in data:
         for node in root.iter(etree.Entity):
-            raise InputError(f"entity reference &{node.name}; not allowed", file=source,
-                             line=node.sourceline)
+            raise InputError(f"entity reference &{cast(_Entity, node).name}; not allowed", file=source,
+                             line=source_line(node))
     return root
 
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from controller.cib.xml import parse_xml_bytes, to_bytes
 from controller.command import Result, run
-from controller.desired.findings import Finding
+from controller.desired.findings import Finding, Severity
 
 CRM_TIMEOUT = 120.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -203,7 +203,7 @@ def _findings(stderr: str, text: str, source: str, failed: bool) -> list[Finding
         # with -F crmsh commits past its complaints; those about an agent missing on *this* host
         # (it cannot read its metadata) say nothing about the cluster, so they are warnings
         is_error = m.group("level") in ("ERROR", "CRIT") and (failed or not _AGENT_MISSING.search(msg))
-        severity = "error" if is_error else "warning"
+        severity: Severity = "error" if is_error else "warning"
         finding = Finding(severity=severity, file=source, line=line, element=element, message=f"crmsh: {msg}")
         if finding not in out:
             out.append(finding)

@@ -32,12 +32,15 @@ import sys
 import tempfile
 import time
 import traceback
+from types import ModuleType
+from typing import Any
 
 MAX_AGE = 600.0
 _PRIMITIVE = re.compile(r"^\s*primitive\s+\S+\s+(\S+)", re.M)
+Message = dict[str, Any]  # one line of the protocol, decoded JSON
 
 
-def _child(req: dict, out_path: str, err_path: str, main_mod) -> None:
+def _child(req: Message, out_path: str, err_path: str, main_mod: ModuleType) -> None:
     """Runs in the forked child: become a fresh `crm` process and exit with its code."""
     rc = 70
     try:
@@ -102,7 +105,7 @@ def _wait(pid: int, timeout: float) -> int | None:
             os.close(pidfd)
 
 
-def run_one(req: dict, scratch: str, main_mod, close_fds: tuple[int, ...] = ()) -> dict:
+def run_one(req: Message, scratch: str, main_mod: ModuleType, close_fds: tuple[int, ...] = ()) -> Message:
     fd_out, out_path = tempfile.mkstemp(dir=scratch, suffix=".out")
     fd_err, err_path = tempfile.mkstemp(dir=scratch, suffix=".err")
     os.close(fd_out)
@@ -143,7 +146,7 @@ def warm(text: str) -> None:
         os.environ.update(saved)
 
 
-def _warm(ra, text: str) -> None:
+def _warm(ra: ModuleType, text: str) -> None:
     for getter in (ra.get_properties_meta, ra.get_stonithd_meta, ra.ra_classes):
         try:
             getter()
@@ -169,7 +172,7 @@ class Channel:
         self.fd_out = os.dup(1)
         self._buf = b""
 
-    def write(self, obj: dict) -> None:
+    def write(self, obj: Message) -> None:
         data = (json.dumps(obj) + "\n").encode()
         while data:
             data = data[os.write(self.fd_out, data):]
@@ -223,7 +226,7 @@ def main() -> int:
         if not line:
             shutil.rmtree(scratch, ignore_errors=True)
             return 0  # the agent went away
-        req: dict = {}
+        req: Message = {}
         try:
             req = json.loads(line)
             reply = run_one(req, scratch, main_mod, (channel.fd_in, channel.fd_out))

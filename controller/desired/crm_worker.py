@@ -22,9 +22,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from controller.command import Result, run
 from controller.errors import CommandError
+
+Message = dict[str, Any]  # one line of crm_server's protocol, decoded JSON
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class WarmCrm:
         if not reply.get("ready"):
             raise CommandError(argv, None, f"crm server did not start: {reply}")
 
-    def _read(self, timeout: float) -> dict:
+    def _read(self, timeout: float) -> Message:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout
@@ -99,7 +102,10 @@ class WarmCrm:
                 raise EOFError("crm server exited")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
-        return json.loads(line)
+        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            raise EOFError(f"crm server sent {line[:200]!r}, not a JSON object")
+        return reply
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -147,7 +153,7 @@ class WarmCrm:
         argv = [str(a) for a in argv]
         request = {"argv": argv, "env": {**os.environ, **(env or {})}, "cwd": os.getcwd(),
                    "timeout": timeout, "warm": warm, "nice": nice}
-        reply: dict | None = None
+        reply: Message | None = None
         with self._lock:
             if self._closed:
                 return run(argv, timeout=timeout, env=env, check=check)

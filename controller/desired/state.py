@@ -19,7 +19,7 @@ from typing import Literal
 from lxml import etree
 from pydantic import BaseModel, ConfigDict
 
-from controller.cib.xml import parse_xml_bytes, parse_xml_file, to_bytes
+from controller.cib.xml import attr_items, parse_xml_bytes, parse_xml_file, source_line, to_bytes
 from controller.corosync import CorosyncConf, CorosyncDocument, corosync_model, parse_corosync
 from controller.desired.crm import CrmConversionError, CrmRunner, crm_id_lines, crm_to_configuration
 from controller.desired.findings import DesiredStateError, Finding
@@ -69,17 +69,20 @@ def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict
     root = parse_xml_file(path)
     # lines of the configuration only: a whole <cib> repeats resource ids in its <status>
     config_root = root.find("configuration") if root.tag == "cib" else root
-    lines = {el.get("id"): el.sourceline for el in (config_root if config_root is not None else root).iter()
-             if isinstance(el.tag, str) and el.get("id")}
+    lines: dict[str, int] = {}
+    for el in (config_root if config_root is not None else root).iter():
+        ident, line = el.get("id"), source_line(el)
+        if isinstance(el.tag, str) and ident and line is not None:
+            lines[ident] = line
     if root.tag == "configuration":
         return root, {}, lines
     if root.tag == "cib":
         config = root.find("configuration")
         if config is None:
-            raise InputError("<cib> has no <configuration> element", file=str(path), line=root.sourceline)
-        return config, {k: v for k, v in root.attrib.items()}, lines
+            raise InputError("<cib> has no <configuration> element", file=str(path), line=source_line(root))
+        return config, dict(attr_items(root)), lines
     raise InputError(f"root element must be <configuration> or <cib>, not <{root.tag}>", file=str(path),
-                     line=root.sourceline)
+                     line=source_line(root))
 
 
 def load_desired(path: str | Path, *, crm: CrmRunner | None = None) -> DesiredState:

@@ -56,7 +56,7 @@ def substitute(cib: etree._Element, rules: list[Substitution]) -> tuple[etree._E
                 if rule.to_provider:
                     prim.set("provider", rule.to_provider)
                 else:
-                    prim.attrib.pop("provider", None)
+                    prim.attrib.pop("provider", "")
                 prim.set("type", rule.to_type)
                 if not rule.keep_params:
                     for ia in prim.findall("instance_attributes"):

@@ -25,12 +25,29 @@ class Layout:
     def tag(self) -> str:
         return hashlib.sha1(str(self.root).encode()).hexdigest()[:6]
 
-    spec = property(lambda self: self.root / "spec.json")
-    state = property(lambda self: self.root / "state.json")
-    control_socket = property(lambda self: self.root / "control.sock")
-    supervisor_log = property(lambda self: self.root / "supervisor.log")
-    fence_plugin = property(lambda self: self.root / "fence-agent")
-    nodes_dir = property(lambda self: self.root / "nodes")
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.root / "control.sock"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
+    @property
+    def fence_plugin(self) -> Path:
+        return self.root / "fence-agent"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.root / "nodes"
 
     def node_dir(self, name: str) -> Path:
         return self.nodes_dir / name

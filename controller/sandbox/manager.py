@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.cluster.adapter import LiveCluster
-from controller.cluster.models import ClusterStatus
 from controller.cluster.runner import ToolRunner
 from controller.command import Result, run
 from controller.errors import HaGitopsError
+from controller.observed import ClusterStatus
 from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
@@ -77,13 +77,14 @@ class Sandbox:
 
     def _state(self) -> dict[str, Any]:
         try:
-            return json.loads(self.layout.state.read_text())
+            state = json.loads(self.layout.state.read_text())
         except (OSError, ValueError):
             return {}
+        return state if isinstance(state, dict) else {}
 
     def supervisor_alive(self) -> bool:
         pid = self._state().get("supervisor_pid")
-        return bool(pid) and _pid_alive(int(pid)) and self.layout.control_socket.exists()
+        return isinstance(pid, int) and pid > 0 and _pid_alive(pid) and self.layout.control_socket.exists()
 
     def request(self, op: str, node: str | None = None, timeout: float = 60) -> dict[str, Any]:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -96,7 +97,7 @@ class Sandbox:
         with s, s.makefile("rw") as f:
             f.write(json.dumps({"op": op, "node": node}) + "\n")
             f.flush()
-            resp = json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+            resp = _answer(f.readline())
         if not resp.get("ok"):
             raise SandboxError(f"{op} {node or ''}: {resp.get('error')}")
         return resp
@@ -113,7 +114,7 @@ class Sandbox:
         with s, s.makefile("rw") as f:
             f.write(json.dumps(req) + "\n")
             f.flush()
-            resp = json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+            resp = _answer(f.readline())
         if not resp.get("ok"):
             raise SandboxError(f"node {node}: {resp.get('error')}")
         return resp
@@ -322,6 +323,15 @@ class Sandbox:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if str(self.layout.root) in line.split()[4] or f"hgs-{self.layout.tag}-" in line.split()[4]]
         return {"processes": procs, "netns": self.net.namespaces(), "mounts": mounts}
+
+
+def _answer(line: str) -> dict[str, Any]:
+    """One JSON-object reply of the supervisor or a node's init; anything else is a failed answer."""
+    try:
+        resp = json.loads(line or '{"ok": false, "error": "no answer"}')
+    except ValueError:
+        resp = None
+    return resp if isinstance(resp, dict) else {"ok": False, "error": f"not a JSON object: {line[:200]!r}"}
 
 
 def _pid_alive(pid: int) -> bool:

@@ -328,14 +328,16 @@ class GitSource:
                 raise SourceError(f"{self.config.path!r} is not a folder at {sha[:12]}")
         out: list[tuple[str, int, bytes]] = []
         for item in tree.traverse():
-            rel = decisions.relative_to_folder(item.path, self.config.path)  # type: ignore[union-attr]
-            if item.type == "tree":  # type: ignore[union-attr]
+            if not isinstance(item, git.objects.IndexObject):  # traverse() without as_edge: never
+                raise SourceError(f"unexpected tree entry {item!r} at {sha[:12]}")
+            rel = decisions.relative_to_folder(os.fspath(item.path), self.config.path)
+            if isinstance(item, git.Tree):
                 continue
-            if item.type != "blob" or stat.S_ISLNK(item.mode):  # type: ignore[union-attr]
+            if not isinstance(item, git.Blob) or stat.S_ISLNK(item.mode):
                 # A symlink could point anywhere on the node; a submodule is another repository.
                 raise SourceError(f"{rel} at {sha[:12]}: symlinks and submodules are not allowed in the "
                                   "cluster folder")
-            out.append((rel, item.mode, item.data_stream.read()))  # type: ignore[union-attr]
+            out.append((rel, item.mode, item.data_stream.read()))
         return out
 
     def keep(self, sha: str) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from controller.cib.marker import read_marker
+from controller.cib.marker import Marker, read_marker
+from controller.observed import ClusterStatus, ResourceState
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
 from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
@@ -47,13 +50,20 @@ def cli(sb: Sandbox, node: str, *args: str, timeout: float = 120) -> tuple[int, 
     return r.returncode, r.stdout, r.stderr
 
 
-def audit(sb: Sandbox, node: str) -> list[dict]:
+def audit(sb: Sandbox, node: str) -> list[dict[str, Any]]:
     code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
     assert code == 0, err
-    return json.loads(out)
+    found: list[dict[str, Any]] = json.loads(out)
+    return found
 
 
-def marker(sb: Sandbox) -> object:
+def _applied(sb: Sandbox, node: str, sha: str) -> dict[str, Any] | None:
+    """The node's apply event of the commit, once it is in its trail."""
+    return next((e for e in audit(sb, node) if e["kind"] == "apply" and e["commit"]
+                 and e["commit"]["sha"] == sha), None)
+
+
+def marker(sb: Sandbox) -> Marker:
     return read_marker(sb.cluster("kamailio01").read_cib())
 
 
@@ -91,13 +101,13 @@ def test_initial_sync_of_the_reference_cluster(env: tuple[Sandbox, GitRepo]) -> 
     sb, repo = env
     head = repo.head()
     wait_for(lambda: marker(sb).revision == head, 60, "the initial sync")
-    def started() -> object:
+    def started() -> tuple[ClusterStatus, list[ResourceState]] | None:
         st = sb.cluster("kamailio02").status()
         group = [r for r in st.resources if r.parent == "PROXY01"]
-        return all(r.role == "Started" for r in group) and len(group) == 2 and (st, group)
+        return (st, group) if all(r.role == "Started" for r in group) and len(group) == 2 else None
 
     st, group = wait_for(started, 30, "PROXY01 started")
-    assert st.node("kamailio03").standby  # type: ignore[union-attr]
+    assert st.node("kamailio03").standby
     assert [r.id for r in group] == ["IP-HA-01", "KAMAILIO01"]
     assert len({r.nodes[0] for r in group}) == 1  # the group runs on one node
     # The sandbox substitutes what a namespace cannot run, visibly: the plan says so.
@@ -109,7 +119,7 @@ def test_initial_sync_of_the_reference_cluster(env: tuple[Sandbox, GitRepo]) -> 
         applies = [e for e in audit(sb, node) if e["kind"] == "apply" and e["commit"]
                    and e["commit"]["sha"] == head]
         assert applies, node
-        assert applies[0]["node"] == marker(sb).applied_by  # type: ignore[attr-defined]
+        assert applies[0]["node"] == marker(sb).applied_by
 
 
 def test_pushed_commit_is_applied_and_recorded(env: tuple[Sandbox, GitRepo]) -> None:
@@ -118,8 +128,7 @@ def test_pushed_commit_is_applied_and_recorded(env: tuple[Sandbox, GitRepo]) -> 
     wait_for(lambda: stickiness(sb) == "150", 30, "stickiness 150 live")
     wait_for(lambda: marker(sb).revision == sha, 10, "marker at the new commit")
     for node in NODES:
-        ev = wait_for(lambda n=node: next((e for e in audit(sb, n) if e["kind"] == "apply" and e["commit"]
-                                           and e["commit"]["sha"] == sha), None), 15, f"apply on {node}")
+        ev = wait_for(functools.partial(_applied, sb, node, sha), 15, f"apply on {node}")
         assert ev["outcome"] == "success"
     full = audit(sb, dc(sb))
     applied = next(e for e in full if e["kind"] == "apply" and e["commit"] and e["commit"]["sha"] == sha)
@@ -273,7 +282,7 @@ def test_rollback_restores_and_pins_until_a_newer_commit(env: tuple[Sandbox, Git
     # ... until a newer commit arrives.
     set_stickiness_in_git(repo, 195, "stickiness 195")
     wait_for(lambda: stickiness(sb) == "195", 30, "newer commit applied after the pin")
-    assert marker(sb).pinned is None  # type: ignore[attr-defined]
+    assert marker(sb).pinned is None
     kinds = [e["kind"] for e in audit(sb, "kamailio03")]
     assert "rollback" in kinds
 
@@ -302,7 +311,7 @@ def test_force_push_and_unreachable_remote(env: tuple[Sandbox, GitRepo]) -> None
     text = repo.read(f"{FOLDER}/cib.crm").replace("resource-stickiness=220", "resource-stickiness=230")
     rewritten = repo.commit({f"{FOLDER}/cib.crm": text}, "stickiness 230 (amended)", amend=True)
     wait_for(lambda: stickiness(sb) == "230", 30, "force-pushed tip live")
-    assert marker(sb).revision == rewritten  # type: ignore[attr-defined]
+    assert marker(sb).revision == rewritten
     # Unreachable remote: the cluster keeps the last good revision and the agents say why.
     hidden = REPO.with_name("agents-hidden")
     REPO.rename(hidden)
@@ -352,7 +361,7 @@ def test_the_warm_crmsh_follows_the_dc(env: tuple[Sandbox, GitRepo]) -> None:
     leader = wait_for(seen_dc, 60, "the DC, seen from kamailio01")
     wait_for(lambda: (f := node_processes(inits, b"crm_server.py"))[leader]
              and not any(f[n] for n in NODES if n != leader), 60, "only the DC keeps a warm crmsh")
-    assert marker(sb).revision == repo.head()  # type: ignore[attr-defined]
+    assert marker(sb).revision == repo.head()
 
 
 def test_audit_verify_detects_a_tampered_row(env: tuple[Sandbox, GitRepo]) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,10 +62,11 @@ def env() -> Iterator[tuple[Sandbox, GitRepo]]:
     shutil.rmtree(REPO, ignore_errors=True)
 
 
-def events(sb: Sandbox, node: str = "kamailio01") -> list[dict]:
+def events(sb: Sandbox, node: str = "kamailio01") -> list[dict[str, Any]]:
     r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"])
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    found: list[dict[str, Any]] = json.loads(r.stdout)
+    return found
 
 
 def dc(sb: Sandbox) -> str:

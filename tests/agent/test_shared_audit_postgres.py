@@ -7,6 +7,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +46,12 @@ def env() -> Iterator[tuple[Sandbox, GitRepo]]:
             shutil.rmtree(REPO, ignore_errors=True)
 
 
-def trail(sb: Sandbox, node: str) -> list[dict]:
+def trail(sb: Sandbox, node: str) -> list[dict[str, Any]]:
     r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json", "--db",
                        _url(sb, node)])
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    found: list[dict[str, Any]] = json.loads(r.stdout)
+    return found
 
 
 def _url(sb: Sandbox, node: str) -> str:

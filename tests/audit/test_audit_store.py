@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, text
 
 from controller.audit import chain
-from controller.audit.models import GENESIS_HASH, AuditEvent, NewEvent
+from controller.audit.models import GENESIS_HASH, AuditEvent, CommitInfo, NewEvent
 from controller.audit.store import AuditError, AuditStore, EventNotFound, _normalise_url
 
 SHA1 = "1111111111111111111111111111111111111111"
@@ -98,7 +98,7 @@ def test_queries_for_the_agent(store: AuditStore) -> None:
                           details={"update-client": "cibadmin", "update-user": "root"}))
     store.append(apply_event(3, kind="rollback", time=t0 + timedelta(hours=3), details={"target_event": 1}))
     store.append(NewEvent(node="node9", kind="refused", outcome="refused", time=t0 + timedelta(hours=4),
-                          commit={"sha": SHA2}, error="unsigned commit"))
+                          commit=CommitInfo(sha=SHA2), error="unsigned commit"))
 
     assert [e.id for e in store.list()] == [5, 4, 3, 2, 1]
     assert [e.id for e in store.list(limit=2)] == [5, 4]

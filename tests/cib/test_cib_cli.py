@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, write
 from lxml import etree
 
 from controller.command import Result, run
+from tests.cib.cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, write
 
 HA_GITOPS = str(Path(sys.executable).with_name("ha-gitops"))
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cibtestlib import cibadmin_patch, config_text, current, family_pairs, unsupported
 
 from controller.cib.diff import diff_cib
+from tests.cib.cibtestlib import cibadmin_patch, config_text, current, family_pairs, unsupported
 
 PAIRS = family_pairs()
 

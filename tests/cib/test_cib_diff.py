@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 from lxml import etree
 
 from controller.cib.diff import diff_cib
 from controller.cib.patchset import _lis_members
 from controller.command import run
+from tests.cib.cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 
 
 def _strip_version(patch: str) -> str:
@@ -43,7 +43,8 @@ def _group_cib(members: list[str], comments: bool = False) -> etree._Element:
     for m in members:
         if comments:
             group.append(etree.Comment(f" before {m} "))
-        etree.SubElement(group, "primitive", id=m, type="Dummy", provider="heartbeat", **{"class": "ocf"})
+        etree.SubElement(group, "primitive",
+                         {"id": m, "type": "Dummy", "provider": "heartbeat", "class": "ocf"})
     return base
 
 

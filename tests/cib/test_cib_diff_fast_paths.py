@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
-from test_cib_diff_hypothesis import EDITS, SEED_FILES, _edit
 
 from controller.cib import patchset
 from controller.cib.diff import diff_cib, diff_files
 from controller.cib.document import load_cib, load_cib_pair
 from controller.errors import InputError
+from tests.cib.test_cib_diff_hypothesis import EDITS, SEED_FILES, _edit
 
 # Edits that keep most parents' children in place, so the aligned path is taken above them.
 IN_PLACE = st.tuples(st.sampled_from(["nvpair-value", "attr-set", "attr-unset", "nvpair-add",

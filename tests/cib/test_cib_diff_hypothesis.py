@@ -7,13 +7,13 @@ import copy
 import tempfile
 from pathlib import Path
 
-from cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from controller.cib.diff import diff_cib
 from controller.command import run
+from tests.cib.cibtestlib import SCHEDULER, bump_target, cibadmin_patch, config_text, current, write
 
 # Small, varied corpus files: groups, clones, constraints with rules and sets, op defaults.
 SEEDS = ["order1", "group1", "group5", "clone-anon-dup", "rsc-sets-seq-true", "rule-int-parse-3",
@@ -29,7 +29,9 @@ def _fresh_id(prefix: str) -> str:
 
 
 def _elements(cib: etree._Element, xpath: str) -> list[etree._Element]:
-    return [e for e in cib.xpath(xpath) if isinstance(e.tag, str)]
+    found = cib.xpath(xpath)
+    assert isinstance(found, list), found
+    return [e for e in found if isinstance(e, etree._Element) and isinstance(e.tag, str)]
 
 
 def _edit(cib: etree._Element, kind: str, pick: int, text: str) -> None:
@@ -77,8 +79,8 @@ def _edit(cib: etree._Element, kind: str, pick: int, text: str) -> None:
     elif kind == "primitive-add":
         res = cib.find("configuration/resources")
         if res is not None:
-            new = etree.Element("primitive", id=_fresh_id("rsc"), **{"class": "ocf"},
-                                provider="heartbeat", type="Dummy")
+            new = etree.Element("primitive", {"id": _fresh_id("rsc"), "class": "ocf", "provider": "heartbeat",
+                                              "type": "Dummy"})
             ops = etree.SubElement(new, "operations")
             etree.SubElement(ops, "op", id=_fresh_id("op"), name="monitor", interval="10s")
             res.insert(pick % (len(res) + 1), new)

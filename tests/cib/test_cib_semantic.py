@@ -7,7 +7,6 @@ import copy
 from pathlib import Path
 
 import pytest
-from cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, feature_set
 from lxml import etree
 from pydantic import ValidationError
 
@@ -16,6 +15,7 @@ from controller.cib.document import CibVersion, load_cib_bytes
 from controller.cib.durations import duration_ms
 from controller.cib.normalize import IgnoreRule
 from controller.errors import InputError
+from tests.cib.cibtestlib import SCHEDULER, cibadmin_patch, config_text, current, feature_set
 
 # Written the way pcs names things (live) and the way crmsh does (desired).
 LIVE = """<cib crm_feature_set="{fs}" validate-with="pacemaker-3.9" epoch="42" num_updates="7"
@@ -250,7 +250,7 @@ def test_ignore_rule_validation() -> None:
     with pytest.raises(ValidationError):
         IgnoreRule(xpath="//nvpair", attribute="@value")
     with pytest.raises(ValidationError):
-        IgnoreRule(xpath="//nvpair", unknown="x")
+        IgnoreRule.model_validate({"xpath": "//nvpair", "unknown": "x"})
     with pytest.raises(InputError, match="must select elements"):
         diff_cib(live(), desired(), semantic=True, ignore=[IgnoreRule(xpath="count(//nvpair)")])
     rule = IgnoreRule.model_validate({"xpath": "//node", "reason": "nodes join by themselves"})
@@ -282,8 +282,8 @@ def test_exact_config_round_trip_via_semantic_live_patch(tmp_path: Path) -> None
     """A desired file with a new resource: the live patch adds it, with the desired ids."""
     want = desired()
     res = want.find("configuration/resources")
-    etree.SubElement(res, "primitive", id="extra", type="Dummy", provider="heartbeat",
-                     **{"class": "ocf"})
+    etree.SubElement(res, "primitive",
+                     {"id": "extra", "type": "Dummy", "provider": "heartbeat", "class": "ocf"})
     rc, err, applied = cibadmin_patch(live(), build_live_patch(live(), want).patch_xml(), tmp_path)
     assert rc == 0, err
     assert applied.find("configuration/resources/primitive[@id='extra']") is not None

@@ -9,10 +9,10 @@ from lxml import etree
 from controller.cib.document import as_cib
 from controller.cib.marker import MARKER_RULE, Marker, read_marker, with_marker
 from controller.cluster.cib_writer import pending_changes
-from controller.cluster.models import ClusterStatus, FailedAction, NodeState, ResourceState, parse_crm_mon
 from controller.desired.state import load_desired
 from controller.desired.substitute import SANDBOX_SUBSTITUTIONS, Substitution, substitute
 from controller.health import health_problems
+from controller.observed import ClusterStatus, FailedAction, NodeState, ResourceState, parse_crm_mon
 from controller.plan import make_plan, render_plan_markdown, render_plan_text
 from tests.conftest import CORPUS, REFERENCE
 

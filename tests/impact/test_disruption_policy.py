@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from controller.corosync.diff import ChangeClass
 from controller.desired.policy import ClusterPolicy, parse_policy
 from controller.desired.policy_sections import MaintenanceWindow
 from controller.disruption import check_corosync_restart, check_disruption, in_maintenance_window
@@ -38,8 +39,9 @@ def window(cron: str, duration: str = "2h", tz: str = "UTC", name: str = "w") ->
     return MaintenanceWindow(name=name, cron=cron, duration=duration, timezone=tz)  # type: ignore[arg-type]
 
 
-def at(*args: int, tz: str = "UTC") -> datetime:
-    return datetime(*args, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, *,
+       tz: str = "UTC") -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(tz))
 
 
 def test_full_example_parses() -> None:
@@ -224,8 +226,9 @@ def test_corosync_cluster_restart_gate() -> None:
     window_text = '[[maintenance_window]]\nname = "nightly"\ncron = "0 2 * * *"\nduration = "2h"\n'
     refused = parse_policy(window_text)
     allowed = parse_policy(window_text + "[disruption]\nallow_cluster_restart = true")
-    for cls in (None, "reload", "rolling-restart"):
-        assert check_corosync_restart(cls, refused, NOON) is None  # type: ignore[arg-type]
+    classes: tuple[ChangeClass | None, ...] = (None, "reload", "rolling-restart")
+    for cls in classes:
+        assert check_corosync_restart(cls, refused, NOON) is None
     v = check_corosync_restart("cluster-restart", refused, NIGHT)
     assert v is not None and v.rule == "allow_cluster_restart" and v.action == "cluster-restart"
     v = check_corosync_restart("cluster-restart", allowed, NOON)

@@ -52,7 +52,7 @@ def running_cib_bytes(kamailio: DesiredState, tmp_path_factory: pytest.TempPathF
     cib.append(config)
     etree.SubElement(cib, "status")
     (work / "empty.xml").write_bytes(to_bytes(cib))
-    up = [arg for node in config.iterfind("nodes/node") for arg in ("--node-up", node.get("uname"))]
+    up = [arg for node in config.iterfind("nodes/node") for arg in ("--node-up", node.get("uname", ""))]
     run(["crm_simulate", "--xml-file", str(work / "empty.xml"), "--simulate",
          "--save-output", str(work / "running.xml"), *up], timeout=60)
     return (work / "running.xml").read_bytes()
@@ -71,8 +71,14 @@ def desired_config(kamailio: DesiredState) -> etree._Element:
     return copy.deepcopy(kamailio.configuration())
 
 
+def elements(node: etree._Element, path: str, **variables: str) -> list[etree._Element]:
+    found = etree.XPath(path)(node, **variables)
+    assert isinstance(found, list), found
+    return [e for e in found if isinstance(e, etree._Element)]
+
+
 def _set_nvpair(config: etree._Element, name: str, value: str) -> None:
-    hits = config.xpath(".//nvpair[@name=$n]", n=name)
+    hits = elements(config, ".//nvpair[@name=$n]", n=name)
     assert len(hits) == 1, f"{name}: {len(hits)} nvpairs"
     hits[0].set("value", value)
 
@@ -81,7 +87,7 @@ def _running_on(cib: etree._Element, rsc: str) -> str:
     """The node whose last start of rsc succeeded, read from the <status> crm_simulate wrote."""
     nodes = cib.xpath("status/node_state[lrm/lrm_resources/lrm_resource[@id=$r]"
                       "/lrm_rsc_op[@operation='start' and @rc-code='0']]/@uname", r=rsc)
-    assert len(nodes) == 1, nodes
+    assert isinstance(nodes, list) and len(nodes) == 1, nodes
     return str(nodes[0])
 
 
@@ -117,7 +123,7 @@ def test_changes_pacemaker_applies_in_place_predict_nothing(
     if change == "resource-stickiness":
         _set_nvpair(desired_config, "resource-stickiness", "200")
     else:
-        op = desired_config.xpath(".//primitive[@id='IP-HA-01']/operations/op[@name='monitor']")[0]
+        op = elements(desired_config, ".//primitive[@id='IP-HA-01']/operations/op[@name='monitor']")[0]
         assert op.get("interval") == "20"
         op.set("interval", "25")
     impact = simulate(live, desired_config)
@@ -127,7 +133,7 @@ def test_changes_pacemaker_applies_in_place_predict_nothing(
 
 def test_removed_resource_is_stopped_and_keeps_its_group(
         live: etree._Element, desired_config: etree._Element) -> None:
-    for el in desired_config.xpath(".//primitive[@id='KAMAILIO01']"):
+    for el in elements(desired_config, ".//primitive[@id='KAMAILIO01']"):
         el.getparent().remove(el)
     impact = simulate(live, desired_config)
     assert _summary(impact) == [("KAMAILIO01", "stop", "PROXY01", [_running_on(live, "KAMAILIO01")])]
@@ -182,7 +188,7 @@ def test_tool_runner_and_scratch_dir(live: etree._Element, desired_config: etree
 
 def test_invalid_proposed_configuration_is_an_error_naming_the_run(
         live: etree._Element, desired_config: etree._Element) -> None:
-    desired_config.xpath(".//primitive[@id='IP-HA-01']")[0].set("bogus", "1")
+    elements(desired_config, ".//primitive[@id='IP-HA-01']")[0].set("bogus", "1")
     with pytest.raises(SimulationError, match=r"proposed CIB failed \(exit 78.*Invalid configuration"):
         simulate(live, desired_config)
 

@@ -50,8 +50,8 @@ def test_adapter_models_match_crm_mon_and_other_tools(whole_sandbox: Sandbox) ->
             check=True)
     try:
         cluster = sb.cluster("kamailio02")
-        st = wait_for(lambda: (s := cluster.status()).resource("probe-dummy")
-                      and s.resource("probe-dummy").active and s, 30, "probe-dummy started")
+        st = wait_for(lambda: s if (s := cluster.status()).resource("probe-dummy")
+                      and s.resource("probe-dummy").active else None, 30, "probe-dummy started")
         text = sb.exec("kamailio02", ["crm_mon", "-1"]).stdout
         assert f"Current DC: {st.dc} " in text
         assert "partition with quorum" in text and st.quorate
@@ -85,7 +85,7 @@ def test_failed_action_is_reported(whole_sandbox: Sandbox) -> None:
                            'value="1"/></meta_attributes></primitive>'], check=True)
     try:
         cluster = sb.cluster("kamailio01")
-        st = wait_for(lambda: (s := cluster.status()).failed_actions and s, 60, "a failed action")
+        st = wait_for(lambda: s if (s := cluster.status()).failed_actions else None, 60, "a failed action")
         fa = [f for f in st.failed_actions if f.op_key.startswith("broken-dummy_")]
         assert fa and fa[0].node in NODES
         text = sb.exec("kamailio01", ["crm_mon", "-1"]).stdout
@@ -100,8 +100,8 @@ def test_killed_corosync_is_detected_and_node_recovers(whole_sandbox: Sandbox) -
     sb = whole_sandbox
     sb.kill("kamailio02", "corosync")
     cluster = sb.cluster("kamailio01")
-    st = wait_for(lambda: (s := cluster.status()).node("kamailio02") and not s.node("kamailio02").online
-                  and s, 30, "kamailio02 seen offline")
+    st = wait_for(lambda: s if (s := cluster.status()).node("kamailio02") and not s.node("kamailio02").online
+                  else None, 30, "kamailio02 seen offline")
     assert st.quorate  # two of three votes remain
     q = cluster.quorum()
     assert q.total_votes == 2 and q.quorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_cli_up_status_exec_down() -> None:
     Sandbox(STATE).down()
 
 
-def test_up_timeout_names_the_log_files(tmp_path) -> None:
+def test_up_timeout_names_the_log_files(tmp_path: Path) -> None:
     need_root()
     # A cluster folder whose nodes can never form quorum: corosync refuses an unknown transport.
     folder = tmp_path / "broken"

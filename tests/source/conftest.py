@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sourcetestlib import CLUSTER, Upstream
 
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig
+from tests.source.sourcetestlib import CLUSTER, Upstream
 
 
 @pytest.fixture(autouse=True)

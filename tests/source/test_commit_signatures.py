@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sourcetestlib import Upstream
 
 from controller.command import run
 from controller.errors import InputError
 from controller.source.git import GitSource
 from controller.source.models import SignatureStatus
+from tests.source.sourcetestlib import Upstream
 
 MakeSource = Callable[..., GitSource]
 
@@ -151,7 +151,7 @@ def test_mixed_signers_from_files_and_report_only(upstream: Upstream, make_sourc
     assert res.revision is not None and res.revision.signature is SignatureStatus.GOOD
     assert res.revision.signer == "eve@example.org"
     commit_signed(upstream, alice, "a")
-    assert src.sync().revision.signature is SignatureStatus.GOOD  # type: ignore[union-attr]
+    assert src.sync().revision.signature is SignatureStatus.GOOD
     commit_signed(upstream, None, "u")
     res = src.sync()
     assert res.revision is not None and res.revision.signature is SignatureStatus.UNSIGNED
@@ -164,7 +164,7 @@ def test_keyring_rebuilt_when_a_signer_is_removed(upstream: Upstream, make_sourc
     assert isinstance(alice, GpgKey) and isinstance(bob, SshKey)
     commit_signed(upstream, alice, "a")
     first = make_source(str(upstream.bare), allowed_signers=[str(alice.public)], enforce_signatures=True)
-    assert first.sync().revision.signature is SignatureStatus.GOOD  # type: ignore[union-attr]
+    assert first.sync().revision.signature is SignatureStatus.GOOD
     first.close()
     # Same cache_dir, alice no longer listed: her key must be gone from the agent's keyring.
     second = make_source(str(upstream.bare), allowed_signers=[bob.public_line], enforce_signatures=True)

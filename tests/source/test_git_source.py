@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sourcetestlib import CLUSTER, Upstream, git
 
 from controller.source.git import GitSource, SourceError
 from controller.source.models import ChangedFile, SignatureStatus
+from tests.source.sourcetestlib import CLUSTER, Upstream, git
 
 MakeSource = Callable[..., GitSource]
 
@@ -67,7 +67,7 @@ def test_force_push_is_followed(upstream: Upstream, make_source: MakeSource) -> 
     src = make_source(str(upstream.bare))
     src.sync()
     bad = upstream.commit({"cluster/cib.crm": "broken\n"}, "oops")
-    assert src.sync().revision.sha == bad  # type: ignore[union-attr]
+    assert src.sync().revision.sha == bad
     upstream.reset_hard("HEAD~1")
     fixed = upstream.commit({"cluster/cib.crm": "fixed\n"}, "rewritten", push=False)
     upstream.push(force=True)

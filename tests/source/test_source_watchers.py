@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sourcetestlib import Upstream, git
 
 from controller.source.git import GitSource
 from controller.source.watch import FileWatcher, SingleFlight, SourceTrigger, watch_cib
+from tests.source.sourcetestlib import Upstream, git
 
 MakeSource = Callable[..., GitSource]
 
