@@ -237,7 +237,8 @@ class Agent:
 
         # The poller and the push watcher only raise a flag: the passes run on this agent's one worker.
         self._source_trigger = SourceTrigger(self.trigger, poll_interval=self.settings.poll_interval,
-                                             repo_url=self.settings.repo_url, branch=self.settings.branch,
+                                             repo_url=self.settings.require_repo("agent"),
+                                             branch=self.settings.branch,
                                              debounce=self.settings.watch_debounce, run_at_start=False)
         self._source_trigger.start()
         self._stoppers.append(self._source_trigger.stop)
@@ -254,10 +255,14 @@ class Agent:
                 self.notifier.watchdog()
             self._stop.wait(interval)
 
+    def _on_signal(self, *_: object) -> None:
+        self._stop.set()
+        self._wake.set()
+
     def run(self) -> None:
         """Until SIGTERM/SIGINT: passes on every trigger, systemd told we are ready and alive."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set() or self._wake.set())
+            signal.signal(sig, self._on_signal)
         self.start_watchers()
         self.trigger("start")
         ready = False

@@ -189,8 +189,8 @@ def render_plan_text(plan: Plan) -> str:
     if plan.substitutions:
         lines.append("")
         lines.append("Substituted (this cluster cannot run these agents; desired files unchanged):")
-        for s in plan.substitutions:
-            lines.append(f"  {s.resource}: {s.original} runs as {s.replacement} ({s.reason})")
+        for sub in plan.substitutions:
+            lines.append(f"  {sub.resource}: {sub.original} runs as {sub.replacement} ({sub.reason})")
     lines.extend(f"Note: {n}" for n in plan.notes)
     return "\n".join(lines) + "\n"
 

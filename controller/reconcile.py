@@ -211,7 +211,7 @@ class Reconciler:
             summary=f"{marker.kind or 'apply'} of {(marker.revision or '?')[:12]} by {marker.applied_by} "
                     f"(observed on {self.node})",
             commit=commit if commit is not None and commit.sha == marker.revision else (
-                CommitInfo(sha=marker.revision) if _is_sha(marker.revision) else None),
+                CommitInfo(sha=marker.revision) if marker.revision and _is_sha(marker.revision) else None),
             cib_version_after=cib_version(live), config_before=before, config_after=config_now,
             details={"marker_event": marker.event, "observed_by": self.node,
                      "recovered": marker.applied_by == self.node, "applied_at": marker.applied_at})
@@ -487,7 +487,7 @@ class Reconciler:
             with timer.stage("write"):
                 outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
                                               max_attempts=self.max_attempts,
-                                              before_patch=lambda _attempt: faults.pause("before-patch"))
+                                              before_patch=_pause_before_patch)
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
             raise self._failed("write", str(exc), desired=desired,
                                summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
@@ -751,9 +751,17 @@ def _message(decision: Decision) -> str:
     return f"{_count(decision)} change(s)"
 
 
+_DRY_OUTCOME: dict[str, Outcome] = {"no-change": "no-change", "apply": "applied",
+                                    "correct-drift": "drift-corrected", "report-drift": "drift-reported",
+                                    "refuse": "refused", "wait": "waiting-for-dc"}
+
+
 def _dry_outcome(decision: Decision) -> Outcome:
-    return {"no-change": "no-change", "apply": "applied", "correct-drift": "drift-corrected",
-            "report-drift": "drift-reported", "refuse": "refused", "wait": "waiting-for-dc"}[decision.verdict]
+    return _DRY_OUTCOME[decision.verdict]
+
+
+def _pause_before_patch(_attempt: int) -> None:
+    faults.pause("before-patch")
 
 
 def _substituted(decision: Decision | None) -> dict[str, Any]:

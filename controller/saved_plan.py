@@ -31,7 +31,7 @@ class PlanSource(BaseModel):
 
 
 class SavedPlan(BaseModel):
-    format: Literal["ha-gitops-plan/1"] = FORMAT
+    format: Literal["ha-gitops-plan/1"] = "ha-gitops-plan/1"
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     node: str
     source: PlanSource

@@ -75,7 +75,8 @@ def dc(sb: Sandbox) -> str:
 def audit(sb: Sandbox, node: str) -> list[dict]:
     code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
     assert code == 0, err
-    return json.loads(out)
+    events: list[dict] = json.loads(out)
+    return events
 
 
 def event(sb: Sandbox, kind: str, sha: str | None = None, node: str | None = None) -> dict | None:

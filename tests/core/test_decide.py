@@ -280,10 +280,10 @@ def test_drift_while_the_head_is_refused_is_corrected_towards_the_last_write() -
 # ------------------------------------------------------------------------------------------------ values
 def test_a_saved_plan_holds_only_while_nothing_moved() -> None:
     from controller.decide import stale_plan
-    from controller.saved_plan import SavedPlan
+    from controller.saved_plan import PlanSource, SavedPlan
 
     saved = run()
-    again = SavedPlan.model_validate_json(SavedPlan(node="n", source={}, files={}, decision=saved)
+    again = SavedPlan.model_validate_json(SavedPlan(node="n", source=PlanSource(), files={}, decision=saved)
                                           .model_dump_json()).decision
     assert stale_plan(again, run()) == []  # the round trip through the file keeps it equal
     moved = live_cib("42")
