@@ -38,7 +38,7 @@ from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion, as_cib
 from controller.cib.marker import OWN_RULES, Marker
 from controller.cib.render import ObjectChange
-from controller.cluster.models import ClusterStatus
+from controller.observed import ClusterStatus
 from controller.corosync.rollout_plan import node_order, text_digest
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState

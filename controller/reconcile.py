@@ -95,8 +95,16 @@ class DesiredInput(BaseModel):
 class CorosyncStep(Protocol):
     """One pass's share of a corosync.conf rollout on this node (controller/rollout.py)."""
 
-    def step(self, *, state: DesiredState, desired: DesiredInput, revision: str, status: ClusterStatus,
-             leader: bool, trigger: str) -> dict[str, Any]: ...
+    def step(self, *, state: DesiredState, desired: object, revision: str, status: ClusterStatus,
+             leader: bool, trigger: str) -> StepOutcome: ...
+
+
+class StepOutcome(Protocol):
+    """What a rollout step reports back to the pass (controller.rollout.StepResult)."""
+
+    events: list[int]
+    error: str | None
+    bad: bool
 
 
 class PassResult(BaseModel):
@@ -107,7 +115,7 @@ class PassResult(BaseModel):
     changes: int = 0
     leader: bool = False
     dc: str | None = None
-    corosync: dict[str, Any] | None = None  # what the corosync.conf rollout did in this pass
+    corosync: dict[str, object] | None = None  # what the corosync.conf rollout did in this pass
     duration: float = 0.0
     timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (fetch, load, write, ...)
     decision: Decision | None = None
@@ -353,12 +361,12 @@ class Reconciler:
             with timer.stage("rollout"):
                 step = self.corosync.step(state=state, desired=desired, revision=rev, status=status,
                                           leader=leader, trigger=trigger)
-            res.corosync = step
-            res.events.extend(step.get("events", []))
-            if step.get("error") and res.failure is None:
-                res.failure = Failure.of("rollout", str(step["error"]),
-                                         event=(step.get("events") or [None])[-1])
-            if step.get("bad") and res.outcome == "no-change":
+            res.corosync = step.model_dump() if isinstance(step, BaseModel) else None
+            res.events.extend(step.events)
+            if step.error and res.failure is None:
+                res.failure = Failure.of("rollout", step.error,
+                                         event=step.events[-1] if step.events else None)
+            if step.bad and res.outcome == "no-change":
                 res.outcome = "bad-revision"
                 res.message = (f"the corosync.conf of revision {rev[:12]} failed its verify and was "
                                "rolled back; it is not retried until a newer commit")

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -56,11 +55,13 @@ from controller.corosync.rollout_plan import (  # noqa: F401  (re-exported: the 
     text_digest,
 )
 from controller.desired.policy import ClusterPolicy
+from controller.desired.state import DesiredState
 from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
 from controller.health import health_problems
 
 log = logging.getLogger("ha-gitops.rollout")
+Details = dict[str, object]  # an audit event's details: JSON values
 
 CONF_PATH = Path("/etc/corosync/corosync.conf")
 BACKUP_SUFFIX = ".ha-gitops-prev"
@@ -109,7 +110,7 @@ class CorosyncRollout:
         self._fast_since: dict[str, float] = {}  # digest -> when fast verify polling began
 
     # ------------------------------------------------------------------ observe
-    def observe(self, desired_text: str, status: Any, restart_refusal: str | None,
+    def observe(self, desired_text: str, status: ClusterStatus, restart_refusal: str | None,
                 revision: str = "") -> RolloutInput:
         cib = self.cluster.read_cib()
         local = self._read_local()
@@ -161,8 +162,8 @@ class CorosyncRollout:
         self.verify_timeout = policy.rollout.verify_timeout.total_seconds()
         self.rejoin_timeout = policy.rollout.rejoin_timeout.total_seconds()
 
-    def step(self, *, state: Any, desired: Any, revision: str, status: Any, leader: bool,
-             trigger: str) -> dict[str, Any]:
+    def step(self, *, state: DesiredState, desired: object, revision: str, status: ClusterStatus,
+             leader: bool, trigger: str) -> StepResult:
         started = time.monotonic()
         text = state.corosync_text
         self._limits(state.policy)
@@ -179,7 +180,7 @@ class CorosyncRollout:
             self.store.set_state("corosync-before", {"digest": inp.desired_digest,
                                                      "status": status.model_dump(mode="json")},
                                  scope=self.node)
-        base = {"node": self.node, "class": action.change_class, "digest": inp.desired_digest,
+        base: Details = {"node": self.node, "class": action.change_class, "digest": inp.desired_digest,
                 "position": action.position, "order": action.order, "revision": revision,
                 "trigger": trigger}
         try:
@@ -239,10 +240,10 @@ class CorosyncRollout:
             log.info("corosync.conf %s: %s (%s)%s", inp.desired_digest, action.kind, res.reason,
                      f" failed: {res.error}" if res.error else "")
         res.duration = round(time.monotonic() - started, 3)
-        return res.model_dump()
+        return res
 
     # ------------------------------------------------------------------ actions
-    def _write(self, text: str, inp: RolloutInput, action: Action, base: dict[str, Any],
+    def _write(self, text: str, inp: RolloutInput, action: Action, base: Details,
                res: StepResult) -> None:
         problem = self.validate(text)
         if problem is not None:
@@ -288,14 +289,14 @@ class CorosyncRollout:
         if expected and expected.isdigit():
             self.cluster.set_expected_votes(int(expected))
 
-    def _reload(self, inp: RolloutInput, base: dict[str, Any], res: StepResult) -> None:
+    def _reload(self, inp: RolloutInput, base: Details, res: StepResult) -> None:
         # The exit code of -R proves nothing: every node's cmap does (each verifies its own, `verify`).
         output = self.cluster.reload_corosync()
         self.store.set_state("corosync-reload-issued", inp.desired_digest, scope=self.node)
         res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}",
                                       {**base, "step": "reload", "output": output}))
 
-    def _verify(self, text: str, inp: RolloutInput, base: dict[str, Any], res: StepResult,
+    def _verify(self, text: str, inp: RolloutInput, base: Details, res: StepResult,
                 revision: str) -> None:
         problems = self.runtime_problems(text)
         if problems:
@@ -310,7 +311,7 @@ class CorosyncRollout:
                                       f"{inp.desired_digest} verified on {self.node}",
                                       {**base, "step": "verified"}))
 
-    def _restart_self(self, text: str, inp: RolloutInput, action: Action, base: dict[str, Any],
+    def _restart_self(self, text: str, inp: RolloutInput, action: Action, base: Details,
                       res: StepResult) -> None:
         me = next(n for n in inp.nodes if n.name == self.node)
         cluster_restart = me.restart == inp.desired_digest
@@ -356,7 +357,7 @@ class CorosyncRollout:
                                       {**base, "step": "restarted", "restart_seconds": down,
                                        "seconds": round(time.monotonic() - t0, 2)}))
 
-    def _check_health(self, state: Any, inp: RolloutInput, action: Action, base: dict[str, Any],
+    def _check_health(self, state: DesiredState, inp: RolloutInput, action: Action, base: Details,
                       res: StepResult, revision: str) -> None:
         """The driver, once every node runs the new file: settled and healthy, or roll back."""
         timeout = state.policy.settle.timeout.total_seconds()
@@ -383,7 +384,7 @@ class CorosyncRollout:
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} runs "
                                       "on every node; the cluster is healthy", {**base, "step": "healthy"}))
 
-    def _fail(self, inp: RolloutInput, action: Action | None, base: dict[str, Any], res: StepResult,
+    def _fail(self, inp: RolloutInput, action: Action | None, base: Details, res: StepResult,
               revision: str, why: str, problems: Sequence[str] = ()) -> None:
         """Verify failed: record it, mark the revision bad (the marker reaches every agent), roll back."""
         res.ok, res.error, res.bad = False, why, True
@@ -425,7 +426,7 @@ class CorosyncRollout:
         write_marker_only(self.cluster, mark)
         return not already[-1]
 
-    def _restore(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
+    def _restore(self, inp: RolloutInput, action: Action, base: Details, res: StepResult) -> None:
         """Put corosync.conf.ha-gitops-prev back, then reload or restart onto it, then report."""
         previous = self._backup_path().read_text(encoding="utf-8", errors="surrogateescape")
         t0 = time.monotonic()
@@ -446,7 +447,7 @@ class CorosyncRollout:
                                       {**base, "step": "restored", "previous": prev,
                                        "seconds": round(time.monotonic() - t0, 2)}))
 
-    def _paused(self, inp: RolloutInput, action: Action, base: dict[str, Any], res: StepResult) -> None:
+    def _paused(self, inp: RolloutInput, action: Action, base: Details, res: StepResult) -> None:
         """A gate that stops a rollout under way is recorded once, with where it stopped."""
         gate = gate_problem(inp)
         key = f"{inp.desired_digest}:{'paused' if gate else 'running'}"
@@ -567,7 +568,7 @@ class CorosyncRollout:
         self.store.set_state(key, value, scope=self.node)
         return True
 
-    def _event(self, kind: str, outcome: str, summary: str, details: dict[str, Any],
+    def _event(self, kind: str, outcome: str, summary: str, details: Details,
                error: str | None = None) -> int:
         return self.store.append(NewEvent(node=self.node, kind=kind, outcome=outcome, summary=summary,
                                           error=error, details=details)).id

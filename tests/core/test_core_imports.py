@@ -51,6 +51,7 @@ KNOWN_IMPURE: dict[str, str] = {
     "controller.desired.state": "load_desired converts cib.crm with crmsh itself (desired.crm -> command): "
                                 "the converter should come from the caller, behind the CrmRunner interface",
     "controller.desired.checks": "imports desired.state",
+    "controller.decide": "imports impact (models beside the runner)",
 }
 
 

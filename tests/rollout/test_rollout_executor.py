@@ -93,8 +93,8 @@ def step(r: CorosyncRollout, rejoin: float = 1.0) -> dict[str, Any]:
     policy = base.model_copy(update={"rollout": base.rollout.model_copy(
         update={"rejoin_timeout": timedelta(seconds=rejoin)})})
     state = SimpleNamespace(corosync_text=DESIRED, policy=policy)
-    return r.step(state=state, desired=None, revision="r" * 40, status=r.cluster.status(), leader=False,
-                  trigger="test")
+    return r.step(state=state, desired=None, revision="r" * 40,  # type: ignore[arg-type]
+                  status=r.cluster.status(), leader=False, trigger="test").model_dump()
 
 
 def test_cluster_restart_back_alone_fails_within_rejoin_timeout_and_restores(
