@@ -38,12 +38,12 @@ from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion, as_cib
 from controller.cib.marker import OWN_RULES, Marker
 from controller.cib.render import ObjectChange
-from controller.observed import ClusterStatus
 from controller.corosync.rollout_plan import node_order, text_digest
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState
 from controller.disruption import Violation, check_corosync_restart, check_disruption
 from controller.impact import Impact
+from controller.observed import ClusterStatus
 from controller.plan import CibPlan, Plan, corosync_part, plan_steps
 
 Verdict = Literal["no-change", "apply", "correct-drift", "report-drift", "refuse", "wait"]
