@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,46 +13,21 @@ import pytest
 from controller.cib.marker import Marker, read_marker
 from controller.observed import ClusterStatus, ResourceState
 from controller.sandbox.manager import Sandbox
-from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
-from tests.helpers import HA_GITOPS, GitRepo, nice_of, node_processes, wait_for
+from tests.agentslib import agents_sandbox, audit, cli, dc
+from tests.conftest import sandbox_repo_dir
+from tests.helpers import GitRepo, nice_of, node_processes, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path(sandbox_state("agents"))
 REPO = sandbox_repo_dir("agents")
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"
 
 
-def reference_files() -> dict[str, str]:
-    return {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    need_root()
-    shutil.rmtree(REPO, ignore_errors=True)
-    repo = GitRepo.create(REPO, reference_files(), "kamailio: initial desired state")
-    sb = Sandbox(STATE)
-    sb.down()
-    sb.up(REFERENCE, timeout=90,
-          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
-    yield sb, repo
-    sb.down(keep_logs=True)
-    shutil.rmtree(REPO, ignore_errors=True)
-
-
-def cli(sb: Sandbox, node: str, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-    r = sb.exec(node, [*HA_GITOPS, *args], timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def audit(sb: Sandbox, node: str) -> list[dict[str, Any]]:
-    code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
-    assert code == 0, err
-    found: list[dict[str, Any]] = json.loads(out)
-    return found
+    with agents_sandbox("agents", FOLDER, synced=False) as e:
+        yield e
 
 
 def _applied(sb: Sandbox, node: str, sha: str) -> dict[str, Any] | None:
@@ -66,11 +39,6 @@ def _applied(sb: Sandbox, node: str, sha: str) -> dict[str, Any] | None:
 def marker(sb: Sandbox) -> Marker:
     return read_marker(sb.cluster("kamailio01").read_cib())
 
-
-def dc(sb: Sandbox) -> str:
-    d = sb.cluster("kamailio01").status().dc
-    assert d
-    return d
 
 
 def stickiness(sb: Sandbox, node: str = "kamailio01") -> str:

@@ -11,72 +11,44 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
-from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
-from tests.helpers import HA_GITOPS, GitRepo, wait_for
+from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, audit, cli, dc
+from tests.conftest import sandbox_repo_dir
+from tests.helpers import GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path(sandbox_state("truth"))
 REPO = sandbox_repo_dir("truth")
 FOLDER = "kamailio"
 CRM, CONF, POLICY = f"{FOLDER}/cib.crm", f"{FOLDER}/corosync.conf", f"{FOLDER}/cluster.toml"
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 AGENT_TOML = "/etc/ha-gitops/agent.toml"
-PROTECTED = '''
-[[maintenance_window]]
-name = "new-year"
-cron = "0 3 1 1 *"
-duration = "1m"
-
-[disruption]
-protect = ["PROXY01"]
-
+PROTECTED = PROTECTED_OUTSIDE_WINDOW + '''
 [settle]
 timeout = "40s"
 '''
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    need_root()
-    shutil.rmtree(REPO, ignore_errors=True)
-    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
-    files[POLICY] = PROTECTED
-    repo = GitRepo.create(REPO, files, "kamailio, PROXY01 protected")
-    sb = Sandbox(STATE)
-    sb.down()
-    sb.up(REFERENCE, timeout=90, agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0,
-                                                       drift_debounce=0.2))
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
-             "initial sync")
-    yield sb, repo
-    sb.down(keep_logs=True)
-    shutil.rmtree(REPO, ignore_errors=True)
+def cluster() -> Iterator[tuple[Sandbox, GitRepo]]:
+    with agents_sandbox("truth", FOLDER, extra={POLICY: PROTECTED},
+                        message="kamailio, PROXY01 protected") as e:
+        yield e
 
 
-def cli(sb: Sandbox, node: str, *args: str, timeout: float = 180) -> tuple[int, str, str]:
-    r = sb.exec(node, [*HA_GITOPS, *args], timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def dc(sb: Sandbox) -> str:
-    d = sb.cluster("kamailio01").status().dc
-    assert d
-    return d
-
-
-def audit(sb: Sandbox, node: str) -> list[dict]:
-    code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
-    assert code == 0, err
-    events: list[dict] = json.loads(out)
-    return events
+@pytest.fixture
+def env(cluster: tuple[Sandbox, GitRepo]) -> Iterator[tuple[Sandbox, GitRepo]]:
+    """The cluster, and after the test the files it started with back at the head, in force."""
+    sb, repo = cluster
+    files = {name: repo.read(name) for name in (CRM, CONF, POLICY)}
+    yield cluster
+    if any(repo.read(name) != text for name, text in files.items()):
+        repo.commit(files, "back to the files the test started with")
+    wait_applied(sb, repo)
 
 
 def event(sb: Sandbox, kind: str, sha: str | None = None, node: str | None = None) -> dict | None:
@@ -151,8 +123,6 @@ def test_plan_exit_codes_and_reasons_match_what_the_agent_does(env: tuple[Sandbo
     sha = repo.commit({CRM: crm.replace("ip=10.220.1.25", "ip=10.220.1.26")}, "move the VIP")
     refused = wait_for(lambda: event(sb, "refused", sha), 40, "the refusal")
     assert "protect" in refused["error"] and "PROXY01" in refused["error"]
-    repo.commit({CRM: crm}, "VIP back")
-    wait_applied(sb, repo)
 
 
 def test_a_refused_cib_part_holds_the_corosync_part_too(env: tuple[Sandbox, GitRepo]) -> None:
@@ -172,8 +142,6 @@ def test_a_refused_cib_part_holds_the_corosync_part_too(env: tuple[Sandbox, GitR
     assert not cib.xpath("//nvpair[@name='ha-gitops-corosync' and starts-with(@value, $d)]",
                          d=refused["details"]["digest"])
     assert read_marker(cib).revision != sha
-    repo.commit({CRM: crm, CONF: conf}, "back to the applied state")
-    wait_applied(sb, repo)
 
 
 # ------------------------------------------------------------------------------------------------ apply
@@ -232,8 +200,6 @@ def test_hand_edit_while_the_head_is_refused_is_recorded_and_undone(env: tuple[S
     assert detected["details"]["origin"]["update-client"] == "crm_attribute"
     assert "invalid" in detected["details"]["reasons"]
     wait_for(lambda: stickiness(sb) == "100", 30, "corrected towards the last write")
-    repo.commit({CRM: crm}, "fix the typo")
-    wait_applied(sb, repo)
 
 
 # ------------------------------------------------------------------------------------------------ failures
@@ -261,9 +227,6 @@ def test_a_failed_auto_rollback_is_recorded_and_the_revision_marked_bad(env: tup
         assert code == 3 and out.startswith("bad-revision") and "[bad-revision]" in out, out
     finally:
         set_fault(sb, {})
-    repo.commit({CRM: crm}, "drop the broken resource")
-    wait_applied(sb, repo)
-    assert sb.cluster("kamailio01").read_cib().find(".//primitive[@id='broken-dummy']") is None
 
 
 def test_hand_edit_while_a_rollback_pins_the_revision_is_recorded_and_undone(
@@ -287,8 +250,6 @@ def test_hand_edit_while_a_rollback_pins_the_revision_is_recorded_and_undone(
     code, _, err = cli(sb, node, "resume", "--config", AGENT_TOML)
     assert code == 0, err
     wait_for(lambda: stickiness(sb) == "140", 30, "the head applied after resume")
-    repo.commit({CRM: crm}, "back to 100")
-    wait_applied(sb, repo)
 
 
 def test_a_fence_during_verify_is_named_in_the_verify_event(env: tuple[Sandbox, GitRepo]) -> None:
@@ -308,8 +269,6 @@ def test_a_fence_during_verify_is_named_in_the_verify_event(env: tuple[Sandbox, 
     wait_for(lambda: event(sb, "auto-rollback", sha), 60, "the auto-rollback")
     wait_for(lambda: (n := sb.cluster("kamailio01").status().node(victim)) is not None and n.online, 120,
              f"{victim} back after its reboot")
-    repo.commit({CRM: crm}, "drop slow-start")
-    wait_applied(sb, repo)
 
 
 def test_a_typo_in_a_resource_agent_is_refused_before_anything_runs(env: tuple[Sandbox, GitRepo]) -> None:
@@ -330,5 +289,3 @@ def test_a_typo_in_a_resource_agent_is_refused_before_anything_runs(env: tuple[S
     assert cib.find(".//primitive[@id='extra-typo']") is None
     assert sb.exec("kamailio01", ["stonith_admin", "--history", "*", "--output-as=xml"]).stdout.count(
         "fence_event") == fences.count("fence_event")  # nobody fenced
-    repo.commit({CRM: crm}, "typo removed")
-    wait_applied(sb, repo)

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
-from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
+from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, dc
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path(sandbox_state("safe"))
-REPO = sandbox_repo_dir("safe")
 FOLDER = "kamailio"
 CRM = f"{FOLDER}/cib.crm"
 POLICY = f"{FOLDER}/cluster.toml"
 
-CLOSED_WINDOW = '''
-[[maintenance_window]]
-name = "new-year"
-cron = "0 3 1 1 *"
-duration = "1m"
-
-[disruption]
-protect = ["PROXY01"]
-'''
+CLOSED_WINDOW = PROTECTED_OUTSIDE_WINDOW
 OPEN_WINDOW = '''
 [[maintenance_window]]
 name = "always"
@@ -46,20 +33,9 @@ protect = ["PROXY01"]
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    need_root()
-    shutil.rmtree(REPO, ignore_errors=True)
-    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
-    files[POLICY] = CLOSED_WINDOW
-    repo = GitRepo.create(REPO, files, "kamailio with a disruption policy")
-    sb = Sandbox(STATE)
-    sb.down()
-    sb.up(REFERENCE, timeout=90, agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0,
-                                                       drift_debounce=0.2))
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
-             "initial sync")
-    yield sb, repo
-    sb.down(keep_logs=True)
-    shutil.rmtree(REPO, ignore_errors=True)
+    with agents_sandbox("safe", FOLDER, extra={POLICY: CLOSED_WINDOW},
+                        message="kamailio with a disruption policy") as e:
+        yield e
 
 
 def events(sb: Sandbox, node: str = "kamailio01") -> list[dict[str, Any]]:
@@ -68,11 +44,6 @@ def events(sb: Sandbox, node: str = "kamailio01") -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = json.loads(r.stdout)
     return found
 
-
-def dc(sb: Sandbox) -> str:
-    d = sb.cluster("kamailio01").status().dc
-    assert d
-    return d
 
 
 def vip(sb: Sandbox) -> str:

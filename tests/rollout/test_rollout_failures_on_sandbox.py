@@ -9,13 +9,11 @@ audit trail saying why.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +21,14 @@ from controller.cib.marker import read_marker
 from controller.errors import HaGitopsError
 from controller.rollout import text_digest
 from controller.sandbox.manager import Sandbox
-from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_state
+from tests.agentslib import agents_sandbox
 from tests.helpers import GitRepo, wait_for
 from tests.rollout.test_rollout_on_sandbox import (
     CONF,
     FOLDER,
     NODES,
     applied_everywhere,
+    initial_corosync_reported,
     node_file,
     set_key,
     steps,
@@ -39,28 +37,13 @@ from tests.rollout.test_rollout_on_sandbox import (
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path(sandbox_state("rollout-failures"))
-REPO = Path(sandbox_state("rollout-failures") + "-repo")  # not under /tmp: every node must see it
 POLICY = f"{FOLDER}/cluster.toml"
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    need_root()
-    shutil.rmtree(REPO, ignore_errors=True)
-    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
-    repo = GitRepo.create(REPO, files, "kamailio: initial desired state")
-    sb = Sandbox(STATE)
-    sb.down()
-    sb.up(REFERENCE, timeout=90,
-          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
-    head, digest = repo.head(), text_digest(repo.read(CONF))
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == head, 60,
-             "the initial sync")
-    wait_for(lambda: applied_everywhere(sb, digest), 60, "every node to report the initial corosync.conf")
-    yield sb, repo
-    sb.down(keep_logs=True)
-    shutil.rmtree(REPO, ignore_errors=True)
+    with agents_sandbox("rollout-failures", FOLDER, ready=initial_corosync_reported) as e:
+        yield e
 
 
 def marked_bad(sb: Sandbox, rev: str) -> bool:

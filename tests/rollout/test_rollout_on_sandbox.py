@@ -6,14 +6,12 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -21,39 +19,28 @@ from controller.cib.marker import read_marker
 from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
-from controller.sandbox.topology import SandboxAgents
-from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
+from tests.agentslib import agents_sandbox
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
-STATE = Path(sandbox_state("rollout"))
-REPO = sandbox_repo_dir("rollout")
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 FOLDER = "clusters/kamailio"
 CONF = f"{FOLDER}/corosync.conf"
 VIP = "10.220.1.25"
 
 
+def initial_corosync_reported(sb: Sandbox, repo: GitRepo) -> None:
+    """The order needs the CIB's standby flags (the initial sync), and every node's report of the
+    initial corosync.conf."""
+    digest = text_digest(repo.read(CONF))
+    wait_for(lambda: applied_everywhere(sb, digest), 60, "every node to report the initial corosync.conf")
+
+
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    need_root()
-    shutil.rmtree(REPO, ignore_errors=True)
-    files = {f"{FOLDER}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
-    repo = GitRepo.create(REPO, files, "kamailio: initial desired state")
-    sb = Sandbox(STATE)
-    sb.down()
-    sb.up(REFERENCE, timeout=90,
-          agents=SandboxAgents(repo_url=str(REPO), path=FOLDER, poll_interval=5.0, drift_debounce=0.2))
-    head, digest = repo.head(), text_digest(repo.read(CONF))
-    # The order needs the CIB's standby flags: wait for the initial sync of the CIB first.
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == head, 60,
-             "the initial sync")
-    wait_for(lambda: all(a.get(ATTR_APPLIED) == digest for a in attrs(sb).values()), 60,
-             "every node to report the initial corosync.conf")
-    yield sb, repo
-    sb.down(keep_logs=True)
-    shutil.rmtree(REPO, ignore_errors=True)
+    with agents_sandbox("rollout", FOLDER, ready=initial_corosync_reported) as e:
+        yield e
 
 
 def attrs(sb: Sandbox, via: str = "kamailio01") -> dict[str, dict[str, str]]:

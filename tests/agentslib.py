@@ -1,0 +1,81 @@
+"""A real sandbox cluster with one ha-gitops agent per node, following a real git repository, and the
+small views of it the agent tests read (the CLI inside a node, its audit trail, the DC)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from controller.cib.marker import read_marker
+from controller.sandbox.manager import Sandbox
+from controller.sandbox.topology import SandboxAgents
+from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
+
+# cluster.toml: the PROXY01 group may not be disrupted outside a maintenance window, which is closed
+# (it opens for a minute on New Year's Day).
+PROTECTED_OUTSIDE_WINDOW = '''
+[[maintenance_window]]
+name = "new-year"
+cron = "0 3 1 1 *"
+duration = "1m"
+
+[disruption]
+protect = ["PROXY01"]
+'''
+
+
+def reference_files(folder: str) -> dict[str, str]:
+    """The reference cluster's desired files, under `folder` of a repository."""
+    return {f"{folder}/{p.name}": p.read_text() for p in REFERENCE.iterdir() if p.is_file()}
+
+
+@contextmanager
+def agents_sandbox(name: str, folder: str, *, extra: dict[str, str] | None = None,
+                   message: str = "kamailio: initial desired state", synced: bool = True,
+                   ready: Callable[[Sandbox, GitRepo], None] | None = None,
+                   **agents: Any) -> Iterator[tuple[Sandbox, GitRepo]]:
+    """The reference cluster in its own sandbox (state `sandbox_state(name)`), its agents following a
+    repository seeded with the reference files (+ `extra`). With `synced`, returns once the initial sync
+    is applied; `ready(sb, repo)` waits for more. Torn down afterwards, logs kept."""
+    need_root()
+    repo_dir = sandbox_repo_dir(name)
+    shutil.rmtree(repo_dir, ignore_errors=True)
+    repo = GitRepo.create(repo_dir, {**reference_files(folder), **(extra or {})}, message)
+    sb = Sandbox(sandbox_state(name))
+    sb.down()
+    settings: dict[str, Any] = {"poll_interval": 5.0, "drift_debounce": 0.2, **agents}
+    sb.up(REFERENCE, timeout=90, agents=SandboxAgents(repo_url=str(repo_dir), path=folder, **settings))
+    try:
+        if synced:
+            wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == repo.head(), 60,
+                     "the initial sync")
+        if ready is not None:
+            ready(sb, repo)
+        yield sb, repo
+    finally:
+        sb.down(keep_logs=True)
+        shutil.rmtree(repo_dir, ignore_errors=True)
+
+
+def cli(sb: Sandbox, node: str, *args: str, timeout: float = 180) -> tuple[int, str, str]:
+    """`ha-gitops ARGS` inside a node: (exit code, stdout, stderr)."""
+    r = sb.exec(node, [*HA_GITOPS, *args], timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def audit(sb: Sandbox, node: str) -> list[dict[str, Any]]:
+    """The node's audit trail, newest first."""
+    code, out, err = cli(sb, node, "audit", "log", "--limit", "500", "--format", "json")
+    assert code == 0, err
+    found: list[dict[str, Any]] = json.loads(out)
+    return found
+
+
+def dc(sb: Sandbox, via: str = "kamailio01") -> str:
+    d = sb.cluster(via).status().dc
+    assert d
+    return d
