@@ -255,19 +255,20 @@ def test_hand_edit_while_a_rollback_pins_the_revision_is_recorded_and_undone(
 def test_a_fence_during_verify_is_named_in_the_verify_event(env: tuple[Sandbox, GitRepo]) -> None:
     sb, repo = env
     crm = repo.read(CRM)
-    victim = next(n for n in NODES if n != dc(sb))
+    writer = dc(sb)
+    victim = next(n for n in NODES if n != writer)
     # A start that outlives its timeout, with on-fail=fence, on one node only: crm_simulate predicts a
     # start (nothing to refuse); Pacemaker fences the node when the start times out.
     slow = (f"primitive slow-start ocf:pacemaker:Dummy \\\n\tparams op_sleep=6 \\\n"
             f"\top start timeout=2s interval=0 on-fail=fence\n"
             f"location slow-start-only-{victim} slow-start rule -inf: #uname ne {victim}\n")
     sha = repo.commit({CRM: crm + slow}, f"a resource whose start fences {victim}")
-    verify = wait_for(lambda: event(sb, "verify", sha), 150, "the verify event")
+    verify = wait_for(lambda: event(sb, "verify", sha, node=writer), 150, "the verify event")
     fenced = verify["details"]["fenced"]
     assert [f["target"] for f in fenced] == [victim], verify
     assert victim in verify["summary"] and "reboot" in verify["summary"]
-    wait_for(lambda: event(sb, "auto-rollback", sha), 60, "the auto-rollback")
-    wait_for(lambda: (n := sb.cluster("kamailio01").status().node(victim)) is not None and n.online, 120,
+    wait_for(lambda: event(sb, "auto-rollback", sha, node=writer), 60, "the auto-rollback")
+    wait_for(lambda: (n := sb.cluster(writer).status().node(victim)) is not None and n.online, 120,
              f"{victim} back after its reboot")
 
 
