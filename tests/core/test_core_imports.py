@@ -32,6 +32,7 @@ PURE_CORE = [
     "controller.observed",
     "controller.impact",
     "controller.desired.state",
+    "controller.desired.crm_syntax",
     "controller.desired.policy",
     "controller.desired.policy_sections",
     "controller.desired.substitute",
@@ -50,10 +51,6 @@ FORBIDDEN = ("subprocess", "sqlalchemy", "alembic", "psycopg", "git", "controlle
 KNOWN_IMPURE: dict[str, str] = {
     "controller.decide": "imports cluster.models for ClusterStatus, a re-export of controller.observed "
                          "(import it from there)",
-    "controller.plan": "imports desired.state",
-    "controller.desired.state": "load_desired converts cib.crm with crmsh itself (desired.crm -> command): "
-                                "the converter should come from the caller, behind the CrmRunner interface",
-    "controller.desired.checks": "imports desired.state",
 }
 
 

@@ -18,8 +18,9 @@ from controller.cib.xml import parse_xml_file, to_bytes
 from controller.cluster.runner import ToolRunner
 from controller.cluster.simulate import simulate
 from controller.command import run
+from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
-from controller.desired.state import DesiredState, load_desired
+from controller.desired.state import DesiredState
 from controller.disruption import check_disruption
 from controller.impact import Impact, SimulationError, parse_simulation, simulation_cib
 
