@@ -38,6 +38,7 @@ PURE_CORE = [
     "controller.desired.substitute",
     "controller.desired.findings",
     "controller.desired.checks",
+    "controller.desired.agents",
 ]
 
 # Effects: processes, databases, git, and the shell half of controller/.
