@@ -26,11 +26,14 @@ from bench.results_io import now, summary, write  # noqa: E402
 from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.topology import SandboxAgents  # noqa: E402
 from controller.settings import AgentSettings  # noqa: E402
+from tests.conftest import sandbox_repo_dir, sandbox_state  # noqa: E402
 from tests.helpers import GitRepo, node_processes  # noqa: E402
 
-STATE = "/var/lib/ha-gitops-sandbox-bench-agent"
-REPO = Path("/var/lib/ha-gitops-test-repos/bench-agent")
+STATE = sandbox_state("bench-agent")
+REPO = sandbox_repo_dir("bench-agent")
 FOLDER = "kamailio"
+
+
 def wait_value(sb: Sandbox, node: str, value: int, timeout: float = 60, after_epoch: int = -1) -> float:
     """The time at which the node's CIB on disk first has resource-stickiness = value (in a version whose
     epoch is above after_epoch)."""

@@ -25,12 +25,11 @@ from controller.cib.marker import read_marker  # noqa: E402
 from controller.rollout import ATTR_APPLIED, text_digest  # noqa: E402
 from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.topology import SandboxAgents  # noqa: E402
-from tests.conftest import sandbox_state  # noqa: E402
+from tests.conftest import REFERENCE, sandbox_repo_dir, sandbox_state  # noqa: E402
 from tests.helpers import GitRepo, wait_for  # noqa: E402
 from tests.rollout.test_rollout_on_sandbox import (  # noqa: E402
     CONF,
     FOLDER,
-    REFERENCE,
     VipPinger,
     applied_everywhere,
     attrs,
@@ -39,7 +38,7 @@ from tests.rollout.test_rollout_on_sandbox import (  # noqa: E402
 )
 
 STATE = sandbox_state("bench-rollout")  # HA_GITOPS_TEST_SANDBOX_PREFIX keeps two checkouts apart
-REPO = Path("/var/lib/ha-gitops-test-repos/bench-rollout")
+REPO = sandbox_repo_dir("bench-rollout")
 RESULTS = REPO_ROOT / "bench" / "results"
 
 

@@ -1,9 +1,10 @@
-"""Impact prediction: what Pacemaker would do to resources if a configuration were applied.
+"""Impact prediction: what Pacemaker would do to resources if a configuration were applied (pure).
 
-crm_simulate runs the scheduler offline on the live <status> with the proposed <configuration>; its
-transition summary (``--output-as=xml``: ``<actions><rsc_action .../>``) is turned into one
-ResourceImpact per resource instance. The live CIB alone is simulated too, and whatever it would do
-anyway (a pending recovery, a start after a failure) is subtracted, so only the change is blamed.
+crm_simulate (run by the shell: controller/cluster/simulate.py) runs the scheduler offline on the live
+<status> with the proposed <configuration>; its transition summary (``--output-as=xml``:
+``<actions><rsc_action .../>``) is turned into one ResourceImpact per resource instance. The live CIB
+alone is simulated too, and whatever it would do anyway (a pending recovery, a start after a failure)
+is subtracted, so only the change is blamed.
 
 The element is written by Pacemaker's "rsc-action-item" message (lib/pacemaker/pcmk_output.c): the
 verb is one of start, stop, restart, recover, move, migrate, reload, promote, demote, re-promote;
@@ -14,41 +15,26 @@ verb is one of start, stop, restart, recover, move, migrate, reload, promote, de
 from __future__ import annotations
 
 import copy
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from lxml import etree
 from pydantic import BaseModel, ConfigDict
 
 from controller.cib.document import CibVersion
-from controller.cib.xml import parse_xml_bytes, to_bytes
-from controller.cluster.adapter import LiveCluster
-from controller.cluster.runner import CallRunner, ToolRunner
-from controller.command import Result
-from controller.command import run as run_command
+from controller.cib.xml import attr_items, parse_xml_bytes
 from controller.errors import HaGitopsError, InputError
 
 Action = Literal["start", "stop", "restart", "move", "reload", "promote", "demote"]
 # What a change may do to a running service; start and reload leave it up.
 DISRUPTIVE: frozenset[str] = frozenset({"stop", "restart", "move", "demote"})
 
-SIMULATE_TIMEOUT = 60.0
 _CONTAINERS = ("group", "clone", "master", "bundle")
 
 
 class SimulationError(HaGitopsError):
     """crm_simulate refused the CIB or failed; names which run (proposed or baseline)."""
-
-
-class ToolRunnerLike(Protocol):
-    def run(self, argv: Sequence[str], *, timeout: float | None = ..., input: str | None = ...,
-            check: bool = ..., env: Mapping[str, str] | None = ...) -> Result: ...
-
-
-Runner = Callable[..., Result] | ToolRunnerLike
 
 
 class _Frozen(BaseModel):
@@ -184,7 +170,8 @@ def _base_id(resource: str) -> str:
 
 # --- parsing (pure) ----------------------------------------------------------------------------------
 
-def _result_root(xml: bytes | str | etree._Element) -> etree._Element:
+def result_root(xml: bytes | str | etree._Element) -> etree._Element:
+    """crm_simulate's XML result, parsed (hardened); an element is taken as it is."""
     if isinstance(xml, etree._Element):
         return xml
     data = xml.encode() if isinstance(xml, str) else xml
@@ -193,7 +180,7 @@ def _result_root(xml: bytes | str | etree._Element) -> etree._Element:
 
 def parse_simulation(xml: bytes | str | etree._Element) -> list[RscAction]:
     """The <rsc_action> elements of the transition summary, in Pacemaker's order."""
-    root = _result_root(xml)
+    root = result_root(xml)
     actions = root.find("actions")
     if actions is None:
         return []
@@ -205,7 +192,7 @@ def parse_simulation(xml: bytes | str | etree._Element) -> list[RscAction]:
 
 
 def parse_node_actions(xml: bytes | str | etree._Element) -> list[NodeAction]:
-    root = _result_root(xml)
+    root = result_root(xml)
     actions = root.find("actions")
     if actions is None:
         return []
@@ -224,12 +211,13 @@ def resource_containers(configuration: etree._Element | None) -> dict[str, list[
 
     def walk(elem: etree._Element, chain: list[str]) -> None:
         for child in elem:
-            if not isinstance(child.tag, str) or child.get("id") is None:
+            rid = child.get("id")
+            if not isinstance(child.tag, str) or rid is None:
                 continue
             if child.tag in ("primitive", *_CONTAINERS):
-                out[child.get("id")] = list(chain)
+                out[rid] = list(chain)
             if child.tag in _CONTAINERS:
-                walk(child, [child.get("id"), *chain])
+                walk(child, [rid, *chain])
 
     walk(resources, [])
     return out
@@ -303,81 +291,16 @@ def predict(proposed_xml: bytes | str | etree._Element, baseline_xml: bytes | st
 def simulation_cib(live_cib: etree._Element, proposed: etree._Element) -> etree._Element:
     """Proposed <configuration> + live <status>, under the live <cib> attributes with epoch bumped
     (as if the change had been written, so nothing treats it as older than the live CIB)."""
-    if live_cib.tag != "cib" or live_cib.find("status") is None:
+    status = live_cib.find("status")
+    if live_cib.tag != "cib" or status is None:
         raise InputError("impact prediction needs the live <cib> with its <status>",
                          element=live_cib.tag)
     config = proposed if proposed.tag == "configuration" else proposed.find("configuration")
     if config is None:
         raise InputError("the proposed CIB has no <configuration>", element=proposed.tag)
-    cib = etree.Element("cib", dict(live_cib.attrib))
-    cib.attrib.update(CibVersion.of(live_cib, source="live CIB").next_config().as_attrs())
+    attrs = {**dict(attr_items(live_cib)),
+             **CibVersion.of(live_cib, source="live CIB").next_config().as_attrs()}
+    cib = etree.Element("cib", attrs)
     cib.append(copy.deepcopy(config))
-    cib.append(copy.deepcopy(live_cib.find("status")))
+    cib.append(copy.deepcopy(status))
     return cib
-
-
-# --- running crm_simulate (thin shell) ---------------------------------------------------------------
-
-def _cluster(runner: Runner) -> LiveCluster:
-    """The argv is LiveCluster's (controller/cluster/): a plain function or any runner runs it."""
-    if isinstance(runner, ToolRunner):
-        return LiveCluster(runner)
-    return LiveCluster(CallRunner(runner.run if hasattr(runner, "run") else runner))  # type: ignore[union-attr]
-
-
-def run_crm_simulate(cib: etree._Element, *, runner: Runner = run_command, scratch_dir: str,
-                     what: str, timeout: float = SIMULATE_TIMEOUT) -> bytes:
-    """`crm_simulate --simulate --xml-pipe --output-as=xml` on cib; returns its XML result.
-
-    The CIB goes in on stdin so the runner may be inside another mount namespace (a sandbox node).
-    crm_simulate keeps a working copy of its input ("shadow.PID"), by default in the live CIB's
-    directory: CIB_shadow_dir puts it in scratch_dir instead.
-    """
-    res = _cluster(runner).simulate(to_bytes(cib, pretty=False).decode(), scratch_dir=scratch_dir,
-                                    timeout=timeout)
-    status_msg = ""
-    root: etree._Element | None = None
-    try:
-        root = _result_root(res.stdout)
-        st = root.find("status")
-        if st is not None:
-            status_msg = f"{st.get('message')} (code {st.get('code')})"
-            errors = [e.text or "" for e in st.iter("error")]
-            if errors:
-                status_msg += ": " + "; ".join(errors)
-    except InputError:
-        root = None
-    if res.returncode != 0 or root is None:
-        detail = res.stderr.strip()
-        if len(detail) > 2000:
-            detail = detail[:2000] + " ..."
-        raise SimulationError(f"crm_simulate on the {what} CIB failed"
-                              f" (exit {res.returncode}{', ' + status_msg if status_msg else ''})"
-                              + (f": {detail}" if detail else ""))
-    return res.stdout.encode()
-
-
-def simulate(live_cib: etree._Element, proposed: etree._Element, *, runner: Runner = run_command,
-             scratch_dir: str | None = None, timeout: float = SIMULATE_TIMEOUT) -> Impact:
-    """Predict the impact of replacing the live configuration with `proposed`.
-
-    live_cib: the live <cib> including <status>; proposed: a <cib> or <configuration>. crm_simulate
-    only reads the given XML: it never talks to the cluster. scratch_dir must exist where the
-    runner executes (default: a fresh local temporary directory).
-    """
-    test_cib = simulation_cib(live_cib, proposed)
-    known = {**resource_containers(live_cib.find("configuration")),
-             **resource_containers(test_cib.find("configuration"))}  # removed resources keep a parent
-    # The two simulations are independent: run them side by side (each keeps its own shadow.PID file).
-    with tempfile.TemporaryDirectory(prefix="ha-gitops-simulate-") as tmp, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-simulate") as pool:
-        where = scratch_dir or tmp
-        baseline = pool.submit(run_crm_simulate, live_cib, runner=runner, scratch_dir=where, what="live",
-                               timeout=timeout)
-        try:
-            proposed_out = run_crm_simulate(test_cib, runner=runner, scratch_dir=where, what="proposed",
-                                            timeout=timeout)
-        except SimulationError:
-            baseline.result()  # when both fail, the live CIB's failure is the one to report
-            raise
-        return predict(proposed_out, baseline.result(), known)

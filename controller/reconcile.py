@@ -41,17 +41,19 @@ from controller.cluster.cib_writer import (
 )
 from controller.cluster.fencing import FenceEvent, fence_history
 from controller.cluster.models import ClusterStatus
+from controller.cluster.simulate import simulate
 from controller.corosync.rollout_plan import text_digest
 from controller.decide import DecideInput, Decision, Reason, Role, decide, decide_rollback, stale_plan
 from controller.desired.crm import CrmRunner
 from controller.desired.findings import Finding
-from controller.desired.state import DesiredState, DesiredStateError, load_desired
+from controller.desired.load import load_desired
+from controller.desired.state import DesiredState, DesiredStateError
 from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
 from controller.errors import HaGitopsError
 from controller.failures import Failure, Stage
 from controller.health import HealthProblem, health_problems
-from controller.impact import Impact, SimulationError, simulate
+from controller.impact import Impact, SimulationError
 from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
 from controller.stages import StageTimer
 

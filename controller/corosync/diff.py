@@ -139,22 +139,23 @@ def _pair_label(name: str, o: Section | None, n: Section | None, index: int) -> 
         for key in ("nodeid", "name", "ring0_addr"):  # a selector both sides agree on, if any
             if o is not None and n is not None and o.get(key) is not None and o.get(key) == n.get(key):
                 return f"{key}={o.get(key)}"
-        ident = _node_identity(o if o is not None else n)  # type: ignore[arg-type]
+        either = o if o is not None else n
+        ident = _node_identity(either) if either is not None else ""
         return ident or str(index)
     return str(index)
 
 
-_KEYED = {"interface": ("linknumber", "ringnumber"), "logger_subsys": ("subsys",)}
+_KEYED: dict[str, tuple[str, ...]] = {"interface": ("linknumber", "ringnumber"), "logger_subsys": ("subsys",)}
 
 
 def _keyed_pairs(name: str, old: list[Section], new: list[Section]) -> list[tuple[str, Section | None,
                                                                                   Section | None]]:
     if name == "node":
         return [(_pair_label(name, o, n, i), o, n) for i, (o, n) in enumerate(_match_nodes(old, new))]
-    keys = _KEYED.get(name)
+    keys = _KEYED.get(name, ())
 
     def ident(sec: Section, i: int) -> str:
-        for k in keys or ():
+        for k in keys:
             v = sec.get(k)
             if v is not None:
                 return f"{keys[0] if k == 'ringnumber' and name == 'interface' else k}={v}"

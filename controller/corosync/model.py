@@ -171,12 +171,12 @@ class _Reader:
         self.path = path
         self.used: set[str] = set()
 
-    def str(self, key: str) -> str | None:
+    def text(self, key: str) -> str | None:
         self.used.add(key)
         return self.section.get(key)
 
-    def int(self, key: str) -> int | None:
-        value = self.str(key)
+    def integer(self, key: str) -> int | None:
+        value = self.text(key)
         if value is None:
             return None
         try:
@@ -185,8 +185,8 @@ class _Reader:
             raise InputError(f"{self.path}.{key} must be an integer, got {value!r}", file=self.source,
                              line=self._line(key)) from None
 
-    def bool(self, key: str) -> bool | None:
-        value = self.str(key)
+    def flag(self, key: str) -> bool | None:
+        value = self.text(key)
         if value is None:
             return None
         low = value.lower()
@@ -207,13 +207,14 @@ class _Reader:
 
 def _interface(sec: Section, source: str) -> Interface:
     r = _Reader(sec, source, "totem.interface")
-    link = r.int("linknumber")
-    ring = r.int("ringnumber")
-    return Interface(linknumber=link if link is not None else ring, bindnetaddr=r.str("bindnetaddr"),
-                     mcastaddr=r.str("mcastaddr"), mcastport=r.int("mcastport"), ttl=r.int("ttl"),
-                     knet_transport=r.str("knet_transport"), knet_link_priority=r.int("knet_link_priority"),
-                     knet_ping_interval=r.int("knet_ping_interval"),
-                     knet_ping_timeout=r.int("knet_ping_timeout"), line=sec.line, extra=r.extra())
+    link = r.integer("linknumber")
+    ring = r.integer("ringnumber")
+    return Interface(linknumber=link if link is not None else ring, bindnetaddr=r.text("bindnetaddr"),
+                     mcastaddr=r.text("mcastaddr"), mcastport=r.integer("mcastport"), ttl=r.integer("ttl"),
+                     knet_transport=r.text("knet_transport"),
+                     knet_link_priority=r.integer("knet_link_priority"),
+                     knet_ping_interval=r.integer("knet_ping_interval"),
+                     knet_ping_timeout=r.integer("knet_ping_timeout"), line=sec.line, extra=r.extra())
 
 
 def _totem(sections: list[Section], source: str) -> Totem:
@@ -222,12 +223,13 @@ def _totem(sections: list[Section], source: str) -> Totem:
     merged = Section("totem", children=[c for s in sections for c in s.children])
     r = _Reader(merged, source, "totem")
     return Totem(
-        version=r.int("version"), cluster_name=r.str("cluster_name"), transport=r.str("transport"),
-        token=r.int("token"), token_coefficient=r.int("token_coefficient"), consensus=r.int("consensus"),
-        join=r.int("join"), crypto_cipher=r.str("crypto_cipher"), crypto_hash=r.str("crypto_hash"),
-        crypto_model=r.str("crypto_model"), secauth=r.str("secauth"), keyfile=r.str("keyfile"),
-        ip_version=r.str("ip_version"), netmtu=r.int("netmtu"), link_mode=r.str("link_mode"),
-        clear_node_high_bit=bool(r.bool("clear_node_high_bit")),
+        version=r.integer("version"), cluster_name=r.text("cluster_name"), transport=r.text("transport"),
+        token=r.integer("token"), token_coefficient=r.integer("token_coefficient"),
+        consensus=r.integer("consensus"),
+        join=r.integer("join"), crypto_cipher=r.text("crypto_cipher"), crypto_hash=r.text("crypto_hash"),
+        crypto_model=r.text("crypto_model"), secauth=r.text("secauth"), keyfile=r.text("keyfile"),
+        ip_version=r.text("ip_version"), netmtu=r.integer("netmtu"), link_mode=r.text("link_mode"),
+        clear_node_high_bit=bool(r.flag("clear_node_high_bit")),
         interfaces=[_interface(s, source) for s in merged.sections("interface")], extra=r.extra())
 
 
@@ -239,8 +241,8 @@ def _node(sec: Section, source: str) -> Node:
         if m:
             r.used.add(key)
             addrs[int(m.group(1))] = value
-    return Node(nodeid=r.int("nodeid"), name=r.str("name"), addrs=addrs, quorum_votes=r.int("quorum_votes"),
-                line=sec.line, extra=r.extra())
+    return Node(nodeid=r.integer("nodeid"), name=r.text("name"), addrs=addrs,
+                quorum_votes=r.integer("quorum_votes"), line=sec.line, extra=r.extra())
 
 
 def _quorum(sections: list[Section], source: str) -> Quorum:
@@ -254,12 +256,12 @@ def _quorum(sections: list[Section], source: str) -> Quorum:
     if device_secs:
         device = _section_dict(device_secs[-1])
     return Quorum(
-        provider=r.str("provider"), expected_votes=r.int("expected_votes"), votes=r.int("votes"),
-        two_node=r.bool("two_node"), wait_for_all=r.bool("wait_for_all"),
-        last_man_standing=r.bool("last_man_standing"),
-        last_man_standing_window=r.int("last_man_standing_window"),
-        auto_tie_breaker=r.bool("auto_tie_breaker"), auto_tie_breaker_node=r.str("auto_tie_breaker_node"),
-        allow_downscale=r.bool("allow_downscale"), expected_votes_tracking=r.bool("expected_votes_tracking"),
+        provider=r.text("provider"), expected_votes=r.integer("expected_votes"), votes=r.integer("votes"),
+        two_node=r.flag("two_node"), wait_for_all=r.flag("wait_for_all"),
+        last_man_standing=r.flag("last_man_standing"),
+        last_man_standing_window=r.integer("last_man_standing_window"),
+        auto_tie_breaker=r.flag("auto_tie_breaker"), auto_tie_breaker_node=r.text("auto_tie_breaker_node"),
+        allow_downscale=r.flag("allow_downscale"), expected_votes_tracking=r.flag("expected_votes_tracking"),
         device=device, providers=providers, sections=len(sections), line=sections[0].line, extra=r.extra())
 
 
@@ -279,12 +281,12 @@ def _logging(sections: list[Section], source: str) -> Logging:
     subs = []
     for s in merged.sections("logger_subsys"):
         sr = _Reader(s, source, "logging.logger_subsys")
-        subs.append(LoggerSubsys(subsys=sr.str("subsys"), debug=sr.str("debug"), extra=sr.extra()))
+        subs.append(LoggerSubsys(subsys=sr.text("subsys"), debug=sr.text("debug"), extra=sr.extra()))
     return Logging(
-        to_syslog=r.bool("to_syslog"), to_stderr=r.bool("to_stderr"), to_logfile=r.bool("to_logfile"),
-        logfile=r.str("logfile"), debug=r.str("debug"), timestamp=r.str("timestamp"),
-        fileline=r.bool("fileline"), function_name=r.bool("function_name"),
-        syslog_facility=r.str("syslog_facility"), logger_subsys=subs, extra=r.extra())
+        to_syslog=r.flag("to_syslog"), to_stderr=r.flag("to_stderr"), to_logfile=r.flag("to_logfile"),
+        logfile=r.text("logfile"), debug=r.text("debug"), timestamp=r.text("timestamp"),
+        fileline=r.flag("fileline"), function_name=r.flag("function_name"),
+        syslog_facility=r.text("syslog_facility"), logger_subsys=subs, extra=r.extra())
 
 
 def corosync_model(doc: CorosyncDocument) -> CorosyncConf:

@@ -56,7 +56,7 @@ class PeerState(BaseModel):
 
     def file_class(self, digest: str) -> ChangeClass | None:
         d, _, cls = (self.file or "").partition(":")
-        return cls if d == digest and cls in _CLASS_ORDER else None  # type: ignore[return-value]
+        return cls if d == digest and cls in _CLASS_ORDER else None
 
 
 class Gate(BaseModel):
@@ -113,6 +113,11 @@ def gate_problem(inp: RolloutInput, *, leaving: PeerState | None = None) -> str 
     return None
 
 
+def _strongest(classes: list[ChangeClass]) -> ChangeClass | None:
+    """The most disruptive of the change classes, None for none."""
+    return max(classes, key=_CLASS_ORDER.index, default=None)
+
+
 def plan_next(inp: RolloutInput) -> Action:
     """The next action of this node in the rollout of `inp.desired_digest` (pure)."""
     d = inp.desired_digest
@@ -123,9 +128,9 @@ def plan_next(inp: RolloutInput) -> Action:
         return Action(kind="wait", reason=f"{inp.node} is not a cluster node (yet)", order=order)
     pos = order.index(inp.node) + 1
     has_local = inp.local_digest == d
-    classes = [c for c in [None if has_local else inp.local_class,
-                           *(n.file_class(d) for n in inp.nodes)] if c]
-    cls: ChangeClass | None = max(classes, key=_CLASS_ORDER.index) if classes else None
+    classes: list[ChangeClass] = [c for c in [None if has_local else inp.local_class,
+                                              *(n.file_class(d) for n in inp.nodes)] if c is not None]
+    cls = _strongest(classes)
 
     def act(kind: ActionKind, reason: str = "", in_progress: bool = True) -> Action:
         return Action(kind=kind, reason=reason, change_class=cls, position=pos, order=order,

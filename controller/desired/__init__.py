@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from controller.desired.findings import DesiredStateError, Finding
+    from controller.desired.load import load_desired
     from controller.desired.policy import ClusterPolicy, IgnoreRule, load_policy, parse_policy
-    from controller.desired.state import DesiredState, load_desired
+    from controller.desired.state import DesiredState
     from controller.desired.validate import ValidationReport, validate_desired, validate_state
 
 _HOME = {
     "DesiredStateError": "findings", "Finding": "findings",
     "ClusterPolicy": "policy", "IgnoreRule": "policy", "load_policy": "policy", "parse_policy": "policy",
-    "DesiredState": "state", "load_desired": "state",
+    "DesiredState": "state", "load_desired": "load",
     "ValidationReport": "validate", "validate_desired": "validate", "validate_state": "validate",
 }
 

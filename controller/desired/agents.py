@@ -14,7 +14,7 @@ from typing import Protocol
 
 from lxml import etree
 
-from controller.desired.findings import Finding
+from controller.desired.findings import Finding, Severity
 from controller.desired.substitute import Substituted, agent_name
 
 
@@ -63,7 +63,7 @@ def check_agents(config: etree._Element, catalog: AgentCatalog, *, file: str, id
         if known is False:
             message = (f"resource {rid!r}: {kind} {shown} does not exist (Pacemaker here has no such "
                        "agent): the resource cannot start, and a failed stop gets its node fenced")
-            severity = "error"
+            severity: Severity = "error"
         else:
             message = (f"resource {rid!r}: {kind} {shown} could not be checked here: "
                        f"{catalog.why_unknown(standard, provider, type_)}")

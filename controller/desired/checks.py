@@ -80,6 +80,11 @@ def check_nodes(state: DesiredState, config: etree._Element) -> list[Finding]:
     return out
 
 
+def _parent_tag(el: etree._Element) -> object:
+    parent = el.getparent()
+    return parent.tag if parent is not None else None
+
+
 def check_references(state: DesiredState, config: etree._Element) -> list[Finding]:
     """Constraints, resource sets, templates and fencing levels may only name existing objects."""
     resources = {el.get("id") for tag in RESOURCE_TAGS for el in config.iter(tag)}
@@ -88,8 +93,8 @@ def check_references(state: DesiredState, config: etree._Element) -> list[Findin
     targets = resources | templates | tags
     out: list[Finding] = []
 
-    def bad(el: etree._Element, owner: str, what: str) -> None:
-        out.append(Finding(severity="error", file=str(state.cib_file), line=state.id_lines.get(owner),
+    def bad(el: etree._Element, owner: str | None, what: str) -> None:
+        out.append(Finding(severity="error", file=str(state.cib_file), line=state.id_lines.get(owner or ""),
                            element=owner, message=what))
 
     for tag, attrs in _REFERENCE_ATTRS.items():
@@ -98,20 +103,21 @@ def check_references(state: DesiredState, config: etree._Element) -> list[Findin
                 ref = el.get(attr)
                 if ref is not None and ref not in targets:
                     bad(el, el.get("id", tag), f"{tag} {el.get('id')!r}: {attr}={ref!r} is not a resource")
-    for ref in config.iter("resource_ref"):
-        if ref.get("id") not in targets:
-            owner = next((a.get("id") for a in ref.iterancestors() if a.getparent() is not None
-                          and a.getparent().tag == "constraints"), None) or "resource_set"
-            bad(ref, owner, f"resource set in {owner!r} names {ref.get('id')!r}, which is not a resource")
+    for member in config.iter("resource_ref"):
+        if member.get("id") not in targets:
+            owner = next((a.get("id") for a in member.iterancestors() if _parent_tag(a) == "constraints"),
+                         None) or "resource_set"
+            bad(member, owner,
+                f"resource set in {owner!r} names {member.get('id')!r}, which is not a resource")
     for prim in config.iter("primitive"):
         if prim.get("template") and prim.get("template") not in templates:
             bad(prim, prim.get("id"),
                 f"primitive {prim.get('id')!r} uses missing template {prim.get('template')!r}")
-    for ref in config.iter("obj_ref"):
-        if ref.get("id") not in resources | templates:
-            tag_el = ref.getparent()
-            bad(ref, tag_el.get("id") if tag_el is not None else "tag",
-                f"tag names {ref.get('id')!r}, which is not a resource")
+    for member in config.iter("obj_ref"):
+        if member.get("id") not in resources | templates:
+            tag_el = member.getparent()
+            bad(member, tag_el.get("id") if tag_el is not None else "tag",
+                f"tag names {member.get('id')!r}, which is not a resource")
     for level in config.iter("fencing-level"):
         for dev in filter(None, (level.get("devices") or "").split(",")):
             if dev not in resources:

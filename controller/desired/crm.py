@@ -8,9 +8,9 @@ version and the empty CIB template, in ``$HA_GITOPS_CACHE_DIR`` (default /var/ca
 writable, else ~/.cache/ha-gitops).
 
 crmsh numbers its messages by *statement* (lines joined at trailing backslashes, blank lines
-dropped, comment lines counted - crmsh's utils.lines2cli); ``crm_statements`` redoes that split
-so a message maps back to the physical line of the file. Messages without a number are mapped
-through the element id they mention.
+dropped, comment lines counted - crmsh's utils.lines2cli); ``crm_statements`` (crm_syntax.py) redoes
+that split so a message maps back to the physical line of the file. Messages without a number are
+mapped through the element id they mention.
 """
 
 from __future__ import annotations
@@ -20,78 +20,26 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel
-
 from controller.cib.xml import parse_xml_bytes, to_bytes
 from controller.command import Result, run
+from controller.desired.crm_syntax import (
+    CrmConversion,
+    CrmConversionError,
+    Statement,
+    crm_id_lines,
+    crm_statements,
+)
 from controller.desired.findings import Finding, Severity
 
 CRM_TIMEOUT = 120.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AGENT_MISSING = re.compile(r"got no meta-data|no such resource agent|does this RA exist", re.I)
 _MESSAGE = re.compile(r"^(?P<level>ERROR|WARNING|INFO|CRIT|DEBUG): (?:(?P<num>\d+): )?(?P<text>.*)$")
-
-
-@dataclass(frozen=True)
-class Statement:
-    number: int  # crmsh's 1-based statement number
-    first_line: int
-    last_line: int
-    text: str
-
-    @property
-    def ids(self) -> list[str]:
-        """Element ids this statement defines (the object id, and a node's uname)."""
-        try:
-            words = shlex.split(self.text, comments=False, posix=True)
-        except ValueError:
-            words = self.text.split()
-        if len(words) < 2 or words[0].startswith("#"):
-            return []
-        ids = [words[1].rstrip(":")]
-        if words[0] == "node" and len(words) > 2 and words[1].endswith(":"):
-            ids.append(words[2])
-        if "=" in ids[0]:  # "property stonith-enabled=true": the set gets crmsh's default id
-            return []
-        return ids
-
-
-def crm_statements(text: str) -> list[Statement]:
-    """Split crm text into statements exactly as crmsh does when it numbers its messages."""
-    out: list[Statement] = []
-    cum: list[str] = []
-    start = 0
-    for lineno, raw in enumerate(text.split("\n"), start=1):
-        part = raw.strip()
-        if not cum:
-            start = lineno
-        if part.endswith("\\"):
-            cum.append(part.rstrip("\\"))
-            continue
-        cum.append(part)
-        joined = "".join(cum).strip()
-        cum = []
-        if joined:
-            out.append(Statement(len(out) + 1, start, lineno, joined))
-    if cum and "".join(cum):
-        out.append(Statement(len(out) + 1, start, text.count("\n") + 1, "".join(cum)))
-    return out
-
-
-def crm_id_lines(text: str) -> dict[str, int]:
-    """Element id -> line of the statement defining it."""
-    lines: dict[str, int] = {}
-    for st in crm_statements(text):
-        for ident in st.ids:
-            lines.setdefault(ident, st.first_line)
-    return lines
 
 
 class CrmRunner(Protocol):
@@ -105,21 +53,6 @@ class CrmRunner(Protocol):
 def _run_once(argv: list[str], *, timeout: float, env: Mapping[str, str] | None, check: bool,
               warm: str | None = None) -> Result:
     return run(argv, timeout=timeout, env=env, check=check)
-
-
-class CrmConversion(BaseModel):
-    """The <configuration> crmsh produced, and what it said on the way: crmsh's ERRORs that it
-    committed past anyway (-F), e.g. a group naming a missing object, are error findings."""
-
-    configuration: bytes
-    messages: list[Finding]
-    cached: bool = False
-
-
-class CrmConversionError(Exception):
-    def __init__(self, findings: list[Finding]) -> None:
-        self.findings = findings
-        super().__init__("; ".join(f"{f.where()}: {f.message}" for f in findings))
 
 
 def cache_dir() -> Path:

@@ -7,7 +7,9 @@ Layout of a cluster folder (e.g. desired/kamailio)::
     cib.xml         ... or as XML: a <configuration> element or a whole <cib>   (exactly one of the two)
     cluster.toml    optional policy (see controller.desired.policy)
 
-Loading parses and converts; it does not judge (that is controller.desired.validate).
+Loading parses and converts; it does not judge (that is controller.desired.validate). This module is
+pure: cib.crm is converted by the function the caller passes (`read_desired(path, convert_crm=...)`);
+`controller.desired.load.load_desired` passes crmsh's conversion (controller/desired/crm.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from controller.cib.xml import attr_items, parse_xml_bytes, parse_xml_file, source_line, to_bytes
 from controller.corosync import CorosyncConf, CorosyncDocument, corosync_model, parse_corosync
-from controller.desired.crm import CrmConversionError, CrmRunner, crm_id_lines, crm_to_configuration
+from controller.desired.crm_syntax import CrmConversionError, CrmConverter, crm_id_lines
 from controller.desired.findings import DesiredStateError, Finding
 from controller.desired.policy import ClusterPolicy, load_policy
 from controller.errors import InputError
@@ -85,10 +87,10 @@ def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict
                      line=source_line(root))
 
 
-def load_desired(path: str | Path, *, crm: CrmRunner | None = None) -> DesiredState:
+def read_desired(path: str | Path, *, convert_crm: CrmConverter) -> DesiredState:
     """Load a cluster folder. Raises DesiredStateError (an InputError listing every problem with
-    file and line) when a file is missing or cannot be parsed/converted. `crm` runs crmsh (default:
-    a new `crm` process per conversion; the agent passes its warm crmsh)."""
+    file and line) when a file is missing or cannot be parsed/converted. `convert_crm(text, source)`
+    turns cib.crm into its <configuration> (controller.desired.load.load_desired: with crmsh)."""
     folder = Path(path)
     errors: list[Finding] = []
     if not folder.is_dir():
@@ -131,7 +133,7 @@ def load_desired(path: str | Path, *, crm: CrmRunner | None = None) -> DesiredSt
             sources[CRM_FILE] = data
             text = data.decode("utf-8")
             id_lines = crm_id_lines(text)
-            conversion = crm_to_configuration(text, source=str(crm_file), runner=crm)
+            conversion = convert_crm(text, str(crm_file))
             config_xml = conversion.configuration
             messages = conversion.messages
         except UnicodeDecodeError as exc:

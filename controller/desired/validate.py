@@ -20,7 +20,8 @@ from controller.desired.agents import AgentCatalog, check_agents
 from controller.desired.checks import check_corosync, cross_check
 from controller.desired.crm import CrmRunner
 from controller.desired.findings import DesiredStateError, Finding
-from controller.desired.state import DesiredState, load_desired
+from controller.desired.load import load_desired
+from controller.desired.state import DesiredState
 from controller.desired.substitute import Substitution, substitute
 from controller.desired.verify import verify_cib
 from controller.errors import InputError

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from lxml import etree
 
-from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.cib.xml import attr_items, parse_xml_bytes, source_line, to_bytes
 from controller.command import run
 from controller.desired.crm import empty_cib
-from controller.desired.findings import Finding
+from controller.desired.findings import Finding, Severity
 from controller.desired.state import DesiredState
 
 VERIFY_TIMEOUT = 120.0
@@ -36,14 +36,15 @@ _ID_WORD = re.compile(r"[A-Za-z0-9_.:@-]+")
 def _wrap(state: DesiredState) -> etree._Element:
     template = parse_xml_bytes(empty_cib().encode(), source="cibadmin --empty")
     cib = etree.Element("cib")
-    for k, v in (state.cib_attributes or dict(template.attrib)).items():
+    for k, v in (state.cib_attributes or dict(attr_items(template))).items():
         cib.set(k, v)
     config = state.configuration()
     cib.append(config)
     status = etree.SubElement(cib, "status")
     for node in config.iterfind("nodes/node"):
-        if node.get("id") and node.get("type", "member") == "member":
-            etree.SubElement(status, "node_state", id=node.get("id"), uname=node.get("uname", node.get("id")),
+        node_id = node.get("id")
+        if node_id and node.get("type", "member") == "member":
+            etree.SubElement(status, "node_state", id=node_id, uname=node.get("uname", node_id),
                              in_ccm="true", crmd="online", join="member", expected="member")
     return cib
 
@@ -65,8 +66,9 @@ def verify_cib(state: DesiredState) -> list[Finding]:
         path.write_bytes(data)
         by_line: dict[int, list[etree._Element]] = {}
         for el in parse_xml_bytes(data, source=str(path)).iter():
-            if isinstance(el.tag, str):
-                by_line.setdefault(el.sourceline, []).append(el)
+            line = source_line(el)
+            if isinstance(el.tag, str) and line is not None:
+                by_line.setdefault(line, []).append(el)
         # -VV: Pacemaker 2.1 logs warnings only from the second -V on (one -V shows errors only)
         result = run(["crm_verify", "-VV", "-x", str(path)], timeout=VERIFY_TIMEOUT, check=False,
                      env={"CIB_shadow": "", "PCMK_logfile": "/dev/null"})
@@ -112,7 +114,7 @@ def parse_verify_output(returncode: int, output: str, *, source: str, id_lines: 
         if "did not pass schema validation" in msg and schema_errors:
             continue
         ident = next((w for w in _ID_WORD.findall(msg) if w in known_ids), None)
-        severity = "warning" if m.group("sev") == "warning" or _FENCING.search(msg) else "error"
+        severity: Severity = "warning" if m.group("sev") == "warning" or _FENCING.search(msg) else "error"
         downgraded += severity == "warning" and m.group("sev") != "warning"
         finding = Finding(severity=severity, file=source, line=id_lines.get(ident or ""), element=ident,
                           message=f"crm_verify: {msg}")

@@ -9,7 +9,7 @@ from lxml import etree
 from controller.cib.document import as_cib
 from controller.cib.marker import MARKER_RULE, Marker, read_marker, with_marker
 from controller.cluster.cib_writer import pending_changes
-from controller.desired.state import load_desired
+from controller.desired.load import load_desired
 from controller.desired.substitute import SANDBOX_SUBSTITUTIONS, Substitution, substitute
 from controller.health import health_problems
 from controller.observed import ClusterStatus, FailedAction, NodeState, ResourceState, parse_crm_mon

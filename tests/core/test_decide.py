@@ -19,8 +19,9 @@ from controller.cib.marker import Marker
 from controller.cluster.models import ClusterStatus, NodeState
 from controller.decide import DecideInput, Decision, decide
 from controller.desired.findings import Finding
+from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
-from controller.desired.state import DesiredState, load_desired
+from controller.desired.state import DesiredState
 from controller.impact import Impact, NodeAction, ResourceImpact
 from controller.plan import cib_plan
 from tests.conftest import REFERENCE

@@ -125,9 +125,11 @@ class CountingRunner(ToolRunner):
         super().__init__()
         self.calls: list[list[str]] = []
 
-    def run(self, argv: Sequence[str], **kw: object) -> Result:  # type: ignore[override]
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: str | None = None,
+            check: bool = True, ok_codes: Sequence[int] = (0,),
+            env: Mapping[str, str] | None = None) -> Result:
         self.calls.append(list(argv))
-        return super().run(argv, **kw)  # type: ignore[arg-type]
+        return super().run(argv, timeout=timeout, input=input, check=check, ok_codes=ok_codes, env=env)
 
 
 @needs_pacemaker

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, crmsh_directly
 from lxml import etree
 
 from controller.desired.crm import CrmConversionError, crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
+from tests.desired.desiredtestlib import CORPUS, crmsh_directly
 
 FILES = sorted(p for d in ("crmsh-cibtests", "crmsh-testcases-show-extracted", "crmsh-doc")
                for p in (CORPUS / "crm" / d).iterdir())

@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from lxml import etree
 
 from controller.desired import Finding, validate_desired
+from tests.desired.desiredtestlib import REPO
 
 CLI = str(REPO / ".venv" / "bin" / "ha-gitops")
 

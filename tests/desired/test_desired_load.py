@@ -8,11 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import KAMAILIO, REPO, crmsh_directly
 from lxml import etree
 
 from controller.desired import load_desired, validate_desired
 from controller.desired.crm import cache_dir, crm_statements, crm_to_configuration
+from tests.desired.desiredtestlib import KAMAILIO, REPO, crmsh_directly
 
 CLI = str(REPO / ".venv" / "bin" / "ha-gitops")
 

@@ -19,7 +19,7 @@ from controller.cluster.corosync_test import CorosyncTest
 from controller.desired import Finding, validate_desired
 from controller.desired.substitute import SANDBOX_SUBSTITUTIONS, Substitution
 from controller.desired.verify import parse_verify_output
-from tests.desired.conftest import CORPUS, KAMAILIO, REPO
+from tests.desired.desiredtestlib import CORPUS, KAMAILIO, REPO
 
 CLI = str(REPO / ".venv" / "bin" / "ha-gitops")
 SCHEDULER = CORPUS / "cib" / "pacemaker-scheduler"

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KAMAILIO
 
 from controller.desired.crm import crm_to_configuration, empty_cib
 from controller.desired.crm_worker import WarmCrm, crmsh_interpreter
 from controller.errors import CommandError
+from tests.desired.desiredtestlib import KAMAILIO
 
 TEXT = (KAMAILIO / "cib.crm").read_text()
 

@@ -16,11 +16,13 @@ from lxml import etree
 
 from controller.cib.xml import parse_xml_file, to_bytes
 from controller.cluster.runner import ToolRunner
+from controller.cluster.simulate import simulate
 from controller.command import run
+from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
-from controller.desired.state import DesiredState, load_desired
+from controller.desired.state import DesiredState
 from controller.disruption import check_disruption
-from controller.impact import Impact, SimulationError, parse_simulation, simulate, simulation_cib
+from controller.impact import Impact, SimulationError, parse_simulation, simulation_cib
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULER_CORPUS = REPO.parent / "shared" / "corpus" / "cib" / "pacemaker-scheduler"
@@ -233,7 +235,8 @@ def test_protect_policy_on_a_real_prediction(kamailio: DesiredState, live: etree
 ])
 def test_corpus_actions(corpus_file: str, resource: str, action: str, verb: str, parent: str | None,
                         nodes: list[str], tmp_path: Path) -> None:
-    from controller.impact import predict, resource_containers, run_crm_simulate
+    from controller.cluster.simulate import run_crm_simulate
+    from controller.impact import predict, resource_containers
 
     cib = parse_xml_file(SCHEDULER_CORPUS / corpus_file)
     out = run_crm_simulate(cib, scratch_dir=str(tmp_path), what="corpus")

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -89,15 +89,16 @@ def commit_conf(repo: GitRepo, text: str, message: str) -> str:
 class Sampler:
     """Runs `probe` every `interval` seconds in a thread; keeps (monotonic time, result)."""
 
-    def __init__(self, probe: object, interval: float = 0.2) -> None:
-        self.probe, self.interval, self.samples = probe, interval, []
+    def __init__(self, probe: Callable[[], object], interval: float = 0.2) -> None:
+        self.probe, self.interval = probe, interval
+        self.samples: list[tuple[float, object]] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                value = self.probe()  # type: ignore[operator]
+                value = self.probe()
             except HaGitopsError as exc:
                 value = f"error: {exc}"
             self.samples.append((time.monotonic(), value))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from lxml import etree
 
 from controller.cib.marker import OWN_RULES
 from controller.cluster.cib_writer import pending_changes
 from controller.corosync import diff_corosync, parse_corosync
+from controller.corosync.diff import ChangeClass
 from controller.rollout import (
     Gate,
     PeerState,
@@ -22,18 +25,53 @@ OLD = "o" * 16
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 
 
-def peers(**over: dict) -> list[PeerState]:
+class PeerChange(TypedDict, total=False):
+    """What a test changes of a peer (PeerState's fields)."""
+
+    online: bool
+    standby: bool
+    file: str | None
+    applied: str | None
+    restart: str | None
+    votes: int
+
+
+class InputExtras(TypedDict, total=False):
+    """RolloutInput's optional fields, passed on by inp()."""
+
+    restart_refusal: str | None
+    reload_issued: bool
+    restarted: bool
+    bad: bool
+    previous_digest: str | None
+    health_checked: bool
+    rollback_reloaded: bool
+
+
+class Case(InputExtras, total=False):
+    """inp()'s keywords, for a test that uses the same ones several times."""
+
+    local: str | None
+    cls: ChangeClass | None
+
+
+def peers(**over: PeerChange) -> list[PeerState]:
     """kamailio03 is the standby node, as in the reference cluster."""
     out = []
     for n in NODES:
-        base = {"name": n, "standby": n == "kamailio03", "file": f"{OLD}:", "applied": OLD}
-        base.update(over.get(n, {}))
-        out.append(PeerState(**base))
+        base = PeerState(name=n, standby=n == "kamailio03", file=f"{OLD}:", applied=OLD)
+        out.append(PeerState.model_validate({**base.model_dump(), **over.get(n, {})}))
     return out
 
 
-def inp(node: str, nodes: list[PeerState], *, local: str | None = OLD, cls: str | None = "reload",
-        quorate: bool = True, total: int = 3, quorum: int = 2, **kw: object) -> RolloutInput:
+def all_peers(**change: Unpack[PeerChange]) -> list[PeerState]:
+    """peers() with the same change on every node."""
+    return peers(**{n: change for n in NODES})
+
+
+def inp(node: str, nodes: list[PeerState], *, local: str | None = OLD, cls: ChangeClass | None = "reload",
+        quorate: bool = True, total: int | None = 3, quorum: int | None = 2,
+        **kw: Unpack[InputExtras]) -> RolloutInput:
     return RolloutInput(node=node, desired_digest=D, local_digest=local,
                         local_class=None if local == D else cls, nodes=nodes,
                         gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **kw)
@@ -62,11 +100,11 @@ def test_reload_one_at_a_time_then_one_reload_then_verify() -> None:
     assert wait.kind == "wait" and "kamailio01" in wait.reason
     # the standby node has its file; it waits until every node has it
     assert plan_next(inp("kamailio03", nodes, local=D)).kind == "wait"
-    everyone = peers(**{n: {"file": f"{D}:reload"} for n in NODES})
+    everyone = all_peers(file=f"{D}:reload")
     assert plan_next(inp("kamailio03", everyone, local=D)).kind == "reload"
     assert plan_next(inp("kamailio03", everyone, local=D, reload_issued=True)).kind == "verify"
     assert plan_next(inp("kamailio01", everyone, local=D)).kind == "verify"  # only the first issues -R
-    done = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    done = all_peers(file=f"{D}:reload", applied=D)
     assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"
 
 
@@ -76,7 +114,7 @@ def test_a_written_but_unreported_file_is_reported_first() -> None:
 
 
 def test_fresh_cluster_reports_without_any_change() -> None:
-    nodes = peers(**{n: {"file": None, "applied": None} for n in NODES})
+    nodes = all_peers(file=None, applied=None)
     a = plan_next(inp("kamailio02", nodes, local=D))
     assert a.kind == "report" and a.change_class is None and not a.in_progress
 
@@ -108,7 +146,7 @@ def test_votes_arithmetic_refuses_a_restart_that_would_lose_quorum() -> None:
     a = plan_next(inp("kamailio03", heavy, cls="rolling-restart", total=4, quorum=3))
     assert a.kind == "wait" and "leave 2 vote(s); quorum needs 3" in a.reason
     # without quorumtool numbers: the node list's votes, majority
-    assert gate_problem(inp("kamailio03", nodes, total=None, quorum=None),  # type: ignore[arg-type]
+    assert gate_problem(inp("kamailio03", nodes, total=None, quorum=None),
                         leaving=nodes[0]) is None
 
 
@@ -124,16 +162,16 @@ def test_cluster_restart_refused_by_policy() -> None:
 
 
 def test_cluster_restart_driven_by_the_standby_node_then_every_node_restarts() -> None:
-    everyone = peers(**{n: {"file": f"{D}:cluster-restart"} for n in NODES})
+    everyone = all_peers(file=f"{D}:cluster-restart")
     assert plan_next(inp("kamailio03", everyone, local=D)).kind == "cluster-restart"
     assert plan_next(inp("kamailio01", everyone, local=D)).kind == "wait"
-    asked = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D} for n in NODES})
+    asked = all_peers(file=f"{D}:cluster-restart", restart=D)
     # once asked, a node restarts even though the cluster is no longer whole (the others restart too)
     a = plan_next(inp("kamailio01", asked, local=D, quorate=False, restart_refusal="window closed"))
     assert a.kind == "restart-self"
     # the driver, back first, waits for the others instead of asking again
-    back = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D,
-                        "applied": D if n == "kamailio03" else OLD} for n in NODES})
+    back = peers(**{n: PeerChange(file=f"{D}:cluster-restart", restart=D,
+                                  applied=D if n == "kamailio03" else OLD) for n in NODES})
     assert plan_next(inp("kamailio03", back, local=D, quorate=False)).kind == "wait"
 
 
@@ -175,7 +213,7 @@ def test_rollout_node_attributes_are_not_a_cib_difference() -> None:
 
 
 def test_after_the_last_node_the_driver_checks_health_once() -> None:
-    done = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    done = all_peers(file=f"{D}:reload", applied=D)
     a = plan_next(inp("kamailio03", done, local=D))
     assert a.kind == "check-health" and a.in_progress
     assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"  # only the driver judges
@@ -183,7 +221,7 @@ def test_after_the_last_node_the_driver_checks_health_once() -> None:
 
 
 def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None:
-    wrote = peers(**{n: {"file": f"{D}:reload", "applied": D} for n in NODES})
+    wrote = all_peers(file=f"{D}:reload", applied=D)
     for n in NODES:
         a = plan_next(inp(n, wrote, local=D, bad=True, previous_digest=OLD, quorate=False))
         assert (a.kind, a.restart) == ("restore", False)  # no gate: lost quorum may be the failure
@@ -200,7 +238,7 @@ def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None
 def test_bad_rolling_restart_restores_one_node_at_a_time_in_order() -> None:
     nodes = peers(kamailio03={"file": f"{D}:rolling-restart", "applied": D},
                   kamailio01={"file": f"{D}:rolling-restart", "applied": D})
-    kw = {"local": D, "cls": "rolling-restart", "bad": True, "previous_digest": OLD}
+    kw: Case = {"local": D, "cls": "rolling-restart", "bad": True, "previous_digest": OLD}
     a = plan_next(inp("kamailio03", nodes, **kw))
     assert (a.kind, a.restart) == ("restore", True)
     w = plan_next(inp("kamailio01", nodes, **kw))
@@ -220,7 +258,7 @@ def test_bad_without_a_previous_file_does_nothing() -> None:
 
 
 def test_a_node_that_restarted_but_lost_its_report_reports_instead_of_restarting_again() -> None:
-    asked = peers(**{n: {"file": f"{D}:cluster-restart", "restart": D} for n in NODES})
+    asked = all_peers(file=f"{D}:cluster-restart", restart=D)
     assert plan_next(inp("kamailio01", asked, local=D, restarted=True)).kind == "report"
     rolling = peers(kamailio03={"file": f"{D}:rolling-restart"})
     assert plan_next(inp("kamailio03", rolling, local=D, cls="rolling-restart", restarted=True)).kind \
