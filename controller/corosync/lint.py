@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from controller.corosync.document import CorosyncDocument, Key, Section
+from controller.corosync.model import derived_nodeid
 
 _RING_ADDR = re.compile(r"^ring(\d+)_addr$")
 
@@ -191,17 +192,6 @@ def _address_identity(value: str) -> str:
         return value.strip().lower()
 
 
-def _derived_nodeid(addr: str, clear_high_bit: bool) -> int | None:
-    """corosync's node id for a node without nodeid: its ring0 IPv4 address as a 32-bit number."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return None
-    if ip.version != 4:
-        return None
-    return int(ip) & 0x7FFFFFFF if clear_high_bit else int(ip)
-
-
 def nodelist_problems(doc: CorosyncDocument) -> list[LintIssue]:
     """Errors in the nodelist that keep a node out of the cluster (each naming the lines involved)."""
     nodes = _nodes(doc)
@@ -260,7 +250,7 @@ def nodelist_problems(doc: CorosyncDocument) -> list[LintIssue]:
         if n.nodeid is not None:
             ids.append((n.nodeid.value.strip(), n.nodeid, n.section.line))
         elif 0 in n.addrs:
-            derived = _derived_nodeid(n.addrs[0].value, clear_high_bit)
+            derived = derived_nodeid(n.addrs[0].value, clear_high_bit)
             if derived is not None:
                 ids.append((str(derived), n.addrs[0], n.section.line))
     seen_ids: dict[str, tuple[Key, int]] = {}

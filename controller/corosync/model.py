@@ -61,6 +61,20 @@ class Totem(_Model):
     extra: dict[str, str] = Field(default_factory=dict)
 
 
+def derived_nodeid(addr: str | None, clear_high_bit: bool = False) -> int | None:
+    """corosync's node id for a node without nodeid: its ring0 IPv4 address as a 32-bit number (the high
+    bit cleared with totem.clear_node_high_bit); None for a name or an IPv6 address."""
+    if addr is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if ip.version != 4:
+        return None
+    return int(ip) & 0x7FFFFFFF if clear_high_bit else int(ip)
+
+
 class Node(_Model):
     """nodelist.node. ``addrs`` maps the ring/link number to ringN_addr."""
 
@@ -81,17 +95,7 @@ class Node(_Model):
         IPv6 address without nodeid gives None (corosync would need name resolution / refuses)."""
         if self.nodeid is not None:
             return self.nodeid
-        addr = self.ring0_addr
-        if addr is None:
-            return None
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return None
-        if ip.version != 4:
-            return None
-        value = int(ip)
-        return value & 0x7FFFFFFF if clear_node_high_bit else value
+        return derived_nodeid(self.ring0_addr, clear_node_high_bit)
 
     @property
     def votes(self) -> int:
