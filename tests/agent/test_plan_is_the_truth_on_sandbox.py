@@ -236,8 +236,13 @@ def test_hand_edit_while_a_rollback_pins_the_revision_is_recorded_and_undone(
     sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=140")}, "140")
     applied = wait_for(lambda: event(sb, "apply", sha), 40, "140 applied")
     node = dc(sb)
-    code, out, err = cli(sb, node, "rollback", str(applied["id"]), "--config", AGENT_TOML)
+    # An operator's node without repo_url (the agent's settings are elsewhere): rollback and status work.
+    (sb.layout.node_dir(node) / "etc-ha-gitops" / "no-repo.toml").write_text('log_level = "info"\n')
+    no_repo = "/etc/ha-gitops/no-repo.toml"
+    code, out, err = cli(sb, node, "rollback", str(applied["id"]), "--config", no_repo)
     assert code == 0 and out.startswith("rolled-back"), out + err
+    code, out, err = cli(sb, node, "status", "--config", no_repo)
+    assert code == 0 and f"pinned at {sha[:12]}" in out, out + err
     assert stickiness(sb) == "100" and read_marker(sb.cluster("kamailio01").read_cib()).pinned == sha
     sb.exec("kamailio03", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
                            "resource-stickiness", "-v", "9"], check=True)
