@@ -160,6 +160,7 @@ class Reconciler:
         self.validator: Validator = validator or validate_state
         self.corosync_path = corosync_path
         self.corosync: CorosyncStep | None = None  # set by the wiring: the corosync.conf rollout
+        self._fences: Future[list[FenceEvent] | None] | None = None  # fence history read before a write
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -275,6 +276,7 @@ class Reconciler:
                   timer: StageTimer, pool: ThreadPoolExecutor, expect: Decision | None,
                   dry_run: bool) -> PassResult:
         started = time.monotonic()
+        self._fences = None  # read afresh by each pass that may write
         observed = pool.submit(self._observe, timer)
         loaded: tuple[DesiredState | None, list[Finding]] = (None, [])
         if desired is not None and not desired.refusal:
@@ -320,6 +322,9 @@ class Reconciler:
             if cib is not None and cib.changes and role != "observer":
                 # Likely to be written: predict while crm_verify runs; used only if the state is valid.
                 impact_future = pool.submit(self._timed_predict, live, state, timer)
+                # What fencing the cluster remembers before the write, read meanwhile: a fence during
+                # verify is then named (and the write does not wait for the read).
+                self._fences = pool.submit(fence_history, self.cluster.runner)
             findings = [*findings, *self._findings(state, timer)]
         impact: Impact | None = None
         impact_error: str | None = None
@@ -492,7 +497,7 @@ class Reconciler:
                 "bad": None if kind == "apply" else live_marker.bad,
                 "pinned": None if live_marker.pinned != rev and kind == "apply" else live_marker.pinned})
 
-        fences_before = fence_history(self.cluster.runner)
+        fences_before = self._fences_before()
         try:
             with timer.stage("write"):
                 outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
@@ -569,6 +574,13 @@ class Reconciler:
         self.store.set_state("seen-marker-event", marker_event, scope=self.node)
         self._remember_write(marker_event, config)
         return ev.id
+
+    def _fences_before(self) -> list[FenceEvent] | None:
+        pending, self._fences = self._fences, None
+        try:
+            return pending.result() if pending is not None else fence_history(self.cluster.runner)
+        except HaGitopsError:
+            return None
 
     # ------------------------------------------------------------------ safety around a write
     def _timed_predict(self, live: etree._Element, state: DesiredState, timer: StageTimer) -> Impact:
