@@ -60,6 +60,9 @@ class Agent:
             crm=self.crm.run if self.crm else None,
             observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE) if self.crm else None)
         self.reconciler.on_observed = self._on_observed
+        # A node that has just become the DC fetches before it writes: the old DC may have died with a
+        # push this node had not fetched yet (it would write an older revision).
+        self.reconciler.refresh_source = lambda: self.desired_input(True)
         self.work_dir = settings.cache_dir.parent / "work"
         self._wake = threading.Event()
         self._reasons: set[str] = set()
@@ -73,6 +76,7 @@ class Agent:
         self._beat = time.monotonic()
         self._observe_timer: threading.Timer | None = None
         self._failure: dict[str, Any] | None = None
+        self._push_pending = False  # a push seen but not fetched yet (an observer looks later)
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -128,8 +132,11 @@ class Agent:
 
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
-        fetch = bool(reasons & {"start", "poll", "push", "push-observe", "manual", "retry"})
+        fetch = bool(reasons & {"start", "poll", "push", "push-observe", "manual", "retry"}) \
+            or self._push_pending
         timer = StageTimer()
+        if fetch:
+            self._push_pending = False
         desired = self.desired_input(fetch, timer)
         result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)), timer=timer)
         self._publish(result)
@@ -275,8 +282,10 @@ class Agent:
             reasons = self._take()
             if "push" in reasons and self._last is not None and not self._last.leader and self._last.dc:
                 # Only the DC's agent writes: the others look a moment later, to record what it did, and
-                # do not compete with it for the CPU (crmsh conversion) meanwhile.
+                # do not compete with it for the CPU (crmsh conversion) meanwhile. The push is remembered:
+                # should this node become the writer before then, its next pass fetches first.
                 reasons.discard("push")
+                self._push_pending = True
                 self._observe_later()
             if not reasons or self._stop.is_set():
                 continue

@@ -215,7 +215,8 @@ def decide(inp: DecideInput) -> Decision:
         record = writes and not accepted and _rollout_may_run(inp) and not _waits(inp)
         return done("no-change", rollout=_rollout_may_run(inp) and (accepted or record), record=record)
 
-    drift_of_head = bool(cib.changes) and marker.digest == cib.digest
+    # A writer between its stop-first write and the deletion is mid-apply, not edited by hand.
+    drift_of_head = bool(cib.changes) and marker.digest == cib.digest and marker.kind != "stop-first"
     if drift_of_head:
         # Git says what was written; the live CIB was edited since: a hand edit, not a new revision.
         # (A corosync.conf rollout of the same revision goes on meanwhile.)

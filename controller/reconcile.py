@@ -168,6 +168,8 @@ class Reconciler:
         # Called once per pass, as soon as the cluster has been read, with whether this agent writes
         # (None while the cluster has no DC).
         self.on_observed: Callable[[bool | None], None] | None = None
+        # Called when this node has just become the writer: the source fetched afresh (the agent's).
+        self.refresh_source: Callable[[], DesiredInput | None] | None = None
 
     # ------------------------------------------------------------------ recording
     def _record(self, **fields: Any) -> AuditEvent:
@@ -300,8 +302,15 @@ class Reconciler:
                               duration=round(time.monotonic() - started, 3), timings=timer.durations)
         if self.store.get_state("observe-failed", scope=self.node) is not None:
             self.store.delete_state("observe-failed", scope=self.node)
+        became_writer = status.dc == self.node and self._last_dc not in (None, self.node) and role is None
         self._last_dc = status.dc
         role = role or ("writer" if status.dc == self.node else "observer")
+        if became_writer and self.refresh_source is not None and not dry_run:
+            # Taking over from another DC: write the newest revision, never a cached older one.
+            fresh = self.refresh_source()
+            if fresh is not None and desired is not None and fresh.sha != desired.sha:
+                desired = fresh
+                loaded = self.load(desired, timer) if not desired.refusal else (None, [])
         leader = role in ("writer", "operator")
         if self.on_observed is not None and not dry_run:
             self.on_observed(None if status.dc is None and role != "operator" else leader)
@@ -603,7 +612,7 @@ class Reconciler:
         if not to_stop:
             return []
         write_configuration(self.cluster, with_target_role(live, to_stop, "Stopped"),
-                            marker=lambda m: m.model_copy(update={"digest": digest}),
+                            marker=lambda m: m.model_copy(update={"digest": digest, "kind": "stop-first"}),
                             max_attempts=self.max_attempts)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

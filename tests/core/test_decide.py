@@ -238,6 +238,12 @@ def test_drift_of_the_applied_head_is_corrected() -> None:
     assert [c.kind for c in d.drift.changes] == ["rsc_default"]
 
 
+def test_the_writers_own_stop_first_write_is_not_drift() -> None:
+    mid_apply = applied_marker().model_copy(update={"kind": "stop-first"})
+    assert run(marker=mid_apply, role="observer").drift is None
+    assert run(marker=mid_apply, role="observer").codes == ["not-writer"]
+
+
 def test_drift_mode_report_and_off() -> None:
     assert run(marker=applied_marker(), drift_mode="report").verdict == "report-drift"
     off = run(marker=applied_marker(), drift_mode="off")
