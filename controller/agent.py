@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.audit.models import NewEvent
-from controller.audit.store import AuditStore
+from controller.audit.store import AuditError, AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
@@ -77,6 +77,7 @@ class Agent:
         self._observe_timer: threading.Timer | None = None
         self._failure: dict[str, Any] | None = None
         self._push_pending = False  # a push seen but not fetched yet (an observer looks later)
+        self._errors = RepeatedErrors(log)
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -155,8 +156,11 @@ class Agent:
             "verdict": result.decision.verdict if result.decision else None,
             "last_failure": self._last_failure(result),
         }
-        self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
+        try:
+            self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
+        except AuditError as exc:  # the pass itself is done; `status` cannot see it until the store works
+            self._errors.failed(f"cannot publish the agent's status: {exc}", None)
 
     def _record_pass_failure(self, exc: Exception) -> None:
         """A pass that raised: one audit event per distinct error (stage `pass`), and the status says so."""
@@ -178,7 +182,7 @@ class Agent:
                                               "last_failure": self._failure},
                                  scope=self.settings.node_name)
         except Exception as store_exc:  # the audit store itself is failing: the log is all we have
-            log.error("cannot record the failed pass: %s", store_exc)
+            log.debug("cannot record the failed pass: %s", store_exc)
 
     def _last_failure(self, result: PassResult) -> dict[str, Any] | None:
         """The newest failure of a pass on this node (kept until a later one replaces it)."""
@@ -292,6 +296,7 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
+                self._errors.ok()
                 log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
                          " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
@@ -299,7 +304,7 @@ class Agent:
                     # rather than at the next poll.
                     self._later("settle", 2.0)
             except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
-                log.exception("pass failed: %s", exc)
+                self._errors.failed(f"pass failed: {type(exc).__name__}: {exc}", exc)
                 self._record_pass_failure(exc)
                 time.sleep(1.0)
                 self.trigger("retry")
@@ -313,6 +318,32 @@ class Agent:
         if self.crm is not None:
             self.crm.close()
         self.store.close()
+
+
+class RepeatedErrors:
+    """One log line per distinct error, however often it repeats (a CIB that stays unreachable would
+    otherwise log a traceback per pass); the count is logged when it changes or stops."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.log = logger
+        self.last: str | None = None
+        self.count = 0
+
+    def failed(self, message: str, exc: BaseException | None) -> None:
+        if message == self.last:
+            self.count += 1
+            return
+        self._summarise()
+        self.last, self.count = message, 1
+        self.log.error("%s", message, exc_info=exc)
+
+    def ok(self) -> None:
+        self._summarise()
+        self.last, self.count = None, 0
+
+    def _summarise(self) -> None:
+        if self.last is not None and self.count > 1:
+            self.log.error("the previous error repeated %d times: %s", self.count, self.last)
 
 
 def _rmtree(path: Path) -> None:

@@ -20,12 +20,13 @@ FailureReason = Literal[
     "HealthCheckFailed",   # the cluster was unhealthy after the write: rolled back
     "AutoRollbackFailed",  # restoring the previous configuration failed: the revision is marked bad
     "RolloutFailed",       # a corosync.conf rollout step failed
+    "AuditStoreFailed",    # the audit trail refuses writes (full disk, read-only): nothing is written
     "PassFailed",          # anything else a pass raised (a bug, a tool missing)
 ]
 REASON_OF_STAGE: dict[Stage, FailureReason] = {
     "fetch": "FetchFailed", "observe": "ObserveFailed", "stop-first": "StopFirstFailed",
     "write": "WriteFailed", "verify": "HealthCheckFailed", "auto-rollback": "AutoRollbackFailed",
-    "rollout": "RolloutFailed",
+    "rollout": "RolloutFailed", "record": "AuditStoreFailed",
 }
 
 

@@ -10,6 +10,7 @@ operator's suspend and pin switches.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,8 +23,8 @@ from lxml import etree
 from pydantic import BaseModel, Field
 
 from controller import faults
-from controller.audit.models import AuditEvent, CommitInfo, NewEvent
-from controller.audit.store import CLUSTER_SCOPE, AuditStore
+from controller.audit.models import CommitInfo, NewEvent
+from controller.audit.store import CLUSTER_SCOPE, AuditError, AuditStore
 from controller.cib.document import as_cib
 from controller.cib.edit import with_target_role
 from controller.cib.marker import Marker, read_marker
@@ -75,6 +76,7 @@ _REFUSAL_SUMMARY = {
     "stale-plan": "saved plan refused: {message}",
 }
 Validator = Callable[[DesiredState], list[Finding]]
+log = logging.getLogger("ha-gitops.pass")
 
 
 class DesiredInput(BaseModel):
@@ -161,6 +163,8 @@ class Reconciler:
         self.corosync_path = corosync_path
         self.corosync: CorosyncStep | None = None  # set by the wiring: the corosync.conf rollout
         self._fences: Future[list[FenceEvent] | None] | None = None  # fence history read before a write
+        self._outbox: list[NewEvent] = []  # events the store refused, appended once it works again
+        self._own_event: str | None = None  # the marker event of this node's last write
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -172,8 +176,34 @@ class Reconciler:
         self.refresh_source: Callable[[], DesiredInput | None] | None = None
 
     # ------------------------------------------------------------------ recording
-    def _record(self, **fields: Any) -> AuditEvent:
-        return self.store.append(NewEvent(**fields))
+    def _record(self, **fields: Any) -> int:
+        """Append an event; its id, or 0 when the store failed and the event waits in the outbox.
+
+        Events are never dropped: one the store refuses (full disk, read-only file) is kept and appended,
+        in order, before anything else once the store works again."""
+        new = NewEvent(**fields)
+        try:
+            self.flush_outbox()
+            return self.store.append(new).id
+        except AuditError as exc:
+            self._outbox.append(new)
+            log.error("audit trail: %s; %d event(s) kept until it can be written", exc, len(self._outbox))
+            return 0
+
+    def flush_outbox(self) -> None:
+        """Append the events the store refused earlier (raises AuditError while it still refuses)."""
+        while self._outbox:
+            self.store.append(self._outbox[0])
+            self._outbox.pop(0)
+
+    def _store_ready(self, desired: DesiredInput | None) -> None:
+        """Nothing is written to the CIB that cannot be recorded: the store must take a write first."""
+        try:
+            self.flush_outbox()
+            self.store.probe()
+        except AuditError as exc:
+            raise PassFailed(Failure.of("record", f"the audit trail cannot be written ({exc}); nothing is "
+                                        "written to the CIB until it can")) from exc
 
     def _once(self, key: str, value: str) -> bool:
         """True the first time (key, value) is seen on this node: keeps repeated passes from flooding."""
@@ -187,10 +217,9 @@ class Reconciler:
         """Record a failed stage (stage + reason in the event) and return the error to raise."""
         failure = Failure.of(stage, message)
         details = {**fields.pop("details", {}), **failure.details()}
-        ev = self._record(node=self.node, kind="error", outcome="failure",
-                          commit=desired.commit if desired else None, summary=summary, error=message,
-                          details=details, **fields)
-        failure.event = ev.id
+        failure.event = self._record(node=self.node, kind="error", outcome="failure",
+                                     commit=desired.commit if desired else None, summary=summary,
+                                     error=message, details=details, **fields) or None
         return PassFailed(failure)
 
     def _remember_write(self, marker_event: str | None, config: str) -> None:
@@ -213,13 +242,14 @@ class Reconciler:
         """
         config_now = configuration_text(live)
         before, self._last_config = self._last_config, config_now
-        if not marker.event or self.store.get_state("seen-marker-event", scope=self.node) == marker.event:
+        if not marker.event or marker.event == self._own_event \
+                or self.store.get_state("seen-marker-event", scope=self.node) == marker.event:
             return []
         self.store.set_state("seen-marker-event", marker.event, scope=self.node)
         self._remember_write(marker.event, config_now)
         if self.store.get_state("recorded-marker-event", scope=CLUSTER_SCOPE) == marker.event:
             return []  # a shared database: the writer recorded it already
-        ev = self._record(
+        ev_id = self._record(
             node=marker.applied_by or "unknown", kind=marker.kind or "apply", outcome="success",
             summary=f"{marker.kind or 'apply'} of {(marker.revision or '?')[:12]} by {marker.applied_by} "
                     f"(observed on {self.node})",
@@ -229,7 +259,7 @@ class Reconciler:
             details={"marker_event": marker.event, "observed_by": self.node,
                      "recovered": marker.applied_by == self.node, "applied_at": marker.applied_at})
         self.store.set_state("recorded-marker-event", marker.event, scope=CLUSTER_SCOPE)
-        return [ev.id]
+        return [ev_id] if ev_id else []
 
     # ------------------------------------------------------------------ desired
     def load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
@@ -411,9 +441,11 @@ class Reconciler:
                 diff=[c.model_dump() for c in decision.drift.changes],
                 details={"origin": origin, "trigger": trigger, "drift_mode": self.drift_mode,
                          "target": decision.drift.target, "verdict": decision.verdict,
-                         "reasons": decision.codes}).id)
+                         "reasons": decision.codes}))
 
         verdict = decision.verdict
+        if _writes(decision, leader, status):
+            self._store_ready(desired)  # never apply what cannot be recorded
         if decision.record_revision and desired is not None and cib is not None:
             events.append(self._record_revision(decision, desired, cib, live, trigger))
         if verdict == "no-change":
@@ -471,7 +503,7 @@ class Reconciler:
         events.append(self._record(
             node=self.node, kind="refused", outcome="refused", commit=desired.commit, summary=summary,
             error=decision.refusal_text(), diff=[c.model_dump() for c in decision.plan.cib_changes] or None,
-            details=details).id)
+            details=details))
 
     def _write_and_verify(self, kind: Literal["apply", "drift-corrected"], wanted: etree._Element,
                           desired: DesiredInput, state: DesiredState | None, live: etree._Element,
@@ -526,10 +558,10 @@ class Reconciler:
         faults.pause("after-write")
         with timer.stage("record"):
             # The timings so far: what it took from the trigger to the write that made the change live.
-            ev = self._record_write(kind, desired, outcome, event_id, trigger,
+            ev_id = self._record_write(kind, desired, outcome, event_id, trigger,
                                     {**_substituted(decision), **impact_detail, "timings": timer.durations},
                                     origin=updated_by(live) if kind == "drift-corrected" else None)
-        events.append(ev.id)
+        events.append(ev_id)
         with timer.stage("verify"):
             problems, fenced = self.verify(status, settle, wait=not quiet, fences_before=fences_before)
         if problems:
@@ -537,11 +569,11 @@ class Reconciler:
                 node=self.node, kind="verify", outcome="failure", commit=desired.commit,
                 summary=f"cluster unhealthy after {kind} of {rev[:12]}: "
                         + "; ".join(p.message for p in problems),
-                details={"problems": [p.model_dump() for p in problems], "after_event": ev.id,
+                details={"problems": [p.model_dump() for p in problems], "after_event": ev_id,
                          "fenced": [f.model_dump() for f in fenced], "stage": "verify",
-                         "reason": "HealthCheckFailed"}).id)
+                         "reason": "HealthCheckFailed"}))
             if kind == "apply":
-                events.append(self._auto_rollback(outcome, rev, desired, ev.id, problems))
+                events.append(self._auto_rollback(outcome, rev, desired, ev_id, problems))
                 return (result or _bare)(
                     "rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
                     f"configuration restored, {rev[:12]} marked bad", changes=len(outcome.objects),
@@ -551,7 +583,7 @@ class Reconciler:
                 node=self.node, kind="verify", outcome="success", commit=desired.commit,
                 summary=f"{kind} of {rev[:12]} verified; fencing seen meanwhile: "
                         + "; ".join(f.text() for f in fenced),
-                details={"fenced": [f.model_dump() for f in fenced], "after_event": ev.id}).id)
+                details={"fenced": [f.model_dump() for f in fenced], "after_event": ev_id}))
         return (result or _bare)("applied" if kind == "apply" else "drift-corrected",
                                  f"{len(outcome.objects)} object(s) changed",
                                  changes=changes or len(outcome.objects))
@@ -572,17 +604,15 @@ class Reconciler:
                                summary=f"recording revision {rev[:12]} in the marker failed; nothing written",
                                details={"trigger": trigger}) from exc
         config = configuration_text(live)
-        ev = self._record(
+        ev_id = self._record(
             node=self.node, kind="apply", outcome="success", commit=desired.commit,
             summary=f"apply of {rev[:12]}: no CIB change"
                     + ("; the corosync.conf rollout follows" if decision.plan.corosync_changes else ""),
             cib_version_before=cib_version(live), config_before=config, config_after=config,
             details={"marker_event": marker_event, "trigger": trigger, "record_only": True,
                      "corosync_changes": [c.as_dict() for c in decision.plan.corosync_changes]})
-        self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
-        self.store.set_state("seen-marker-event", marker_event, scope=self.node)
-        self._remember_write(marker_event, config)
-        return ev.id
+        self._mark_recorded(marker_event, config)
+        return ev_id
 
     def _fences_before(self) -> list[FenceEvent] | None:
         pending, self._fences = self._fences, None
@@ -684,34 +714,42 @@ class Reconciler:
                                details={"rolled_back_event": apply_event, "bad_revision": rev,
                                         "marked_bad": marked,
                                         "problems": [p.model_dump() for p in problems]}) from exc
-        ev = self._record_write("auto-rollback", desired, back, marker_event, "verify",
+        ev_id = self._record_write("auto-rollback", desired, back, marker_event, "verify",
                                 {"rolled_back_event": apply_event, "bad_revision": rev,
                                  "problems": [p.model_dump() for p in problems]},
                                 summary=f"auto-rollback of {rev[:12]}: previous configuration restored, "
                                         "revision marked bad")
-        return ev.id
+        return ev_id
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: dict[str, Any], origin: dict[str, Any] | None = None,
-                      summary: str | None = None) -> AuditEvent:
+                      summary: str | None = None) -> int:
         details: dict[str, Any] = {"marker_event": marker_event, "trigger": trigger,
                                    "attempts": outcome.attempts, **extra}
         if outcome.conflicts:
             details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
         if origin:
             details["origin"] = origin
-        ev = self._record(
+        ev_id = self._record(
             node=self.node, kind=kind, outcome="success", commit=desired.commit if desired else None,
             summary=summary or f"{kind}: {len(outcome.objects)} object(s) changed"
                     + (f" after {len(outcome.conflicts)} concurrent change(s)" if outcome.conflicts else ""),
             cib_version_before=outcome.version_before, cib_version_after=outcome.version_after,
             config_before=outcome.config_before, config_after=outcome.config_after, patch=outcome.patch_xml,
             diff=[c.model_dump() for c in outcome.objects], duration=outcome.duration, details=details)
-        self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
-        self.store.set_state("seen-marker-event", marker_event, scope=self.node)
-        self._remember_write(marker_event, outcome.config_after)
+        self._mark_recorded(marker_event, outcome.config_after)
         self._last_config = outcome.config_after
-        return ev
+        return ev_id
+
+    def _mark_recorded(self, marker_event: str, config: str) -> None:
+        """This node wrote (and recorded, or queued) the marker's event: never record it again as observed."""
+        self._own_event = marker_event
+        try:
+            self.store.set_state("recorded-marker-event", marker_event, scope=CLUSTER_SCOPE)
+            self.store.set_state("seen-marker-event", marker_event, scope=self.node)
+            self._remember_write(marker_event, config)
+        except AuditError as exc:  # kept in memory meanwhile (the outbox holds the event itself)
+            log.error("audit trail: %s", exc)
 
     # ------------------------------------------------------------------ rollback
     def rollback(self, event_id: int) -> PassResult:
@@ -727,6 +765,7 @@ class Reconciler:
         self._record_observed(live, marker)
         pin = target.commit.sha if target.commit else marker.revision
         decision = decide_rollback(wanted, live, status, marker, event_id=event_id, pin=pin)
+        self._store_ready(None)
         if decision.verdict == "wait":
             return PassResult(outcome="no-quorum", message=_message(decision), decision=decision,
                               duration=round(time.monotonic() - started, 3))
@@ -749,15 +788,24 @@ class Reconciler:
                                summary=f"rollback to before event {event_id} failed; live cluster left as "
                                        "it was", patch=getattr(exc, "patch_xml", None),
                                details={"target_event": event_id}) from exc
-        ev = self._record_write("rollback", None, outcome, marker_event, "rollback",
+        ev_id = self._record_write("rollback", None, outcome, marker_event, "rollback",
                                 {"target_event": event_id, "pinned": pin},
                                 summary=f"rollback to the configuration before event {event_id}"
                                         + (f"; {pin[:12]} pinned" if pin else ""))
-        return PassResult(outcome="rolled-back", revision=pin, events=[ev.id], changes=len(outcome.objects),
+        return PassResult(outcome="rolled-back", revision=pin, events=[ev_id] if ev_id else [],
+                          changes=len(outcome.objects),
                           duration=round(time.monotonic() - started, 3), decision=decision,
                           message=f"configuration before event {event_id} restored"
                                   + (f"; revision {pin[:12]} pinned until a newer commit or "
                                      "`ha-gitops resume`" if pin else ""))
+
+
+def _writes(decision: Decision, leader: bool, status: ClusterStatus) -> bool:
+    """Whether carrying this decision out writes the CIB on this node."""
+    if decision.record_revision or decision.verdict in ("apply", "correct-drift"):
+        return True
+    return decision.verdict == "refuse" and decision.drift is not None and decision.drift.correct \
+        and leader and status.quorate
 
 
 def _target(decision: Decision, rev: str) -> str:

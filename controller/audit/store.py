@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,11 @@ def _db_errors(what: str) -> Iterator[None]:
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        # The two ways a working trail stops taking writes, said plainly (sqlite's words, PostgreSQL's).
+        if "disk is full" in detail or "No space left" in detail:
+            detail = f"the disk holding the audit database is full ({detail})"
+        elif "readonly database" in detail or "read-only" in detail:
+            detail = f"the audit database is read-only ({detail})"
         raise AuditError(f"audit database: {what}: {detail}") from exc
 
 
@@ -231,6 +236,11 @@ class AuditStore:
             s.add(row)
             head.seq, head.hash = seq, digest
         return _to_event(row)
+
+    def probe(self) -> None:
+        """A write transaction that changes nothing the trail shows: raises AuditError (naming a full disk
+        or a read-only file as such) when the store would refuse the next event."""
+        self.set_state("write-probe", datetime.now(UTC).isoformat(timespec="seconds"), scope="_probe")
 
     # ---- reading
 
