@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +77,7 @@ _REFUSAL_SUMMARY = {
 }
 Validator = Callable[[DesiredState], list[Finding]]
 log = logging.getLogger("ha-gitops.pass")
+Details = dict[str, object]  # an audit event's details: JSON values
 
 
 class DesiredInput(BaseModel):
@@ -491,7 +492,7 @@ class Reconciler:
         errors = [f for r in decision.reasons for f in r.findings]
         summary = _REFUSAL_SUMMARY.get(first.code, "refused: {message}").format(
             n=len(errors), message=first.message.splitlines()[0][:200])
-        details: dict[str, Any] = {
+        details: Details = {
             "trigger": trigger, "reasons": [r.model_dump(mode="json") for r in decision.reasons],
             "violations": [v.model_dump(mode="json") for r in decision.reasons for v in r.violations],
             "impact": decision.plan.impact.model_dump(mode="json") if decision.plan.impact else None,
@@ -513,7 +514,7 @@ class Reconciler:
                           decision: Decision | None = None) -> PassResult:
         ignore = state.policy.ignore if state is not None else []
         settle = state.policy.settle.timeout.total_seconds() if state is not None else 120.0
-        impact_detail: dict[str, Any] = {"impact": impact.model_dump(mode="json")} if impact else {}
+        impact_detail: Details = {"impact": impact.model_dump(mode="json")} if impact else {}
         quiet = impact is not None and not impact.resources and not impact.node_actions
         changes = len(decision.plan.cib_changes) if decision else 0
         diff_json = [c.model_dump() for c in decision.plan.cib_changes] if decision else None
@@ -722,9 +723,9 @@ class Reconciler:
         return ev_id
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
-                      trigger: str, extra: dict[str, Any], origin: dict[str, Any] | None = None,
+                      trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,
                       summary: str | None = None) -> int:
-        details: dict[str, Any] = {"marker_event": marker_event, "trigger": trigger,
+        details: Details = {"marker_event": marker_event, "trigger": trigger,
                                    "attempts": outcome.attempts, **extra}
         if outcome.conflicts:
             details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
@@ -843,7 +844,7 @@ def _pause_before_patch(_attempt: int) -> None:
     faults.pause("before-patch")
 
 
-def _substituted(decision: Decision | None) -> dict[str, Any]:
+def _substituted(decision: Decision | None) -> Details:
     subs = decision.plan.substitutions if decision else []
     return {"substituted": [s.model_dump() for s in subs]} if subs else {}
 
