@@ -295,3 +295,34 @@ def test_a_typo_in_a_resource_agent_is_refused_before_anything_runs(env: tuple[S
     assert cib.find(".//primitive[@id='extra-typo']") is None
     assert sb.exec("kamailio01", ["stonith_admin", "--history", "*", "--output-as=xml"]).stdout.count(
         "fence_event") == fences.count("fence_event")  # nobody fenced
+
+
+def test_a_new_dc_writes_the_newest_revision_not_its_cached_one(env: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = env
+    crm = repo.read(CRM)
+    old_dc = dc(sb)
+    others = [n for n in NODES if n != old_dc]
+    sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=150")}, "150")
+    # The DC applies it at once; the observers would look 2.5 s later. The DC dies before they do.
+    wait_for(lambda: stickiness_via(sb, others[0]) == "150", 20, "the DC's apply", interval=0.05)
+    sb.poweroff(old_dc)
+    try:
+        # Until a new DC has settled in, the value must never go back to the older revision's 100.
+        seen: set[str] = set()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            seen.add(stickiness_via(sb, others[0]))
+            time.sleep(0.2)
+        new_dc = dc(sb, via=others[0])
+        assert new_dc in others
+        assert seen <= {"150", ""}, seen  # "" while the CIB is being re-elected
+        assert read_marker(sb.cluster(others[0]).read_cib()).revision == sha
+    finally:
+        sb.start(old_dc)
+        sb.wait_healthy(timeout=90, expect_online=NODES)
+
+
+def stickiness_via(sb: Sandbox, node: str) -> str:
+    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                       "resource-stickiness", "-G", "-q"])
+    return r.stdout.strip()
