@@ -123,9 +123,10 @@ class LiveCluster:
     # ------------------------------------------------------------------ scheduler
     def simulate(self, cib_xml: str, *, scratch_dir: str, timeout: float = 60) -> Result:
         """`crm_simulate --run --xml-pipe --output-as=xml` on `cib_xml` (stdin): the scheduler run
-        offline, nothing sent to the cluster, its actions listed (not executed). The exit code is part of the answer (the caller reads
-        crm_simulate's XML status), so it does not raise on one. crm_simulate keeps a working copy of
-        its input ("shadow.PID"), by default beside the live CIB: CIB_shadow_dir puts it in scratch_dir.
+        offline, nothing sent to the cluster, its actions listed (not executed). The exit code is part
+        of the answer (the caller reads crm_simulate's XML status), so it does not raise on one.
+        crm_simulate keeps a working copy of its input ("shadow.PID"), by default beside the live CIB:
+        CIB_shadow_dir puts it in scratch_dir.
         """
         return self.runner.run(SIMULATE_ARGV, timeout=timeout, input=cib_xml,
                                env={"CIB_shadow_dir": scratch_dir}, check=False)
