@@ -36,9 +36,9 @@ DESIRED_FILE_LIMITS: dict[str, int] = {
 def size_text(n: int) -> str:
     """1536 -> '1.5 KB', 52428800 -> '50 MB': what a message shows (the exact bytes go beside it)."""
     if n >= MB:
-        return f"{n / MB:.3g} MB"
+        return f"{n / MB:.4g} MB"
     if n >= KB:
-        return f"{n / KB:.3g} KB"
+        return f"{n / KB:.4g} KB"
     return f"{n} bytes"
 
 

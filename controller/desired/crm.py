@@ -39,6 +39,10 @@ from controller.desired.findings import Finding, Severity
 from controller.errors import CommandError
 from controller.limits import TimeBudget, crm_budget
 
+# cache key -> the budget a conversion of that text ran out of, in this process. A pass converts on every
+# trigger (pushes, polls, CIB changes): retrying a text that cannot convert in time would block every
+# pass for the whole budget, forever. Retried once the budget is larger, or the process restarts.
+_TIMED_OUT: dict[str, float] = {}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AGENT_MISSING = re.compile(r"got no meta-data|no such resource agent|does this RA exist", re.I)
 _MESSAGE = re.compile(r"^(?P<level>ERROR|WARNING|INFO|CRIT|DEBUG): (?:(?P<num>\d+): )?(?P<text>.*)$")
@@ -163,6 +167,12 @@ def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool 
             return CrmConversion(configuration=data["configuration"].encode(), messages=msgs, cached=True)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
+    def timed_out() -> CrmConversionError:
+        return CrmConversionError([Finding(severity="error", file=source, message=budget.timeout_message(
+            "crmsh's conversion (crm configure load replace)"))])
+
+    if _TIMED_OUT.get(key, -1.0) >= budget.seconds:
+        raise timed_out()
     with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as tmp:
         tmpdir = Path(tmp)
         cib = tmpdir / "cib.xml"
@@ -177,9 +187,8 @@ def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool 
         except CommandError as exc:
             if exc.timeout is None:
                 raise
-            # Not cached: on a less busy moment (or a bigger budget) the same text may convert.
-            raise CrmConversionError([Finding(severity="error", file=source, message=budget.timeout_message(
-                "crmsh's conversion (crm configure load replace)"))]) from exc
+            _TIMED_OUT[key] = budget.seconds  # not on disk: after a restart, or given more time, it may
+            raise timed_out() from exc
         failed = result.returncode != 0
         findings = _findings(result.stderr + "\n" + result.stdout, text, source, failed)
         if failed:
