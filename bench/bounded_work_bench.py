@@ -10,7 +10,7 @@ the real tools, as the agent runs them:
 - for N <= 400, one run of the argv the agent used before, `crm_simulate --simulate`.
 Also records the file sizes (cib.crm, the converted <configuration>) that the size limits are set
 against. Writes bench/results/bounded_work.{json,md}.
-Run: `.venv/bin/python bench/bounded_work_bench.py [N ...]` (default 100 200 400 1000 2000).
+Run: `.venv/bin/python bench/bounded_work_bench.py [N ...]` (default 100 200 400 1000 2000 4000).
 """
 
 from __future__ import annotations
@@ -195,5 +195,5 @@ def main(sizes: list[int], old_sizes: list[int]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sizes = [int(a) for a in sys.argv[1:]] or [100, 200, 400, 1000, 2000]
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 200, 400, 1000, 2000, 4000]
     print(json.dumps(main(sizes, old_sizes=[n for n in sizes if n <= 400]), indent=1))

@@ -4,10 +4,10 @@ Sizes: one table, DESIRED_FILE_LIMITS, checked before a file is read (README, "D
 are set far above any real cluster, measured (bench/results/bounded_work.md, the corpus): the largest
 real CIB of the corpus (Pacemaker's params-6.xml, 131 primitives) is 780 KB with its status and 518 KB
 of <configuration>; a generated 2,000-primitive cluster is 303 KB of cib.crm, 1.2 MB of <configuration>
-and 3.9 MB as a whole <cib> with its status. cib.crm's limit, 1 MB (about 6,600 primitives), is set by
-crmsh: its conversion grows faster than the text (1,000 primitives 9.8 s, 2,000 31.7 s on 2 cores), and
-at the limit it still fits its budget. A 50 MB cib.crm is a mistake or an attack: it cost minutes
-and 564 MB.
+and 3.9 MB as a whole <cib> with its status (4,000: 607 KB, 2.4 MB, 7.8 MB). cib.crm's limit, 512 KB
+(about 3,400 primitives), is set by crmsh: its conversion grows much faster than the text (2,000
+primitives 33 s, 4,000 225 s on 2 busy cores), and at the limit it still fits its budget. A 50 MB
+cib.crm is a mistake or an attack: it cost minutes and 564 MB.
 
 Time: a budget that grows with the configuration (a base for the tool's start-up plus a cost per unit
 of size), measured on a 2-core machine and given a wide margin, because the machine the agent runs on
@@ -26,8 +26,8 @@ MB = 1024 * KB
 
 # file name -> the largest size in bytes ha-gitops reads. cib.xml may be a whole <cib> (status included).
 DESIRED_FILE_LIMITS: dict[str, int] = {
-    "cib.crm": 1 * MB,
-    "cib.xml": 16 * MB,
+    "cib.crm": 512 * KB,
+    "cib.xml": 8 * MB,
     "corosync.conf": 1 * MB,
     "cluster.toml": 1 * MB,
 }
@@ -81,11 +81,12 @@ class TimeBudget(BaseModel):
                 "too large to evaluate in time on this machine")
 
 
-# Measured (bench/results/bounded_work.md): crmsh 9.8 s for 1,000 primitives (151 KB), 31.7 s for 2,000
-# (303 KB): budgets 136 s and 212 s; at the 1 MB limit about 240 s expected (it grows as size^1.7),
-# budget 480 s (the cap). crm_simulate (--run, both runs side by side) 1.5 s / 2.1 s for 1,000 / 2,000
-# primitives: budgets 80 s / 130 s per run. Together the caps (480 + 240 s, conversion then prediction)
-# stay inside the agent's stuck-pass limit (controller/agent.py MAX_PASS, 900 s).
+# Measured (bench/results/bounded_work.md, 2 cores shared with other work): crmsh 5.8 s for 1,000
+# primitives (151 KB), 33 s for 2,000 (303 KB), 225 s for 4,000 (607 KB): budgets 136 s, 212 s, 364 s;
+# at the 512 KB limit about 150 s expected, budget 316 s. crm_simulate (--run, both runs side by side)
+# 0.7 s / 2.4 s / 11.6 s for 1,000 / 2,000 / 4,000 primitives: budgets 80 s / 130 s / 230 s per run.
+# Together the caps (480 + 240 s, conversion then prediction) stay inside the agent's stuck-pass limit
+# (controller/agent.py MAX_PASS, 900 s).
 CRM_BASE, CRM_PER_KB, CRM_CAP = 60.0, 0.5, 480.0
 SIMULATE_BASE, SIMULATE_PER_PRIMITIVE, SIMULATE_CAP = 30.0, 0.05, 240.0
 

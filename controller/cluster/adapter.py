@@ -17,8 +17,8 @@ from controller.cluster.runner import ToolRunner
 from controller.command import Result
 
 # --run: the scheduler's actions, not executed. --simulate also executes the transition on a copy of the
-# CIB, which prints the same <actions> but grows with the square of what it starts (200 new primitives:
-# 20 s, 400: 74 s, against 0.3 s) and aborts on valid CIBs (a Pacemaker 2.1.5 assertion on 6 of 285
+# CIB, which prints the same <actions> but grows faster than the square of what it starts (200 new primitives:
+# 4.4 s, 400: 22 s, against 0.1 s), and aborts on valid CIBs (a Pacemaker 2.1.5 assertion on 6 of 285
 # scheduler regression CIBs): bench/results/bounded_work.md.
 SIMULATE_ARGV = ("crm_simulate", "--run", "--xml-pipe", "--output-as=xml")
 

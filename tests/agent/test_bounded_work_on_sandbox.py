@@ -45,7 +45,7 @@ def test_an_oversized_cib_crm_is_refused_once_by_its_size(env: tuple[Sandbox, Gi
     assert len(big.encode()) > limit
     sha = repo.commit({CRM: big}, "a cib.crm over its limit")
     refused = wait_for(lambda: next(iter(refusals(sb, sha)), None), 60, "the refusal")
-    assert f"over the 1 MB limit for cib.crm ({limit} bytes)" in refused["error"], refused
+    assert f"over the 512 KB limit for cib.crm ({limit} bytes)" in refused["error"], refused
     assert f"({len(big.encode())} bytes)" in refused["error"]
     # More passes come (a poll every 5 s, a hand edit's CIB change): the refusal is not recorded again.
     sb.exec("kamailio01", ["crm_attribute", "-t", "crm_config", "-n", "bounded-probe", "-v", "1"])

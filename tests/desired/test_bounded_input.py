@@ -62,8 +62,8 @@ def test_a_50_mb_cib_crm_is_refused_at_once_naming_size_and_limit(tmp_path: Path
     res = subprocess.run([CLI, "validate", str(path)], capture_output=True, text=True, timeout=120,
                          stdin=subprocess.DEVNULL)
     assert res.returncode == 2
-    assert (f"error: {path / 'cib.crm'}: cib.crm is 50 MB (52428800 bytes), over the 1 MB limit for "
-            "cib.crm (1048576 bytes)") in res.stdout
+    assert (f"error: {path / 'cib.crm'}: cib.crm is 50 MB (52428800 bytes), over the 512 KB limit for "
+            "cib.crm (524288 bytes)") in res.stdout
     assert time.monotonic() - started < 20  # crmsh never ran (it took minutes on this file)
 
 
@@ -88,9 +88,9 @@ def test_every_file_has_a_limit_and_the_limit_itself_is_allowed(tmp_path: Path, 
 
 def test_real_clusters_are_far_below_the_limits(tmp_path: Path) -> None:
     for name in ("cib.crm", "corosync.conf"):
-        assert (KAMAILIO / name).stat().st_size * 1000 < DESIRED_FILE_LIMITS[name]
+        assert (KAMAILIO / name).stat().st_size * 500 < DESIRED_FILE_LIMITS[name]
     # The largest real CIB of the corpus, a whole <cib> with its status, loads as cib.xml with room to spare.
-    assert LARGEST_REAL_CIB.stat().st_size * 16 < DESIRED_FILE_LIMITS["cib.xml"]
+    assert LARGEST_REAL_CIB.stat().st_size * 10 < DESIRED_FILE_LIMITS["cib.xml"]
     path = folder(tmp_path, cib_xml=LARGEST_REAL_CIB.read_bytes())
     assert read_desired(path, convert_crm=no_crmsh).cib_format == "xml"
 
