@@ -56,7 +56,6 @@ class TimeBudget(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    tool: str
     base: float
     per_unit: float
     units: int
@@ -94,7 +93,7 @@ SIMULATE_BASE, SIMULATE_PER_PRIMITIVE, SIMULATE_CAP = 30.0, 0.05, 240.0
 def crm_budget(text: str) -> TimeBudget:
     """crmsh's `configure load replace` of cib.crm: its time grows with the text (per KB)."""
     size_kb = math.ceil(len(text.encode()) / KB)
-    return TimeBudget(tool="crmsh", base=CRM_BASE, per_unit=CRM_PER_KB, units=size_kb, unit="KB of cib.crm",
+    return TimeBudget(base=CRM_BASE, per_unit=CRM_PER_KB, units=size_kb, unit="KB of cib.crm",
                       cap=CRM_CAP)
 
 
@@ -105,5 +104,5 @@ def count_primitives(cib: etree._Element) -> int:
 
 def simulate_budget(cib: etree._Element) -> TimeBudget:
     """One crm_simulate run on cib: the scheduler's time grows with the resources it places."""
-    return TimeBudget(tool="crm_simulate", base=SIMULATE_BASE, per_unit=SIMULATE_PER_PRIMITIVE,
+    return TimeBudget(base=SIMULATE_BASE, per_unit=SIMULATE_PER_PRIMITIVE,
                       units=count_primitives(cib), unit="primitives", cap=SIMULATE_CAP)

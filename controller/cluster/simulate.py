@@ -48,7 +48,7 @@ def _budget(cib: etree._Element, timeout: float | None) -> TimeBudget:
     if timeout is None:
         return simulate_budget(cib)
     # A caller's fixed timeout, described like a budget so the message still names the size.
-    return TimeBudget(tool="crm_simulate", base=timeout, per_unit=0.0, units=count_primitives(cib),
+    return TimeBudget(base=timeout, per_unit=0.0, units=count_primitives(cib),
                       unit="primitives", cap=timeout)
 
 
