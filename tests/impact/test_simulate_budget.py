@@ -101,3 +101,18 @@ def test_a_fixed_timeout_still_names_the_size(monkeypatch: pytest.MonkeyPatch) -
     live = cib_with(3)
     with pytest.raises(SimulationError, match=r"time budget of 0.3s \(fixed; 3 primitives\)"):
         simulate(live, live, runner=hangs, timeout=0.3)
+
+
+def test_a_cib_the_old_argv_aborted_on_is_predicted(tmp_path: Path) -> None:
+    """`crm_simulate --simulate` (the argv used before) hits a Pacemaker 2.1.5 assertion executing this
+    valid scheduler regression CIB's transition (SIGABRT): every change on it was `impact-unknown`."""
+    live = parse_xml_file(REPO.parent / "shared" / "corpus" / "cib" / "pacemaker-scheduler"
+                          / "clone-recover-no-shuffle-2.xml")
+    old = run(["crm_simulate", "--simulate", "--xml-pipe", "--output-as=xml"], timeout=60, check=False,
+              input=etree.tostring(live).decode(), env={"CIB_shadow_dir": str(tmp_path)})
+    assert old.returncode != 0 and "fatal assertion" in old.stderr
+    proposed = live.find("configuration")
+    assert proposed is not None
+    impact = simulate(live, proposed)
+    assert impact.resources == []  # the same configuration changes nothing
+    assert impact.baseline  # what the cluster does anyway is still seen
