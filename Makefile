@@ -42,6 +42,7 @@ bench: setup
 	$(PY) bench/sandbox_updown.py
 	$(PY) bench/cib_diff_bench.py
 	$(PY) bench/crm_conversion_bench.py
+	$(PY) bench/bounded_work_bench.py
 	$(PY) bench/agent_bench.py
 
 clean:

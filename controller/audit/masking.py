@@ -7,12 +7,16 @@ Which names are secret (case-insensitive; a name is split into words at '-', '_'
 camelCase humps, e.g. `snmpPrivPasswd` -> snmp, priv, passwd):
 - it contains one of SECRET_SUBSTRINGS anywhere (password, passwd, passphrase, secret, credential,
   apikey, privkey, authkey): `replication_passwd`, `mypassword`, `client_secret`;
-- or one of its words is in SECRET_WORDS (key, token, pass, pwd, psk, community, kg): `api_key`,
-  `ssh-key`, `key`, `auth_token`, `snmp_community`, `hexadecimal_kg` - but not `monkey`, `keyboard`,
-  `passive`, `bypass` (whole words only);
+- or one of its words is in SECRET_WORDS (key, pass, pwd, psk, community, kg): `api_key`,
+  `ssh-key`, `key`, `snmp_community`, `hexadecimal_kg` - but not `monkey`, `keyboard`, `passive`,
+  `bypass` (whole words only);
+- or its last word is `token` (`token`, `auth_token`, `api_token`): a token only when the name is
+  about one; `token_coefficient`, `token_retransmit` are about something else;
 - unless its last word names a location, not the secret (file, path, dir, script): `key_file`,
   `identity_file`, `passwd_script` show in clear, they are paths.
-corosync.conf uses the same rule except that `token*` is corosync's timing (token: 3000), not a secret.
+Corosync's own names are never tokens: in corosync.conf (`corosync=True`) and in any dotted corosync
+or cmap key (`totem.token`, `runtime.config.totem.token`, `quorum.*`, ...), `token` is the totem
+token's timing (token: 3000), not a secret; a real secret there (a `key`, a `password`) still is one.
 
 Masked: the value attribute of any element with a secret name attribute (nvpair), a patch's
 change-attr value for such an nvpair (found by the change-result or the nvpair id in the path), JSON
@@ -31,7 +35,11 @@ from lxml import etree
 MASK = "****"
 SECRET_SUBSTRINGS = ("password", "passwd", "passphrase", "secret", "credential", "apikey", "privkey",
                      "authkey")
-SECRET_WORDS = frozenset({"key", "token", "pass", "pwd", "psk", "community", "kg"})
+SECRET_WORDS = frozenset({"key", "pass", "pwd", "psk", "community", "kg"})
+TOKEN = "token"  # secret as the last word only (see above)
+# First component of a dotted corosync.conf or cmap key (corosync.conf(5), votequorum(5), cmap_keys(8)).
+COROSYNC_SECTIONS = frozenset({"totem", "nodelist", "quorum", "logging", "system", "resources", "nozzle",
+                               "uidgid", "qb", "runtime", "config"})
 LOCATION_WORDS = frozenset({"file", "path", "dir", "script"})
 MIN_SCRUB_LEN = 4  # shorter literal values ("1", "yes") would blank unrelated text
 _VALUE_KEYS = ("value", "old", "new", "before", "after", "old_value", "new_value", "from", "to")
@@ -43,16 +51,23 @@ def _words(name: str) -> list[str]:
     return [w.lower() for w in _WORD_SPLIT.split(name) if w]
 
 
+def _corosync_key(name: str) -> bool:
+    head, dot, _ = name.partition(".")
+    return bool(dot) and head.lower() in COROSYNC_SECTIONS
+
+
 def is_secret_name(name: str, *, corosync: bool = False) -> bool:
     words = _words(name)
     if not words or words[-1] in LOCATION_WORDS:
         return False
-    if corosync:
-        words = [w for w in words if w != "token"]
+    if corosync or _corosync_key(name):
+        words = [w for w in words if w != TOKEN]
+        if not words:
+            return False
     flat = "".join(words)
     if any(s in flat for s in SECRET_SUBSTRINGS):
         return True
-    return any(w in SECRET_WORDS for w in words)
+    return words[-1] == TOKEN or any(w in SECRET_WORDS for w in words)
 
 
 # ---- XML (configurations and patches)

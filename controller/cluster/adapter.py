@@ -16,7 +16,11 @@ from controller.cluster.models import ClusterStatus, QuorumInfo, parse_crm_mon, 
 from controller.cluster.runner import ToolRunner
 from controller.command import Result
 
-SIMULATE_ARGV = ("crm_simulate", "--simulate", "--xml-pipe", "--output-as=xml")
+# --run: the scheduler's actions, not executed. --simulate also executes the transition on a copy of the
+# CIB, which prints the same <actions> but grows faster than the square of what it starts (200 new primitives:
+# 4.4 s, 400: 22 s, against 0.1 s), and aborts on valid CIBs (a Pacemaker 2.1.5 assertion on 6 of 285
+# scheduler regression CIBs): bench/results/bounded_work.md.
+SIMULATE_ARGV = ("crm_simulate", "--run", "--xml-pipe", "--output-as=xml")
 
 
 class LiveCluster:
@@ -118,10 +122,11 @@ class LiveCluster:
 
     # ------------------------------------------------------------------ scheduler
     def simulate(self, cib_xml: str, *, scratch_dir: str, timeout: float = 60) -> Result:
-        """`crm_simulate --simulate --xml-pipe --output-as=xml` on `cib_xml` (stdin): the scheduler run
-        offline, nothing sent to the cluster. The exit code is part of the answer (the caller reads
-        crm_simulate's XML status), so it does not raise on one. crm_simulate keeps a working copy of
-        its input ("shadow.PID"), by default beside the live CIB: CIB_shadow_dir puts it in scratch_dir.
+        """`crm_simulate --run --xml-pipe --output-as=xml` on `cib_xml` (stdin): the scheduler run
+        offline, nothing sent to the cluster, its actions listed (not executed). The exit code is part
+        of the answer (the caller reads crm_simulate's XML status), so it does not raise on one.
+        crm_simulate keeps a working copy of its input ("shadow.PID"), by default beside the live CIB:
+        CIB_shadow_dir puts it in scratch_dir.
         """
         return self.runner.run(SIMULATE_ARGV, timeout=timeout, input=cib_xml,
                                env={"CIB_shadow_dir": scratch_dir}, check=False)

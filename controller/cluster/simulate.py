@@ -1,7 +1,8 @@
 """Running crm_simulate for the impact prediction (shell): the two scheduler runs, their failures.
 
 The argv is LiveCluster's; what the results mean (parsing, baseline subtraction, the Impact value) is
-the pure controller/impact.py.
+the pure controller/impact.py. Each run's time budget grows with the CIB (controller/limits.py,
+`simulate_budget`); a run past it is a SimulationError naming the budget and the primitives counted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from controller.cluster.adapter import LiveCluster
 from controller.cluster.runner import CallRunner, ToolRunner
 from controller.command import Result
 from controller.command import run as run_command
-from controller.errors import InputError
+from controller.errors import CommandError, InputError
 from controller.impact import (
     Impact,
     SimulationError,
@@ -27,8 +28,7 @@ from controller.impact import (
     result_root,
     simulation_cib,
 )
-
-SIMULATE_TIMEOUT = 60.0
+from controller.limits import TimeBudget, count_primitives, simulate_budget
 
 
 class ToolRunnerLike(Protocol):
@@ -44,16 +44,30 @@ def _cluster(runner: Runner) -> LiveCluster:
     return LiveCluster(CallRunner(runner.run if hasattr(runner, "run") else runner))
 
 
+def _budget(cib: etree._Element, timeout: float | None) -> TimeBudget:
+    if timeout is None:
+        return simulate_budget(cib)
+    # A caller's fixed timeout, described like a budget so the message still names the size.
+    return TimeBudget(base=timeout, per_unit=0.0, units=count_primitives(cib),
+                      unit="primitives", cap=timeout)
+
+
 def run_crm_simulate(cib: etree._Element, *, runner: Runner = run_command, scratch_dir: str,
-                     what: str, timeout: float = SIMULATE_TIMEOUT) -> bytes:
-    """`crm_simulate --simulate --xml-pipe --output-as=xml` on cib; returns its XML result.
+                     what: str, timeout: float | None = None) -> bytes:
+    """`crm_simulate --run --xml-pipe --output-as=xml` on cib; returns its XML result (the actions).
 
     The CIB goes in on stdin so the runner may be inside another mount namespace (a sandbox node).
     crm_simulate keeps a working copy of its input ("shadow.PID"), by default in the live CIB's
-    directory: CIB_shadow_dir puts it in scratch_dir instead.
+    directory: CIB_shadow_dir puts it in scratch_dir instead. timeout None: the CIB's budget.
     """
-    res = _cluster(runner).simulate(to_bytes(cib, pretty=False).decode(), scratch_dir=scratch_dir,
-                                    timeout=timeout)
+    budget = _budget(cib, timeout)
+    try:
+        res = _cluster(runner).simulate(to_bytes(cib, pretty=False).decode(), scratch_dir=scratch_dir,
+                                        timeout=budget.seconds)
+    except CommandError as exc:
+        if exc.timeout is None:
+            raise
+        raise SimulationError(budget.timeout_message(f"crm_simulate on the {what} CIB")) from exc
     status_msg = ""
     root: etree._Element | None = None
     try:
@@ -77,12 +91,13 @@ def run_crm_simulate(cib: etree._Element, *, runner: Runner = run_command, scrat
 
 
 def simulate(live_cib: etree._Element, proposed: etree._Element, *, runner: Runner = run_command,
-             scratch_dir: str | None = None, timeout: float = SIMULATE_TIMEOUT) -> Impact:
+             scratch_dir: str | None = None, timeout: float | None = None) -> Impact:
     """Predict the impact of replacing the live configuration with `proposed`.
 
     live_cib: the live <cib> including <status>; proposed: a <cib> or <configuration>. crm_simulate
     only reads the given XML: it never talks to the cluster. scratch_dir must exist where the
-    runner executes (default: a fresh local temporary directory).
+    runner executes (default: a fresh local temporary directory). timeout None: each run gets the
+    budget of its CIB's size (controller.limits.simulate_budget).
     """
     test_cib = simulation_cib(live_cib, proposed)
     known = {**resource_containers(live_cib.find("configuration")),

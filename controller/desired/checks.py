@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from controller.cib.options import cluster_option, option_enabled
 from controller.corosync.lint import lint_corosync
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState
@@ -126,6 +127,31 @@ def check_references(state: DesiredState, config: etree._Element) -> list[Findin
     return out
 
 
+def check_no_quorum_policy(state: DesiredState, config: etree._Element) -> list[Finding]:
+    """`no-quorum-policy=ignore` with more than two nodes: a partition that lost quorum keeps going, so
+    a cut-off node fences the healthy majority (or, without fencing, runs what they run). A warning:
+    the file is valid, the policy is the operator's to choose (two-node clusters have two_node)."""
+    nodes = len(state.corosync.nodes) or sum(
+        1 for n in config.iterfind("nodes/node") if n.get("type", "member") == "member")
+    if nodes <= 2:
+        return []
+    out: list[Finding] = []
+    fencing = option_enabled(config, "stonith-enabled", default=True)
+    for opt in cluster_option(config, "no-quorum-policy"):
+        if opt.value.strip().lower() != "ignore":  # Pacemaker compares the value without case
+            continue
+        harm = ("a node cut off from the others keeps running its resources and fences the healthy "
+                "majority" if fencing else
+                "a node cut off from the others keeps running resources the majority runs too (split brain)")
+        when = " while its rule matches" if opt.conditional else ""
+        out.append(Finding(
+            severity="warning", file=str(state.cib_file),
+            line=state.id_lines.get(opt.nvpair_id) or state.id_lines.get(opt.set_id), element=opt.nvpair_id,
+            message=f"no-quorum-policy={opt.value} on a cluster of {nodes} nodes{when}: {harm}; use "
+                    "no-quorum-policy=stop (the default) so that only the quorate partition acts"))
+    return out
+
+
 def check_corosync(state: DesiredState) -> list[Finding]:
     """corosync.conf on its own: unknown keys and sections (warnings), nodelist errors."""
     file = str(state.corosync_file)
@@ -135,4 +161,5 @@ def check_corosync(state: DesiredState) -> list[Finding]:
 
 def cross_check(state: DesiredState) -> list[Finding]:
     config = state.configuration()
-    return check_quorum(state) + check_nodes(state, config) + check_references(state, config)
+    return (check_quorum(state) + check_nodes(state, config) + check_references(state, config)
+            + check_no_quorum_policy(state, config))

@@ -3,9 +3,10 @@
 crmsh is the reference implementation of its own language, so we do not re-implement it: an empty
 CIB file is created with ``cibadmin --empty`` and ``crm -F configure load replace FILE`` runs with
 ``CIB_file`` pointing at it (never the live cluster), no stdin, a throw-away HOME and no colours.
-A call costs about half a second, so results are cached by the hash of the crm text, the crmsh
-version and the empty CIB template, in ``$HA_GITOPS_CACHE_DIR`` (default /var/cache/ha-gitops when
-writable, else ~/.cache/ha-gitops).
+A call costs about half a second (more with the text's size: its time budget grows with it,
+controller/limits.py `crm_budget`, and a timeout is an error naming the budget), so results are
+cached by the hash of the crm text, the crmsh version and the empty CIB template, in
+``$HA_GITOPS_CACHE_DIR`` (default /var/cache/ha-gitops when writable, else ~/.cache/ha-gitops).
 
 crmsh numbers its messages by *statement* (lines joined at trailing backslashes, blank lines
 dropped, comment lines counted - crmsh's utils.lines2cli); ``crm_statements`` (crm_syntax.py) redoes
@@ -35,8 +36,13 @@ from controller.desired.crm_syntax import (
     crm_statements,
 )
 from controller.desired.findings import Finding, Severity
+from controller.errors import CommandError
+from controller.limits import TimeBudget, crm_budget
 
-CRM_TIMEOUT = 120.0
+# cache key -> the budget a conversion of that text ran out of, in this process. A pass converts on every
+# trigger (pushes, polls, CIB changes): retrying a text that cannot convert in time would block every
+# pass for the whole budget, forever. Retried once the budget is larger, or the process restarts.
+_TIMED_OUT: dict[str, float] = {}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AGENT_MISSING = re.compile(r"got no meta-data|no such resource agent|does this RA exist", re.I)
 _MESSAGE = re.compile(r"^(?P<level>ERROR|WARNING|INFO|CRIT|DEBUG): (?:(?P<num>\d+): )?(?P<text>.*)$")
@@ -144,11 +150,14 @@ def _findings(stderr: str, text: str, source: str, failed: bool) -> list[Finding
 
 
 def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool = True,
-                         runner: CrmRunner | None = None) -> CrmConversion:
+                         runner: CrmRunner | None = None, budget: TimeBudget | None = None) -> CrmConversion:
     """Convert crm configure syntax to the CIB <configuration> XML bytes crmsh produces.
 
-    `runner` runs the crm command line (default: a new crm process).
-    Raises CrmConversionError (with file/line findings) when crmsh rejects the text."""
+    `runner` runs the crm command line (default: a new crm process); `budget` how long it may take
+    (default: crm_budget(text), growing with the text).
+    Raises CrmConversionError (with file/line findings) when crmsh rejects the text or runs past its
+    budget."""
+    budget = budget or crm_budget(text)
     key = _cache_key(text)
     cache_file = cache_dir() / "crm" / f"{key}.json"
     if use_cache and cache_file.is_file():
@@ -158,15 +167,28 @@ def crm_to_configuration(text: str, source: str = "cib.crm", *, use_cache: bool 
             return CrmConversion(configuration=data["configuration"].encode(), messages=msgs, cached=True)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is rebuilt below
+    def timed_out() -> CrmConversionError:
+        return CrmConversionError([Finding(severity="error", file=source, message=budget.timeout_message(
+            "crmsh's conversion (crm configure load replace)"))])
+
+    if _TIMED_OUT.get(key, -1.0) >= budget.seconds:
+        raise timed_out()
     with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as tmp:
         tmpdir = Path(tmp)
         cib = tmpdir / "cib.xml"
         cib.write_text(empty_cib())
         crm_file = tmpdir / "input.crm"
         crm_file.write_text(text)
-        result = (runner or _run_once)(["crm", "-F", "configure", "load", "replace", str(crm_file)],
-                                       timeout=CRM_TIMEOUT, env={**_crm_env(tmpdir), "CIB_file": str(cib)},
-                                       check=False, warm=text)
+        try:
+            result = (runner or _run_once)(["crm", "-F", "configure", "load", "replace", str(crm_file)],
+                                           timeout=budget.seconds,
+                                           env={**_crm_env(tmpdir), "CIB_file": str(cib)}, check=False,
+                                           warm=text)
+        except CommandError as exc:
+            if exc.timeout is None:
+                raise
+            _TIMED_OUT[key] = budget.seconds  # not on disk: after a restart, or given more time, it may
+            raise timed_out() from exc
         failed = result.returncode != 0
         findings = _findings(result.stderr + "\n" + result.stdout, text, source, failed)
         if failed:

@@ -27,6 +27,7 @@ from controller.desired.crm_syntax import CrmConversionError, CrmConverter, crm_
 from controller.desired.findings import DesiredStateError, Finding
 from controller.desired.policy import ClusterPolicy, load_policy
 from controller.errors import InputError
+from controller.limits import size_error
 
 COROSYNC_FILE = "corosync.conf"
 CRM_FILE = "cib.crm"
@@ -60,7 +61,19 @@ class DesiredState(BaseModel):
         return parse_corosync(self.corosync_text, source=str(self.corosync_file))
 
 
+def _check_size(path: Path) -> None:
+    """Before anything reads it: a file over its limit (controller.limits) is refused by its size alone."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    message = size_error(path.name, size)
+    if message is not None:
+        raise InputError(message, file=str(path))
+
+
 def _read(path: Path) -> bytes:
+    _check_size(path)
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -113,7 +126,7 @@ def read_desired(path: str | Path, *, convert_crm: CrmConverter) -> DesiredState
     policy = ClusterPolicy()
     if policy_path.exists():
         try:
-            sources[POLICY_FILE] = _read(policy_path)
+            sources[POLICY_FILE] = _read(policy_path)  # size-checked before load_policy reads it
             policy = load_policy(policy_path)
         except InputError as exc:
             errors.append(Finding.from_error(exc, str(policy_path)))
