@@ -178,6 +178,7 @@ def test_killed_agent_is_restarted_after_the_units_delay_and_counted(sb: Sandbox
     log = (sb.layout.node_dir(name) / "logs" / "agent.out").read_text()
     assert "code=killed, status=9/KILL; restart in 5s (Restart=on-failure)" in log
     assert f"restart counter is at {before + 2}" in log
+    print(f"agent on {name} back {took:.1f}s after `sandbox kill` (RestartSec={RESTART_SEC:g})")
 
 
 def test_a_clean_stop_or_a_power_loss_is_not_restarted(sb: Sandbox) -> None:
