@@ -43,11 +43,15 @@ def sandbox() -> None:
 @click.option("--branch", default="main", show_default=True, help="With --agents: the branch to follow.")
 @click.option("--path", "repo_path", default=".", show_default=True,
               help="With --agents: the cluster folder inside the repository.")
+@click.option("--fencing-network", type=click.Choice(["cluster", "oob"]), default="cluster",
+              show_default=True,
+              help="How fence requests reach the power switch: over the sandbox network (a cut node fences "
+                   "nobody), or out of band (a separate management network no cut touches).")
 @SANDBOX_DIR_OPTION
 @FORMAT_OPTION
 @handles_errors
 def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
-               state_dir: str | None, fmt: str) -> None:
+               fencing_network: str, state_dir: str | None, fmt: str) -> None:
     """Start one node per corosync nodelist entry; return once quorate with a DC."""
     from controller.sandbox.topology import SandboxAgents
 
@@ -58,7 +62,8 @@ def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None,
         local = Path(repo.removeprefix("file://"))
         url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
         spec = SandboxAgents(repo_url=url, branch=branch, path=repo_path)
-    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec)
+    result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec,
+                                    fencing_network="oob" if fencing_network == "oob" else "cluster")
     if fmt == "json":
         print_json(result.model_dump())
         return
@@ -106,14 +111,21 @@ def sandbox_status(state_dir: str | None, fmt: str) -> None:
     def yn(v: bool | None) -> str:
         return "-" if v is None else ("yes" if v else "no")
 
-    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}")
-    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "agent", "online",
-                "standby", "DC"):
+    def agent(n: Any) -> str:
+        if n.agent_restart_in is not None:  # systemd's "activating (auto-restart)"
+            return f"restart in {n.agent_restart_in:.0f}s"
+        return yn(n.agent)
+
+    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}",
+              caption=f"fencing: {st.fencing_network} network, power switch at {st.power_switch}")
+    for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "agent", "restarts",
+                "online", "standby", "DC"):
         t.add_column(col)
     for n in st.nodes:
         t.add_row(n.name, n.address, str(n.nodeid), "on" if n.powered else "off", "cut" if n.cut else "ok",
-                  yn(n.corosync), yn(n.pacemaker), yn(n.agent), yn(n.cluster_online), yn(n.standby),
-                  yn(n.is_dc))
+                  yn(n.corosync), yn(n.pacemaker), agent(n),
+                  "-" if n.agent_restarts is None else str(n.agent_restarts), yn(n.cluster_online),
+                  yn(n.standby), yn(n.is_dc))
     out.print(t)
     if st.resources:
         rt = Table(title="resources")
@@ -167,6 +179,11 @@ _node_action("heal", "Plug NODE back into the network.", lambda sb, n: sb.heal(n
 def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
     """SIGKILL corosync, all pacemaker daemons, or the agent on NODE (the node stays powered)."""
     r = _sandbox(state_dir).kill(node, service)
-    out.print(f"killed {service} on {node} (pids {', '.join(map(str, r.get('killed', [])))})", markup=False)
+    note = ""
+    unit = r.get("agent_unit") or {}
+    if service == "agent" and unit.get("restart") not in (None, "no"):
+        note = f"; restarted in {unit['restart_sec']:g}s (Restart={unit['restart']}, as its systemd unit)"
+    out.print(f"killed {service} on {node} (pids {', '.join(map(str, r.get('killed', [])))}){note}",
+              markup=False)
 
 # ---- end sandbox

@@ -2,9 +2,13 @@
 
 Nodes are namespaces on one host, so "ssh root@node reboot" has no meaning there. The sandbox bind-mounts
 this plugin over /usr/lib/stonith/plugins/external/ssh inside every node (never on the host), and it
-asks the sandbox supervisor to really power the target off (every process of the node killed) and, for
-reboot, to start it again. A fence agent that only pretends (fence_dummy, stonith:null) would leave both
-sides of a split brain running the VIP.
+asks the sandbox's power switch (the supervisor) to really power the target off (every process of the node
+killed, its addresses gone) and, for reboot, to start it again. A fence agent that only pretends
+(fence_dummy, stonith:null) would leave both sides of a split brain running the VIP.
+
+By default the request goes over the sandbox network (TCP to the switch's address on the bridge), the
+way external/ssh reaches its peers: a node whose cable is cut cannot fence anybody. `sandbox up
+--fencing-network oob` uses a unix socket instead, which no cut touches: a separate management network.
 """
 
 from __future__ import annotations
@@ -14,16 +18,33 @@ PLUGIN_TEMPLATE = r'''#!/usr/bin/python3
 """stonith:external/ssh in the ha-gitops sandbox: powers sandbox nodes off and on via the supervisor."""
 import json, os, socket, sys
 
-SOCK = __SOCK__
+SOCK = __SOCK__  # oob: the supervisor's unix socket
+SWITCH = __SWITCH__  # cluster network: (address, port) of the switch on the sandbox bridge
+
+def connect():
+    if SOCK:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(SOCK)
+        return s
+    # A cut node's ARP for the switch goes unanswered: it fails in seconds, as ssh to a peer would.
+    s = socket.create_connection(SWITCH, timeout=10)
+    s.settimeout(60)
+    return s
 
 def ask(op, node):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(SOCK)
-    with s, s.makefile("rw") as f:
-        f.write(json.dumps({"op": op, "node": node, "origin": socket.gethostname()}) + "\n")
-        f.flush()
-        return json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+    try:
+        s = connect()
+    except OSError as exc:
+        where = SOCK or "%s:%d" % SWITCH
+        return {"ok": False, "error": f"power switch at {where} unreachable: {exc}"}
+    try:
+        with s, s.makefile("rw") as f:
+            f.write(json.dumps({"op": op, "node": node, "origin": socket.gethostname()}) + "\n")
+            f.flush()
+            return json.loads(f.readline() or '{"ok": false, "error": "no answer"}')
+    except OSError as exc:
+        return {"ok": False, "error": f"power switch did not answer: {exc}"}
 
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -66,5 +87,8 @@ sys.exit(main())
 '''
 
 
-def render_plugin(control_socket: str) -> str:
-    return PLUGIN_TEMPLATE.replace("__SOCK__", repr(control_socket))
+def render_plugin(*, control_socket: str | None = None, switch: tuple[str, int] | None = None) -> str:
+    """The plugin for one fencing path: `control_socket` (out of band) or `switch` (the sandbox network)."""
+    if (control_socket is None) == (switch is None):
+        raise ValueError("one of control_socket or switch")
+    return PLUGIN_TEMPLATE.replace("__SOCK__", repr(control_socket or "")).replace("__SWITCH__", repr(switch))

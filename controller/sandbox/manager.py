@@ -25,7 +25,13 @@ from controller.observed import ClusterStatus
 from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
-from controller.sandbox.topology import SandboxAgents, SandboxSpec, build_spec
+from controller.sandbox.topology import (
+    POWER_SWITCH_PORT,
+    FencingNetwork,
+    SandboxAgents,
+    SandboxSpec,
+    build_spec,
+)
 
 
 class SandboxError(HaGitopsError):
@@ -42,6 +48,8 @@ class NodeStatus(BaseModel):
     corosync: bool | None = None
     pacemaker: bool | None = None
     agent: bool | None = None
+    agent_restarts: int | None = None  # automatic restarts since the node booted (systemd's NRestarts)
+    agent_restart_in: float | None = None  # seconds until a scheduled restart (systemd: auto-restart)
     cluster_online: bool | None = None
     standby: bool | None = None
     is_dc: bool | None = None
@@ -53,6 +61,8 @@ class SandboxStatus(BaseModel):
     cluster_dir: str | None = None
     quorate: bool | None = None
     dc: str | None = None
+    fencing_network: str | None = None
+    power_switch: str | None = None  # where fence requests go: ADDRESS:PORT, or the unix socket (oob)
     nodes: list[NodeStatus] = []
     resources: list[dict[str, Any]] = []
 
@@ -142,15 +152,16 @@ class Sandbox:
 
     # ------------------------------------------------------------ up / down
     def up(self, cluster_dir: str | Path = "desired/kamailio", *, timeout: float = 60,
-           agents: SandboxAgents | None = None) -> UpResult:
+           agents: SandboxAgents | None = None, fencing_network: FencingNetwork = "cluster") -> UpResult:
         """Start the cluster; with `agents`, one ha-gitops agent per node following that repository
-        (the repository must be on a path the nodes see: not under /tmp or /run, which are per node)."""
+        (the repository must be on a path the nodes see: not under /tmp or /run, which are per node).
+        `fencing_network`: fence requests over the sandbox network ("cluster") or out of band ("oob")."""
         if os.geteuid() != 0:
             raise SandboxError("the sandbox needs root (namespaces, mounts, veth)")
         for tool in ("corosync", "pacemakerd", "nsenter", "unshare", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(f"{tool} not found: run `make setup` (installs pacemaker, corosync, ...)")
-        spec = build_spec(cluster_dir)
+        spec = build_spec(cluster_dir).model_copy(update={"fencing_network": fencing_network})
         if agents is not None:
             for private in ("/tmp/", "/run/", "/dev/shm/"):
                 if agents.repo_url.removeprefix("file://").startswith(private):
@@ -164,7 +175,9 @@ class Sandbox:
         started = time.monotonic()
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.spec.write_text(spec.model_dump_json(indent=1))
-        self.layout.fence_plugin.write_text(render_plugin(str(self.layout.control_socket)))
+        self.layout.fence_plugin.write_text(
+            render_plugin(control_socket=str(self.layout.control_socket)) if fencing_network == "oob"
+            else render_plugin(switch=(spec.power_switch, POWER_SWITCH_PORT)))
         self.layout.fence_plugin.chmod(0o755)
         log = open(self.layout.supervisor_log, "ab")  # noqa: SIM115 - handed to the daemon
         # The package must be importable from the daemon and from inside the nodes (same filesystem).
@@ -278,13 +291,26 @@ class Sandbox:
             nodes.append(NodeStatus(name=n.name, address=n.address, nodeid=n.nodeid, powered=s["powered"],
                                     cut=s["cut"], init_pid=s["init_pid"], corosync=services.get("corosync"),
                                     pacemaker=services.get("pacemaker"), agent=services.get("agent"),
+                                    agent_restarts=services.get("agent_restarts"),
+                                    agent_restart_in=services.get("agent_restart_in"),
                                     cluster_online=cn.online if cn else None,
                                     standby=cn.standby if cn else None, is_dc=cn.is_dc if cn else None))
         return SandboxStatus(
             running=True, state_dir=str(self.layout.root), cluster_dir=spec.cluster_dir,
-            quorate=cluster.quorate if cluster else None, dc=cluster.dc if cluster else None, nodes=nodes,
+            quorate=cluster.quorate if cluster else None, dc=cluster.dc if cluster else None,
+            fencing_network=spec.fencing_network, power_switch=self.power_switch(spec), nodes=nodes,
             resources=[{"id": r.id, "agent": r.agent, "role": r.role, "nodes": r.nodes}
                        for r in (cluster.resources if cluster else [])])
+
+    def power_switch(self, spec: SandboxSpec | None = None) -> str:
+        spec = spec or self.spec()
+        if spec.fencing_network == "oob":
+            return str(self.layout.control_socket)
+        return f"{spec.power_switch}:{POWER_SWITCH_PORT}"
+
+    def addresses(self, node: str) -> list[str]:
+        """The IPv4 addresses NODE's interfaces hold, read from outside (so also when it is off)."""
+        return self.net.addresses(self.spec().node(node).index)
 
     # ------------------------------------------------------------ failure injection
     def kill(self, node: str, service: str) -> dict[str, Any]:

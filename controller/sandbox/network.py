@@ -48,7 +48,9 @@ class SandboxNetwork:
                  "forward_delay", "0"])
         run(["ip", "-n", ns, "link", "set", BRIDGE, "up"])
 
-    def create_node(self, index: int, address: str, prefixlen: int) -> str:
+    def create_node(self, index: int) -> str:
+        """The node's NIC and cable: a netns with a veth whose other end is a port on the bridge. The
+        NIC stays unpowered (down, no address) until `power_on`."""
         ns = self.node_ns(index)
         if self.exists(ns):
             self.delete_ns(ns)
@@ -59,10 +61,43 @@ class SandboxNetwork:
         run(["ip", "-n", self.bridge_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0",
              "netns", ns])
         run(["ip", "-n", self.bridge_ns, "link", "set", port, "master", BRIDGE, "up"])
+        return ns
+
+    def links(self, ns: str) -> list[str]:
+        r = run(["ip", "-n", ns, "-o", "link", "show"], check=False)
+        # "2: eth0@if7: <...>": the name is the second field, without the peer suffix.
+        return [line.split(":")[1].strip().split("@")[0] for line in r.stdout.splitlines() if ":" in line]
+
+    def power_on(self, index: int, address: str, prefixlen: int) -> None:
+        """A booting machine's NICs: only the node's own address (whatever a resource agent added before
+        the power went is gone, as it would be from a real NIC)."""
+        ns = self.node_ns(index)
+        run(["ip", "-n", ns, "addr", "flush", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        # Bringing lo up restores 127.0.0.1 after a flush on current kernels; make sure of it.
+        run(["ip", "-n", ns, "addr", "add", "127.0.0.1/8", "dev", "lo"], check=False)
         run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        return ns
+
+    def power_off(self, index: int) -> None:
+        """A machine without power has no link and no address: every interface down and flushed, so a
+        VIP the node held (IPaddr2) answers from nowhere. The cable (the bridge port, cut or not) stays."""
+        ns = self.node_ns(index)
+        if not self.exists(ns):
+            return
+        for dev in self.links(ns):
+            run(["ip", "-n", ns, "link", "set", "dev", dev, "down"], check=False)
+            run(["ip", "-n", ns, "addr", "flush", "dev", dev], check=False)
+
+    def addresses(self, index: int) -> list[str]:
+        """The IPv4 addresses the node's interfaces hold (what `ip addr` inside it would show)."""
+        r = run(["ip", "-n", self.node_ns(index), "-o", "-4", "addr", "show"], check=False)
+        return [f.split()[3].split("/")[0] for f in r.stdout.splitlines() if len(f.split()) > 3]
+
+    def add_switch_address(self, address: str, prefixlen: int) -> None:
+        """The power switch's own address on the sandbox network: on the bridge, so a node whose cable is
+        cut cannot reach it, exactly as it cannot reach its peers."""
+        run(["ip", "-n", self.bridge_ns, "addr", "replace", f"{address}/{prefixlen}", "dev", BRIDGE])
 
     def cut(self, index: int) -> None:
         """Pull the node's cable at the switch: its link stays up, its packets go nowhere."""

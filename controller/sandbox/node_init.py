@@ -36,6 +36,31 @@ PRIVATE_TMPFS = ("/run", "/dev/shm", "/tmp")
 FENCE_PLUGIN = "/usr/lib/stonith/plugins/external/ssh"
 
 
+# systemd.service(5): an exit with 0 or by one of these signals is clean; Restart= decides on the rest.
+CLEAN_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE})
+
+
+def restart_wanted(policy: str, returncode: int) -> bool:
+    """Would systemd restart a unit whose main process ended with this status (Popen's returncode)?"""
+    by_signal = returncode < 0
+    clean = returncode == 0 or (by_signal and -returncode in CLEAN_SIGNALS)
+    if policy == "always":
+        return True
+    if policy == "on-success":
+        return clean
+    if policy == "on-failure":
+        return not clean
+    if policy in ("on-abnormal", "on-abort"):  # no timeouts or watchdog here: both are "unclean signal"
+        return by_signal and not clean
+    return False  # "no"
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"code=killed, status={-returncode}/{signal.Signals(-returncode).name.removeprefix('SIG')}"
+    return f"code=exited, status={returncode}"
+
+
 # PID 1 must reap orphans, but must not steal the exit status of children it waits for itself.
 _children_lock = threading.Lock()
 _managed: dict[int, subprocess.Popen[bytes]] = {}
@@ -92,11 +117,19 @@ def setup_node(node_dir: Path, hostname: str) -> None:
 class Services:
     """corosync then pacemakerd, as children of this init; all output to log files."""
 
-    def __init__(self, log_dir: Path, agent_argv: list[str] | None = None) -> None:
+    def __init__(self, log_dir: Path, agent_argv: list[str] | None = None,
+                 agent_restart: dict[str, Any] | None = None) -> None:
         self.log_dir = log_dir
         self.agent_argv = agent_argv
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
+        # The agent is supervised as its systemd unit is on a real node (Restart=, RestartSec=).
+        restart = agent_restart or {}
+        self.agent_policy = str(restart.get("restart", "no"))
+        self.agent_restart_sec = float(restart.get("restart_sec", 0.1))
+        self.agent_wanted = False  # started and not stopped on purpose: what systemd calls active
+        self.agent_restart_at: float | None = None
+        self.agent_restarts = 0  # systemd's NRestarts: automatic restarts only
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(self.log_dir / f"{name}.out", "ab")  # noqa: SIM115 - handed to the child
@@ -131,14 +164,55 @@ class Services:
                 env.update(PCMK_logfile="/var/log/pacemaker/pacemaker.log", PCMK_logfacility="none",
                            PCMK_debug="no")
                 self._spawn("pacemaker", ["pacemakerd"], env)
-            if self.agent_argv and not self.running("agent"):
-                self._spawn("agent", self.agent_argv, self._agent_env())
+            self._start_agent_locked()
             return {"ok": True}
+
+    def _start_agent_locked(self) -> None:
+        if self.agent_argv and not self.running("agent"):
+            self._spawn("agent", self.agent_argv, self._agent_env())
+        self.agent_wanted = self.agent_argv is not None
+        self.agent_restart_at = None  # a start by hand replaces a scheduled one
+
+    def _unit_log(self, text: str) -> None:
+        """What journalctl -u ha-gitops-agent would show, in the agent's own log file."""
+        with contextlib.suppress(OSError), open(self.log_dir / "agent.out", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} sandbox init: ha-gitops-agent.service: {text}\n")
+
+    def supervise_agent(self) -> None:
+        """systemd's part for the agent: when its process ends while wanted, restart it after RestartSec
+        if Restart= says so. A stop on purpose (sandbox down, a node's services stopped) is not restarted,
+        and a node powered off takes this init with it."""
+        while True:
+            time.sleep(0.1)
+            with self.lock:
+                p = self.procs.get("agent")
+                if not self.agent_wanted or p is None:
+                    continue
+                rc = p.poll()
+                if rc is None:
+                    continue
+                if self.agent_restart_at is None:
+                    if not restart_wanted(self.agent_policy, rc):
+                        self.agent_wanted = False
+                        self._unit_log(f"main process exited, {describe_exit(rc)}; not restarted "
+                                       f"(Restart={self.agent_policy})")
+                        continue
+                    self.agent_restart_at = time.monotonic() + self.agent_restart_sec
+                    self._unit_log(f"main process exited, {describe_exit(rc)}; restart in "
+                                   f"{self.agent_restart_sec:g}s (Restart={self.agent_policy})")
+                elif time.monotonic() >= self.agent_restart_at:
+                    self.agent_restart_at = None
+                    self.agent_restarts += 1
+                    self._unit_log(f"scheduled restart job, restart counter is at {self.agent_restarts}")
+                    self._spawn("agent", self.agent_argv or [], self._agent_env())
 
     def stop(self, timeout: float = 60, names: tuple[str, ...] = ("pacemaker", "corosync")) -> dict[str, Any]:
         """Clean shutdown, the way systemctl stop pacemaker corosync would do it. The agent keeps
         running unless named: it is the one that restarts the cluster services in a rolling restart."""
         with self.lock:
+            if "agent" in names:
+                self.agent_wanted = False  # systemctl stop: not a failure, no restart
+                self.agent_restart_at = None
             for name in [n for n in ("agent", "pacemaker", "corosync") if n in names]:
                 p = self.procs.get(name)
                 if p is None or p.poll() is not None:
@@ -184,16 +258,24 @@ class Services:
         if name not in ("corosync", "pacemaker", "agent"):
             return {"ok": False, "error": f"unknown service {name!r} (corosync, pacemaker or agent)"}
         with self.lock:
-            return {"ok": True, "killed": self._kill_tree(name)}
+            resp: dict[str, Any] = {"ok": True, "killed": self._kill_tree(name)}
+        if name == "agent" and self.agent_argv:
+            resp["agent_unit"] = {"restart": self.agent_policy, "restart_sec": self.agent_restart_sec}
+        return resp
 
     def status(self) -> dict[str, Any]:
+        # No lock: `start` holds it while corosync comes up, and status must answer meanwhile.
+        at, agent = self.agent_restart_at, self.agent_argv is not None
         return {"ok": True, "corosync": self.running("corosync"), "pacemaker": self.running("pacemaker"),
-                "agent": self.running("agent") if self.agent_argv else None}
+                "agent": self.running("agent") if agent else None,
+                "agent_restarts": self.agent_restarts if agent else None,
+                "agent_restart_in": None if at is None else round(max(0.0, at - time.monotonic()), 2),
+                "agent_unit": {"restart": self.agent_policy, "restart_sec": self.agent_restart_sec}
+                if agent else None}
 
     def start_agent(self) -> dict[str, Any]:
         with self.lock:
-            if self.agent_argv and not self.running("agent"):
-                self._spawn("agent", self.agent_argv, self._agent_env())
+            self._start_agent_locked()
             return {"ok": True}
 
 
@@ -259,8 +341,9 @@ def main() -> None:
     node_dir = Path(sys.argv[1])
     spec = json.loads((node_dir / "node.json").read_text())
     setup_node(node_dir, spec["name"])
-    services = Services(node_dir / "logs", spec.get("agent_argv"))
+    services = Services(node_dir / "logs", spec.get("agent_argv"), spec.get("agent_restart"))
     threading.Thread(target=reap_forever, daemon=True).start()
+    threading.Thread(target=services.supervise_agent, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: (services.stop(30, ("agent", "pacemaker", "corosync")),
                                               os._exit(0)))
     if spec.get("autostart", True):

@@ -1,16 +1,20 @@
 """The sandbox's hypervisor: a daemon on the host that owns the node processes and the power switch.
 
 It builds the network, starts one node (namespaces + our init) per spec entry, and answers JSON-line
-requests on a unix socket: from the CLI (power off/on, status, shutdown) and from the fence plugin inside
-the nodes (a path-bound unix socket works across network namespaces, so fencing needs no IP route out).
+requests on a unix socket from the CLI (power off/on, status, shutdown). Fence requests from the plugin
+inside the nodes come, by default, over the sandbox network: a TCP listener whose socket lives in the
+bridge's namespace, at the power switch's address on the bridge (a cut node cannot reach it). With
+`--fencing-network oob` they use the unix socket, which works across network namespaces and cuts.
 It is the parent of every node process, so it reaps them at once and kills only what it started.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,7 +27,7 @@ from typing import Any
 
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import NETNS_DIR, SandboxNetwork
-from controller.sandbox.topology import NodeSpec, SandboxSpec
+from controller.sandbox.topology import POWER_SWITCH_PORT, NodeSpec, SandboxSpec
 
 HACLUSTER_DIRS = {  # per-node dirs Pacemaker writes as hacluster:haclient, with the package's modes
     "var-lib-pacemaker": 0o750, "var-lib-pacemaker/cib": 0o750, "var-lib-pacemaker/pengine": 0o750,
@@ -33,6 +37,53 @@ HACLUSTER_DIRS = {  # per-node dirs Pacemaker writes as hacluster:haclient, with
 ROOT_DIRS = ("etc-corosync", "etc-corosync/uidgid.d", "var-lib-corosync", "var-lib-heartbeat",
              "var-lib-heartbeat/lrm", "var-lib-heartbeat/cores", "var-log-corosync", "etc-ha-gitops",
              "var-lib-ha-gitops", "logs")
+
+
+# Where the agent's systemd unit is: in a checkout, and where deploy/install.sh puts it.
+AGENT_UNITS = (Path(__file__).resolve().parents[2] / "deploy" / "ha-gitops-agent.service",
+               Path("/etc/systemd/system/ha-gitops-agent.service"))
+# What deploy/ha-gitops-agent.service says, for an install without the unit file (a test keeps them equal).
+AGENT_RESTART_DEFAULT = {"restart": "on-failure", "restart_sec": 5.0}
+_TIMESPAN = re.compile(r"(\d+(?:\.\d+)?)\s*(us|ms|sec|s|min|m|h)?\s*")
+_SPAN_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_timespan(text: str) -> float:
+    """systemd's time span (systemd.time(7)), the forms a unit uses: "5", "500ms", "1min 30s"."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _TIMESPAN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"not a systemd time span: {text!r}")
+        total += float(m[1]) * _SPAN_UNITS[m[2]]
+        pos = m.end()
+    return total
+
+
+def unit_restart(unit_text: str) -> dict[str, Any]:
+    """Restart= and RestartSec= of a unit's [Service] section (systemd's defaults when absent: no, 100ms)."""
+    out: dict[str, Any] = {"restart": "no", "restart_sec": 0.1}
+    section = ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "Service" and "=" in line and not line.startswith(("#", ";")):
+            key, value = (x.strip() for x in line.split("=", 1))
+            if key == "Restart":
+                out["restart"] = value
+            elif key == "RestartSec":
+                out["restart_sec"] = parse_timespan(value)
+    return out
+
+
+def agent_restart_policy() -> dict[str, Any]:
+    """The sandbox restarts a node's agent as the agent's systemd unit would on a real node."""
+    for unit in AGENT_UNITS:
+        with contextlib.suppress(OSError):
+            return unit_restart(unit.read_text())
+    return dict(AGENT_RESTART_DEFAULT)
 
 
 def seed_cib(spec: SandboxSpec) -> str:
@@ -75,6 +126,7 @@ def prepare_node_dir(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> None:
         (d / "etc-ha-gitops" / "agent.toml").write_text(agent_toml(spec, node, layout))
         node_json["agent_argv"] = [sys.executable, "-m", "controller.cli", "agent", "--config",
                                    "/etc/ha-gitops/agent.toml"]
+        node_json["agent_restart"] = agent_restart_policy()
     (d / "node.json").write_text(json.dumps(node_json))
 
 
@@ -143,7 +195,8 @@ class Supervisor:
             if p is not None and p.poll() is None:
                 return {"ok": True, "already": True}
             if not self.net.exists(self.net.node_ns(node.index)):
-                self.net.create_node(node.index, node.address, self.spec.prefixlen)
+                self.net.create_node(node.index)
+            self.net.power_on(node.index, node.address, self.spec.prefixlen)
             log = open(self.layout.node_dir(name) / "logs" / "init.out", "ab")  # noqa: SIM115
             argv = ["nsenter", f"--net={NETNS_DIR / self.net.node_ns(node.index)}", "--",
                     "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount",
@@ -175,6 +228,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+            # Before anybody hears "off" (the fencer above all): the node's addresses, VIPs included, go.
+            self.net.power_off(self.spec.node(name).index)
             self.init_pids.pop(name, None)
             self._write_state()
             return {"ok": True}
@@ -229,6 +284,23 @@ class Supervisor:
             return self.shutdown()
         return {"ok": False, "error": f"unknown op {op!r}"}
 
+    # Only what a fence device can do: no status of the sandbox, no shutdown, from inside a node.
+    FENCE_OPS = frozenset({"ping", "start", "poweroff", "reboot"})
+
+    def serve_switch(self, srv: socket.socket) -> None:
+        """The power switch on the sandbox network: one JSON line per TCP connection, as on the unix
+        socket."""
+        srv.listen(16)
+        srv.settimeout(0.5)
+        while not self.stopping.is_set():
+            try:
+                conn, peer = srv.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._serve_one, args=(conn, self.FENCE_OPS, peer[0]),
+                             daemon=True).start()
+        srv.close()
+
     def serve(self) -> None:
         path = self.layout.control_socket
         if path.exists():
@@ -246,14 +318,48 @@ class Supervisor:
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
         srv.close()
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def _serve_one(self, conn: socket.socket, allowed: frozenset[str] | None = None,
+                   peer: str | None = None) -> None:
+        conn.settimeout(30)
         with conn, conn.makefile("rw") as f:
             try:
-                resp = self.handle(json.loads(f.readline() or "{}"))
+                req = json.loads(f.readline() or "{}")
+                if not isinstance(req, dict):
+                    raise ValueError("a request is a JSON object")
+                if allowed is not None and req.get("op") not in allowed:
+                    resp = {"ok": False, "error": f"op {req.get('op')!r} is not a power switch's"}
+                else:
+                    if peer is not None:
+                        req["origin"] = f"{req.get('origin', '?')} via {peer}"
+                    resp = self.handle(req)
             except Exception as exc:  # one bad request must not take the sandbox down
                 resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             f.write(json.dumps(resp) + "\n")
             f.flush()
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def socket_in_netns(netns: Path) -> socket.socket:
+    """A TCP socket in another network namespace: this thread enters it (setns is per thread), creates the
+    socket (which keeps its namespace for life) and comes back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(netns, os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:  # a thread left in the bridge's namespace: stop here
+                sys.stderr.write(f"setns back to the host's network namespace: errno {ctypes.get_errno()}\n")
+                os._exit(70)
+    finally:
+        os.close(own)
+        os.close(target)
 
 
 def _wait_child_pid(parent: int, timeout: float) -> int | None:
@@ -280,6 +386,12 @@ def main() -> None:
     for node in sup.spec.nodes:
         prepare_node_dir(layout, sup.spec, node)
     sup._write_state()
+    if sup.spec.fencing_network == "cluster":
+        sup.net.add_switch_address(sup.spec.power_switch, sup.spec.prefixlen)
+        srv = socket_in_netns(NETNS_DIR / sup.net.bridge_ns)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((sup.spec.power_switch, POWER_SWITCH_PORT))
+        threading.Thread(target=sup.serve_switch, args=(srv,), daemon=True).start()
     server = threading.Thread(target=sup.serve, daemon=True)
     server.start()
     for node in sup.spec.nodes:

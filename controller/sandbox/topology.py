@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -32,6 +33,13 @@ class SandboxAgents(BaseModel):
     audit_url: str | None = None  # default: one SQLite file per node; a postgresql:// URL: one shared trail
 
 
+# How a fence request reaches the sandbox's power switch. "cluster": over the sandbox network, to the switch's
+# address on the bridge (a cut node reaches no switch, as stonith:external/ssh reaches no peer). "oob": a
+# unix socket every node sees, which models a separate management network (a BMC LAN) no cut touches.
+FencingNetwork = Literal["cluster", "oob"]
+POWER_SWITCH_PORT = 623  # the BMC's port (IPMI); TCP here, inside the sandbox's own namespaces
+
+
 class SandboxSpec(BaseModel):
     cluster_dir: str
     cluster_name: str
@@ -39,6 +47,8 @@ class SandboxSpec(BaseModel):
     nodes: list[NodeSpec]
     corosync_conf: str
     agents: SandboxAgents | None = None
+    fencing_network: FencingNetwork = "cluster"
+    power_switch: str = ""  # the switch's address on the sandbox network (set by build_spec)
 
     def node(self, name: str) -> NodeSpec:
         for n in self.nodes:
@@ -114,5 +124,21 @@ def build_spec(cluster_dir: str | Path) -> SandboxSpec:
     if iface is not None and iface.get("bindnetaddr"):
         # Nodes share one subnet on the sandbox bridge; a bindnetaddr ending in .0 implies /24.
         prefixlen = 24
+    texts = [conf_text, *((folder / f).read_text() for f in ("cib.crm", "cib.xml") if (folder / f).exists())]
     return SandboxSpec(cluster_dir=str(folder.resolve()), cluster_name=cluster_name, prefixlen=prefixlen,
-                       nodes=nodes, corosync_conf=conf_text)
+                       nodes=nodes, corosync_conf=conf_text,
+                       power_switch=power_switch_address(nodes[0].address, prefixlen, texts))
+
+
+_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
+
+
+def power_switch_address(node_address: str, prefixlen: int, texts: list[str]) -> str:
+    """The highest host address of the nodes' subnet that no node, VIP or other address in the cluster's
+    files uses: the power switch must never answer for an address a resource can hold."""
+    net = ipaddress.IPv4Network(f"{node_address}/{prefixlen}", strict=False)
+    used = {m for t in texts for m in _IPV4.findall(t)}
+    for host in reversed(list(net.hosts())):
+        if str(host) not in used:
+            return str(host)
+    raise InputError(f"no free address in {net} for the sandbox's power switch")
