@@ -709,8 +709,10 @@ class Reconciler:
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: dict[str, Any], origin: dict[str, Any] | None = None,
                       summary: str | None = None) -> AuditEvent:
+        # guard_seconds: what the quorum/DC checks before the patches cost (kept to watch it stay small).
         details: dict[str, Any] = {"marker_event": marker_event, "trigger": trigger,
-                                   "attempts": outcome.attempts, **extra}
+                                   "attempts": outcome.attempts, "guard_seconds": outcome.guard_seconds,
+                                   **extra}
         if outcome.conflicts:
             details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
         if origin:
