@@ -112,10 +112,11 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
         quorum_lost = time.monotonic() - cut_at
 
         # The majority elects a new DC, whose agent applies the commit.
-        new = wait_for(lambda: new_dc(sb, majority), 60, "a new DC in the majority")
-        applied = wait_for(lambda: marker_at(sb, new, sha), 90, "the commit applied by the new DC")
+        elected = wait_for(lambda: new_dc(sb, majority), 60, "a new DC in the majority")
+        applied = wait_for(lambda: marker_at(sb, elected, sha), 90, "the commit applied in the majority")
         applied_after = time.monotonic() - pushed
-        assert applied.applied_by == new and stickiness(sb, new) == "150"
+        new = applied.applied_by or ""  # the majority's DC when it wrote (an election may have moved it)
+        assert new in majority and stickiness(sb, elected) == "150", (applied, elected)
 
         # The isolated DC's pass woke without quorum: the write is skipped and recorded as such.
         skipped = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "error"
