@@ -5,8 +5,8 @@ The DC's agent is paused at `before-patch` (controller/faults.py) in the pass a 
 pause its node is cut (`sandbox cut`: the cable unplugged, the node alive). Its pass wakes in a
 partition of one, without quorum. Before the guard, that patch went into the isolated CIB and, after
 heal, could win the merge over what the majority's new DC had applied meanwhile: the commit was lost.
-Now the isolated DC writes nothing and says why in its audit trail, and the majority's new DC applies
-the commit, which is what every node holds after heal.
+Now the isolated DC writes nothing and says why in its audit trail (and an operator's `suspend` there
+is refused), and the majority's new DC applies the commit, which is what every node holds after heal.
 
 Fencing is off in this cluster (stonith-enabled=false): with it, the majority fences the cut node and
 its agent dies with it before its pass wakes, so the race this test is about never runs (the soak saw
@@ -140,6 +140,10 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
         assert (failure["stage"], failure["reason"]) == ("write", "LostQuorum")
         _, out, _ = cli(sb, old, "status", "--config", AGENT_TOML)
         assert "last failure: write LostQuorum" in out, out
+        # An operator's verb on the cut-off node needs quorum too: `suspend` writes nothing there.
+        code, _, err = cli(sb, old, "suspend", "--config", AGENT_TOML)
+        assert code == 2 and "partition without quorum" in err, err
+        assert not read_marker(sb.cluster(old).read_cib()).suspended
     finally:
         set_fault(sb, old, {})
         sb.heal(old)
