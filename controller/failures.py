@@ -21,6 +21,8 @@ FailureReason = Literal[
     "AutoRollbackFailed",  # restoring the previous configuration failed: the revision is marked bad
     "RolloutFailed",       # a corosync.conf rollout step failed
     "AuditStoreFailed",    # the audit trail refuses writes (full disk, read-only): nothing is written
+    "LostQuorum",          # a write was skipped: the cluster was not quorate any more just before it
+    "NotWriter",           # a write was skipped: this node was not the DC any more just before it
     "PassFailed",          # anything else a pass raised (a bug, a tool missing)
 ]
 REASON_OF_STAGE: dict[Stage, FailureReason] = {
@@ -37,8 +39,11 @@ class Failure(BaseModel):
     event: int | None = None  # the audit event that records it
 
     @classmethod
-    def of(cls, stage: Stage, message: str, event: int | None = None) -> Failure:
-        return cls(stage=stage, reason=REASON_OF_STAGE.get(stage, "PassFailed"), message=message, event=event)
+    def of(cls, stage: Stage, message: str, event: int | None = None,
+           reason: FailureReason | None = None) -> Failure:
+        """The stage's own reason, unless the failure says better why (a skipped write: LostQuorum)."""
+        return cls(stage=stage, reason=reason or REASON_OF_STAGE.get(stage, "PassFailed"), message=message,
+                   event=event)
 
     def details(self) -> dict[str, str]:
         return {"stage": self.stage, "reason": self.reason}

@@ -31,8 +31,11 @@ from controller.cib.marker import Marker, read_marker
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
+    QUORUM_ONLY,
     ConvergeFailed,
+    LostLeadership,
     PatchRejected,
+    WriteGuard,
     WriteOutcome,
     cib_version,
     configuration_text,
@@ -169,6 +172,10 @@ class Reconciler:
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
+        # Who may write in this pass, checked right before every patch (cib_writer.WriteGuard): the
+        # agent only while its node is the quorate DC; an operator's verb (role "operator") only while
+        # the cluster is quorate. Set per pass, once the role is known; the strictest until then.
+        self._guard = WriteGuard(node=node)
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         # Called once per pass, as soon as the cluster has been read, with whether this agent writes
         # (None while the cluster has no DC).
@@ -214,10 +221,17 @@ class Reconciler:
         return True
 
     def _failed(self, stage: Stage, message: str, *, desired: DesiredInput | None, summary: str,
-                **fields: Any) -> PassFailed:
-        """Record a failed stage (stage + reason in the event) and return the error to raise."""
-        failure = Failure.of(stage, message)
-        details = {**fields.pop("details", {}), **failure.details()}
+                cause: BaseException | None = None, what: str = "the write", **fields: Any) -> PassFailed:
+        """Record a failed stage (stage + reason in the event) and return the error to raise.
+
+        A write the guard skipped (`cause` LostLeadership) is recorded as exactly that: reason
+        LostQuorum / NotWriter, what the guard saw, and a summary saying `what` was not written."""
+        skipped = cause if isinstance(cause, LostLeadership) else None
+        failure = Failure.of(stage, message, reason=skipped.reason if skipped else None)
+        details = {**fields.pop("details", {}), **(skipped.details() if skipped else {}), **failure.details()}
+        if skipped is not None:
+            fields.pop("patch", None)  # nothing was patched: no patch in the trail to mistake for one
+            summary = f"{what} skipped: {_SKIPPED_WHY[skipped.reason]}; nothing written"
         failure.event = self._record(node=self.node, kind="error", outcome="failure",
                                      commit=desired.commit if desired else None, summary=summary,
                                      error=message, details=details, **fields) or None
@@ -343,6 +357,7 @@ class Reconciler:
                 desired = fresh
                 loaded = self.load(desired, timer) if not desired.refusal else (None, [])
         leader = role in ("writer", "operator")
+        self._guard = QUORUM_ONLY if role == "operator" else WriteGuard(node=self.node)
         if self.on_observed is not None and not dry_run:
             self.on_observed(None if status.dc is None and role != "operator" else leader)
         events: list[int] = []
@@ -526,7 +541,8 @@ class Reconciler:
             except HaGitopsError as exc:
                 raise self._failed("stop-first", str(exc), desired=desired,
                                    summary=f"{kind} of {rev[:12]} failed while stopping removed resources",
-                                   cib_version_before=cib_version(live), diff=diff_json) from exc
+                                   cib_version_before=cib_version(live), diff=diff_json, cause=exc,
+                                   what=f"stopping the resources {kind} of {rev[:12]} removes") from exc
             if stopped:
                 impact_detail["stopped_first"] = stopped
         event_id = str(uuid.uuid4())
@@ -544,13 +560,14 @@ class Reconciler:
             with timer.stage("write"):
                 outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
                                               max_attempts=self.max_attempts,
-                                              before_patch=_pause_before_patch)
+                                              before_patch=_pause_before_patch, guard=self._guard)
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
             raise self._failed("write", str(exc), desired=desired,
                                summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
                                cib_version_before=cib_version(live), config_before=configuration_text(live),
                                patch=getattr(exc, "patch_xml", None), diff=diff_json,
-                               details={"trigger": trigger, "attempted": kind}) from exc
+                               details={"trigger": trigger, "attempted": kind}, cause=exc,
+                               what=f"{kind} of {rev[:12]}") from exc
         if not outcome.changed:
             return (result or _bare)("no-change", "converged meanwhile")
         if impact_detail.get("stopped_first"):
@@ -599,11 +616,12 @@ class Reconciler:
             write_marker_only(self.cluster, lambda m: m.model_copy(update={
                 "revision": rev, "digest": cib.digest, "event": marker_event, "kind": "apply",
                 "applied_by": self.node, "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "bad": None, "pinned": None if m.pinned != rev else m.pinned}))
+                "bad": None, "pinned": None if m.pinned != rev else m.pinned}), guard=self._guard)
         except HaGitopsError as exc:
             raise self._failed("write", str(exc), desired=desired,
                                summary=f"recording revision {rev[:12]} in the marker failed; nothing written",
-                               details={"trigger": trigger}) from exc
+                               details={"trigger": trigger}, cause=exc,
+                               what=f"recording revision {rev[:12]} in the marker") from exc
         config = configuration_text(live)
         ev_id = self._record(
             node=self.node, kind="apply", outcome="success", commit=desired.commit,
@@ -644,7 +662,7 @@ class Reconciler:
             return []
         write_configuration(self.cluster, with_target_role(live, to_stop, "Stopped"),
                             marker=lambda m: m.model_copy(update={"digest": digest, "kind": "stop-first"}),
-                            max_attempts=self.max_attempts)
+                            max_attempts=self.max_attempts, guard=self._guard)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = self.cluster.status()
@@ -700,14 +718,20 @@ class Reconciler:
         try:
             faults.fail("auto-rollback")
             back = write_configuration(self.cluster, wanted, marker=new_marker,
-                                       max_attempts=self.max_attempts)
+                                       max_attempts=self.max_attempts, guard=self._guard)
         except HaGitopsError as exc:
-            marked = True
-            try:
-                write_marker_only(self.cluster, lambda m: m.model_copy(update={"bad": rev}))
-            except HaGitopsError:
-                marked = False
-            raise self._failed("auto-rollback", str(exc), desired=desired,
+            # Skipped for want of quorum or DC-ship: the bad mark would be skipped the same way, and the
+            # quorate partition's DC judges the revision itself.
+            marked = not isinstance(exc, LostLeadership)
+            if marked:
+                try:
+                    write_marker_only(self.cluster, lambda m: m.model_copy(update={"bad": rev}),
+                                      guard=self._guard)
+                except HaGitopsError:
+                    marked = False
+            raise self._failed("auto-rollback", str(exc), desired=desired, cause=exc,
+                               what=f"auto-rollback of {rev[:12]} (the unhealthy configuration is still "
+                                    "live, the revision not marked bad)",
                                summary=f"auto-rollback of {rev[:12]} failed: the unhealthy configuration is "
                                        "still live" + ("; revision marked bad" if marked else
                                                        "; the revision could not be marked bad either"),
@@ -725,8 +749,9 @@ class Reconciler:
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,
                       summary: str | None = None) -> int:
+        # guard_seconds: what the quorum/DC checks before the patches cost (kept to watch it stay small).
         details: Details = {"marker_event": marker_event, "trigger": trigger,
-                                   "attempts": outcome.attempts, **extra}
+                            "attempts": outcome.attempts, "guard_seconds": outcome.guard_seconds, **extra}
         if outcome.conflicts:
             details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
         if origin:
@@ -778,17 +803,19 @@ class Reconciler:
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "pinned": pin})
 
         try:
+            # An operator's verb, run on any node: it needs quorum, not DC-ship.
             outcome = write_configuration(self.cluster, wanted, marker=new_marker,
-                                          max_attempts=self.max_attempts)
+                                          max_attempts=self.max_attempts, guard=QUORUM_ONLY)
             if not outcome.changed:
                 # Already there: still pin, so the agent does not re-apply the rolled-back revision.
-                write_marker_only(self.cluster, new_marker)
+                write_marker_only(self.cluster, new_marker, guard=QUORUM_ONLY)
                 self._remember_write(marker_event, outcome.config_after)
         except HaGitopsError as exc:
             raise self._failed("write", str(exc), desired=None,
                                summary=f"rollback to before event {event_id} failed; live cluster left as "
                                        "it was", patch=getattr(exc, "patch_xml", None),
-                               details={"target_event": event_id}) from exc
+                               details={"target_event": event_id}, cause=exc,
+                               what=f"rollback to before event {event_id}") from exc
         ev_id = self._record_write("rollback", None, outcome, marker_event, "rollback",
                                 {"target_event": event_id, "pinned": pin},
                                 summary=f"rollback to the configuration before event {event_id}"
@@ -807,6 +834,11 @@ def _writes(decision: Decision, leader: bool, status: ClusterStatus) -> bool:
         return True
     return decision.verdict == "refuse" and decision.drift is not None and decision.drift.correct \
         and leader and status.quorate
+
+
+# Why a write was skipped, in an audit summary (cib_writer.LostLeadership's reason).
+_SKIPPED_WHY = {"LostQuorum": "this node's partition had lost quorum just before the write",
+                "NotWriter": "this node was not the DC any more just before the write"}
 
 
 def _target(decision: Decision, rev: str) -> str:

@@ -35,7 +35,7 @@ from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.cib.marker import Marker, read_marker
 from controller.cluster.adapter import LiveCluster
-from controller.cluster.cib_writer import write_marker_only
+from controller.cluster.cib_writer import QUORUM_ONLY, LostLeadership, write_marker_only
 from controller.cluster.models import ClusterStatus
 from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass
@@ -226,10 +226,15 @@ class CorosyncRollout:
                                               "every node", {**base, "step": "cluster-restart"}))
         except HaGitopsError as exc:
             res.ok, res.error = False, str(exc)
+            # A marker write the guard skipped (no quorum) says so: it did not fail, it was not made.
+            skipped = exc if isinstance(exc, LostLeadership) else None
             res.events.append(self._event("error", "failure", f"corosync.conf rollout stopped on {self.node} "
                                           f"({action.kind}): {exc}"[:300], {**base, "step": action.kind,
                                                                          "stage": "rollout",
-                                                                         "reason": "RolloutFailed"},
+                                                                         **(skipped.details() if skipped
+                                                                            else {}),
+                                                                         "reason": skipped.reason if skipped
+                                                                         else "RolloutFailed"},
                                           error=str(exc)))
         if action.in_progress and action.kind != "refuse":
             # cmap catches up with a reload in well under a second and no CIB write tells the others
@@ -423,7 +428,9 @@ class CorosyncRollout:
             already.append(m.corosync_bad == revision)
             return m.model_copy(update={"corosync_bad": revision})
 
-        write_marker_only(self.cluster, mark)
+        # Any node's agent marks (each checks its own runtime), so quorum is needed, not DC-ship: a mark
+        # from a node cut off from the others (LostLeadership) is left to the nodes that are not.
+        write_marker_only(self.cluster, mark, guard=QUORUM_ONLY)
         return not already[-1]
 
     def _restore(self, inp: RolloutInput, action: Action, base: Details, res: StepResult) -> None:

@@ -7,9 +7,11 @@ stderr (controller/command.py), unless the method says the exit code is an answe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from lxml import etree
+from pydantic import BaseModel
 
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.models import ClusterStatus, QuorumInfo, parse_crm_mon, parse_quorumtool
@@ -21,6 +23,28 @@ from controller.command import Result
 # 4.4 s, 400: 22 s, against 0.1 s), and aborts on valid CIBs (a Pacemaker 2.1.5 assertion on 6 of 285
 # scheduler regression CIBs): bench/results/bounded_work.md.
 SIMULATE_ARGV = ("crm_simulate", "--run", "--xml-pipe", "--output-as=xml")
+# The <cib> element alone (its attributes: have-quorum, dc-uuid, the version), not the 100s of kB below it.
+CIB_HEAD_ARGV = ("cibadmin", "--query", "--local", "--xpath", "/cib", "--no-children")
+
+
+class Leadership(BaseModel):
+    """Whether this node may write the CIB, as the cluster says it at this moment (LiveCluster.leadership)."""
+
+    quorate: bool              # votequorum (corosync-quorumtool): the first to know when quorum goes
+    cib_quorate: bool | None   # the CIB's have-quorum (Pacemaker's controller sets it a moment later)
+    node_id: str | None        # this node's corosync node id (= its Pacemaker node id)
+    dc_id: str | None          # the CIB's dc-uuid: the DC's node id, None while there is none
+    seconds: float = 0.0       # what asking cost
+
+    @property
+    def has_quorum(self) -> bool:
+        # Either source saying "no" is enough: a write in a partition without quorum can win the merge
+        # after heal and overwrite what the majority applied meanwhile.
+        return self.quorate and self.cib_quorate is not False
+
+    @property
+    def is_dc(self) -> bool:
+        return self.node_id is not None and self.dc_id == self.node_id
 
 
 class LiveCluster:
@@ -34,6 +58,29 @@ class LiveCluster:
             argv += ["--scope", scope]
         r = self.runner.run(argv, timeout=30)
         return parse_xml_bytes(r.stdout.encode(), source="cibadmin --query")
+
+    def read_cib_head(self) -> etree._Element:
+        """The <cib> element without its children: the version, have-quorum and dc-uuid, cheaply."""
+        r = self.runner.run(list(CIB_HEAD_ARGV), timeout=15)
+        root = parse_xml_bytes(r.stdout.encode(), source="cibadmin --query --xpath /cib")
+        # An XPath query may wrap its match (<xpath-query>); the element itself is what we want.
+        return root if root.tag == "cib" else next(iter(root.iter("cib")), root)
+
+    def leadership(self, *, need_dc: bool = True) -> Leadership:
+        """Is this partition quorate, and (need_dc) is this node its DC: asked just before a CIB write.
+
+        Quorum from votequorum itself (corosync-quorumtool), which knows first; the DC from the CIB's
+        dc-uuid (what Pacemaker's controller records on election). A quorum-only check (an operator's
+        verb, which may write from any node) skips the CIB query.
+        """
+        started = time.monotonic()
+        q = self.quorum()
+        head = self.read_cib_head() if need_dc else None
+        have = head.get("have-quorum") if head is not None else None
+        return Leadership(quorate=q.quorate, node_id=str(q.node_id) if q.node_id is not None else None,
+                          cib_quorate=None if have is None else have in ("1", "true"),
+                          dc_id=head.get("dc-uuid") if head is not None else None,
+                          seconds=round(time.monotonic() - started, 4))
 
     def patch(self, patch_xml: str) -> None:
         """Apply a v2 patchset atomically (all of it or nothing)."""

@@ -4,12 +4,20 @@ The patch carries the live version just read as its source, so the CIB refuses i
 in between ("Update was older than existing configuration", exit 103): then we re-read, re-diff and
 retry, a bounded number of times. After every patch we re-read and verify, because a patch whose source
 is ahead of the live CIB returns 0 and applies nothing.
+
+Every patch, the first try and each retry, marker-only writes too, is preceded by a guard (WriteGuard):
+this node must still be the quorate DC (an agent's write), or the cluster still quorate (an operator's
+verb, from any node). A pass checks quorum when it starts, but a DC cut off from the others keeps a
+writable CIB: its patch, made after its own "Quorum lost", can win the merge after heal and overwrite
+what the majority's new DC applied meanwhile. A write the guard stops raises LostLeadership and nothing
+is written, not even the marker.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from lxml import etree
 from pydantic import BaseModel, Field
@@ -20,7 +28,7 @@ from controller.cib.marker import NODE_ATTR_RULE, OWN_RULES, Marker, read_marker
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange
 from controller.cib.xml import to_bytes
-from controller.cluster.adapter import LiveCluster
+from controller.cluster.adapter import Leadership, LiveCluster
 from controller.errors import CommandError, HaGitopsError
 
 CIB_OLDER_RC = 103  # pcmk_rc_old_data: the patch's source version is not the live one
@@ -36,6 +44,62 @@ class PatchRejected(HaGitopsError):
 
 class ConvergeFailed(HaGitopsError):
     pass
+
+
+SkipReason = Literal["LostQuorum", "NotWriter"]  # controller.failures.FailureReason values
+
+
+class LostLeadership(HaGitopsError):
+    """A write skipped by the guard: just before the patch, this node was not the quorate DC any more
+    (or, for an operator's verb, the cluster not quorate). Nothing was written."""
+
+    def __init__(self, message: str, *, reason: SkipReason, attempt: int, patch_xml: str = "",
+                 seen: Leadership | None = None) -> None:
+        super().__init__(message)
+        self.reason: SkipReason = reason
+        self.attempt = attempt
+        self.patch_xml = patch_xml
+        self.seen = seen
+
+    def details(self) -> dict[str, object]:
+        """For the audit event: what the guard saw, so the trail says why the write was not made."""
+        return {"skipped": True, "attempt": self.attempt,
+                "leadership": self.seen.model_dump() if self.seen is not None else None}
+
+
+class WriteGuard(BaseModel):
+    """Who may write. `node` set: only while that node (where the tools run) is the DC of a quorate
+    partition, an agent's write. `node` None: only while the cluster is quorate, an operator's verb
+    (`apply --once`, `rollback`, `suspend`), which may be run on any node."""
+
+    node: str | None = None
+
+    def check(self, cluster: LiveCluster, *, attempt: int = 1, patch_xml: str = "") -> Leadership:
+        """The leadership seen now; raises LostLeadership when this write may not be made."""
+        try:
+            seen = cluster.leadership(need_dc=self.node is not None)
+        except HaGitopsError as exc:
+            # Fail closed: a write we cannot prove quorate is not made (corosync down, a tool hung).
+            raise LostLeadership(f"quorum could not be confirmed before the write: {exc}",
+                                 reason="LostQuorum", attempt=attempt, patch_xml=patch_xml) from exc
+        if not seen.has_quorum:
+            where = f"{self.node} " if self.node else "this node "
+            raise LostLeadership(f"{where}is in a partition without quorum (votequorum quorate: "
+                                 f"{'yes' if seen.quorate else 'no'}, CIB have-quorum: "
+                                 f"{_yes_no(seen.cib_quorate)}); the write was skipped", reason="LostQuorum",
+                                 attempt=attempt, patch_xml=patch_xml, seen=seen)
+        if self.node is not None and not seen.is_dc:
+            raise LostLeadership(f"{self.node} (node id {seen.node_id}) is not the DC any more (the DC is "
+                                 f"node id {seen.dc_id or 'none'}); the write was skipped",
+                                 reason="NotWriter", attempt=attempt, patch_xml=patch_xml, seen=seen)
+        return seen
+
+
+QUORUM_ONLY = WriteGuard()  # the default: no write of ours ever goes into a partition without quorum
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else "yes" if value else "no"
 
 
 class Conflict(BaseModel):
@@ -58,6 +122,7 @@ class WriteOutcome(BaseModel):
     updated_by_before: dict[str, str | None] = Field(default_factory=dict)
     marker_before: Marker = Field(default_factory=Marker)
     duration: float = 0.0
+    guard_seconds: float = 0.0  # what the leadership checks before the patches cost, together
 
 
 def cib_version(cib: etree._Element) -> str:
@@ -87,13 +152,16 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
                         ignore: Sequence[IgnoreRule] = (),
                         marker: Callable[[Marker], Marker] | None = None,
                         max_attempts: int = 5,
-                        before_patch: Callable[[int], None] | None = None) -> WriteOutcome:
+                        before_patch: Callable[[int], None] | None = None,
+                        guard: WriteGuard = QUORUM_ONLY) -> WriteOutcome:
     """Make the live configuration mean what `desired` (a <cib>) means; returns what was done.
 
     `marker(live_marker)` gives the marker to write in the same patch (only when something changes).
     `before_patch(attempt)` is a test hook point between reading and patching (a race window).
+    `guard` is checked right before every patch (LostLeadership when it fails: nothing written).
     """
     started = time.monotonic()
+    guarded = 0.0
     conflicts: list[Conflict] = []
     first: etree._Element | None = None
     for attempt in range(1, max_attempts + 1):
@@ -104,7 +172,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         if not check.changed:
             # Nothing to write (or someone else already wrote the same meaning meanwhile).
             return _outcome(first, live, changed=False, attempts=attempt, conflicts=conflicts,
-                            started=started)
+                            started=started, guarded=guarded)
         wanted = desired
         live_marker = read_marker(live)
         if marker is not None:
@@ -113,6 +181,8 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         patch_xml = patch.patch_xml()
         if before_patch is not None:
             before_patch(attempt)
+        # Last thing before the patch, so that nothing (a pause, a slow diff) sits between check and write.
+        guarded += guard.check(cluster, attempt=attempt, patch_xml=patch_xml).seconds
         try:
             cluster.patch(patch_xml)
         except CommandError as exc:
@@ -129,7 +199,8 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
                                       "(a concurrent write, or a source version ahead of live)",
                                       version_seen=cib_version(after), updated_by=updated_by(after)))
             continue
-        out = _outcome(first, after, changed=True, attempts=attempt, conflicts=conflicts, started=started)
+        out = _outcome(first, after, changed=True, attempts=attempt, conflicts=conflicts, started=started,
+                       guarded=guarded)
         out.patch_xml = patch_xml
         out.objects = check.objects()
         return out
@@ -140,23 +211,26 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
 
 
 def _outcome(first: etree._Element, last: etree._Element, *, changed: bool, attempts: int,
-             conflicts: list[Conflict], started: float) -> WriteOutcome:
+             conflicts: list[Conflict], started: float, guarded: float) -> WriteOutcome:
     return WriteOutcome(changed=changed, attempts=attempts, conflicts=conflicts,
                         version_before=cib_version(first), version_after=cib_version(last),
                         config_before=configuration_text(first), config_after=configuration_text(last),
                         updated_by_before=updated_by(first), marker_before=read_marker(first),
-                        duration=round(time.monotonic() - started, 3))
+                        duration=round(time.monotonic() - started, 3), guard_seconds=round(guarded, 4))
 
 
 def write_marker_only(cluster: LiveCluster, marker: Callable[[Marker], Marker], *,
-                      max_attempts: int = 5) -> Marker:
-    """Change only the marker (suspend, resume, pin), version-checked like any other write."""
-    for _ in range(max_attempts):
+                      max_attempts: int = 5, guard: WriteGuard = QUORUM_ONLY) -> Marker:
+    """Change only the marker (suspend, resume, pin, a bad mark), version-checked and guarded like any
+    other write: the marker is the agents' shared state, a stale one from a minority partition would
+    win the merge just as a configuration would."""
+    for attempt in range(1, max_attempts + 1):
         live = cluster.read_cib()
         new = marker(read_marker(live))
         patch = build_live_patch(live, with_marker(live, new), semantic=False)
         if not patch.changed:
             return new
+        guard.check(cluster, attempt=attempt, patch_xml=patch.patch_xml())
         try:
             cluster.patch(patch.patch_xml())
         except CommandError as exc:

@@ -78,7 +78,8 @@ def rollout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[CorosyncRo
     conf.with_name(conf.name + BACKUP_SUFFIX).write_text(PREVIOUS)
     cluster = AloneAfterRestart("kamailio01", text_digest(DESIRED))
 
-    def mark(cl: AloneAfterRestart, update: Any) -> Marker:  # the CIB write is cib_writer's (tested there)
+    # The CIB write (and its guard) is cib_writer's, tested there.
+    def mark(cl: AloneAfterRestart, update: Any, **_: Any) -> Marker:
         cl.cib = with_marker(cl.cib, update(read_marker(cl.cib)))
         return read_marker(cl.cib)
 

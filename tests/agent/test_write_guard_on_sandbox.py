@@ -1,0 +1,173 @@
+"""No write without quorum (issue 10, item 1), on a real cluster: the DC is cut off from the others
+between reading the CIB and patching it.
+
+The DC's agent is paused at `before-patch` (controller/faults.py) in the pass a push starts; during the
+pause its node is cut (`sandbox cut`: the cable unplugged, the node alive). Its pass wakes in a
+partition of one, without quorum. Before the guard, that patch went into the isolated CIB and, after
+heal, could win the merge over what the majority's new DC had applied meanwhile: the commit was lost.
+Now the isolated DC writes nothing and says why in its audit trail (and an operator's `suspend` there
+is refused), and the majority's new DC applies the commit, which is what every node holds after heal.
+
+Fencing is off in this cluster (stonith-enabled=false): with it, the majority fences the cut node and
+its agent dies with it before its pass wakes, so the race this test is about never runs (the soak saw
+it anyway, in the seconds before a fence). Without fencing, the isolated DC lives on, as it would when a
+fence fails or takes long.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from controller.cib.marker import Marker, read_marker
+from controller.errors import HaGitopsError
+from controller.sandbox.manager import Sandbox
+from tests.agentslib import agents_sandbox, audit, cli, dc, reference_files
+from tests.helpers import GitRepo, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+FOLDER = "kamailio"
+CRM = f"{FOLDER}/cib.crm"
+NODES = ["kamailio01", "kamailio02", "kamailio03"]
+AGENT_TOML = "/etc/ha-gitops/agent.toml"
+PAUSE = 20.0  # seconds the DC's pass waits between reading and patching: longer than quorum takes to go
+
+
+def no_fencing() -> dict[str, str]:
+    crm = reference_files(FOLDER)[CRM]
+    assert "stonith-enabled=true" in crm
+    return {CRM: crm.replace("stonith-enabled=true", "stonith-enabled=false")}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[Sandbox, GitRepo]]:
+    with agents_sandbox("guard", FOLDER, extra=no_fencing(), message="kamailio, fencing off") as e:
+        yield e
+
+
+def set_fault(sb: Sandbox, node: str, faults: dict[str, object]) -> None:
+    (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
+
+
+def stickiness(sb: Sandbox, node: str) -> str:
+    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                       "resource-stickiness", "-G", "-q"])
+    return r.stdout.strip()
+
+
+def quorate(sb: Sandbox, node: str) -> bool:
+    return sb.exec(node, ["corosync-quorumtool", "-s"]).returncode == 0
+
+
+def new_dc(sb: Sandbox, majority: list[str]) -> str | None:
+    try:
+        d = sb.cluster(majority[0]).status().dc
+    except HaGitopsError:  # crm_mon in the middle of the election
+        return None
+    return d if d in majority else None
+
+
+def marker_at(sb: Sandbox, node: str, sha: str) -> Marker | None:
+    m = read_marker(sb.cluster(node).read_cib())
+    return m if m.revision == sha else None
+
+
+def agent_status(sb: Sandbox, node: str) -> dict:
+    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)["agent"] or {}
+
+
+def settled(sb: Sandbox, repo: GitRepo) -> None:
+    """The initial sync done and verified by the DC's agent, and the cluster idle: the cut below must
+    race the push's write, not the start-up's transitions."""
+    head = repo.head()
+    wait_for(lambda: (a := agent_status(sb, dc(sb))).get("source_revision") == head
+             and a.get("outcome") in ("no-change", "applied"), 90, "the initial sync verified")
+    sb.exec(dc(sb), ["crm_resource", "--wait", "--timeout=60s"], timeout=90, check=True)
+
+
+def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_not_lost(
+        cluster: tuple[Sandbox, GitRepo]) -> None:
+    sb, repo = cluster
+    settled(sb, repo)
+    old = dc(sb)
+    majority = [n for n in NODES if n != old]
+    before = read_marker(sb.cluster(old).read_cib()).revision
+    crm = repo.read(CRM)
+    assert stickiness(sb, old) == "100"
+    set_fault(sb, old, {"before-patch": PAUSE})
+    cut_at: float | None = None
+    try:
+        sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=150")}, "150")
+        pushed = time.monotonic()
+        time.sleep(2)  # the DC's pass has read the CIB and is in its pause (push to patch: ~0.7 s)
+        sb.cut(old)
+        cut_at = time.monotonic()
+        wait_for(lambda: not quorate(sb, old), 30, f"{old} to lose quorum")
+        quorum_lost = time.monotonic() - cut_at
+
+        # The majority elects a new DC, whose agent applies the commit.
+        elected = wait_for(lambda: new_dc(sb, majority), 60, "a new DC in the majority")
+        applied = wait_for(lambda: marker_at(sb, elected, sha), 90, "the commit applied in the majority")
+        applied_after = time.monotonic() - pushed
+        new = applied.applied_by or ""  # the majority's DC when it wrote (an election may have moved it)
+        assert new in majority and stickiness(sb, elected) == "150", (applied, elected)
+
+        # The isolated DC's pass woke without quorum: the write is skipped and recorded as such.
+        skipped = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "error"
+                                         and e["details"].get("reason") == "LostQuorum"), None),
+                           PAUSE + 30, "the skipped write in the isolated DC's trail")
+        skipped_after = time.monotonic() - pushed
+        set_fault(sb, old, {})
+        assert skipped["details"]["stage"] == "write" and skipped["details"]["skipped"]
+        assert skipped["commit"]["sha"] == sha and skipped["outcome"] == "failure"
+        assert skipped["summary"].startswith(f"apply of {sha[:12]} skipped: this node's partition had lost "
+                                             "quorum"), skipped["summary"]
+        seen = skipped["details"]["leadership"]
+        assert seen["quorate"] is False  # votequorum's answer, the moment before the patch
+        assert not skipped.get("patch")
+        # Nothing reached its CIB: neither the change nor the marker.
+        isolated = sb.cluster(old).read_cib()
+        assert stickiness(sb, old) == "100" and read_marker(isolated).revision == before
+        assert not any(e["kind"] == "apply" and e["outcome"] == "success" and e["node"] == old
+                       and (e["commit"] or {}).get("sha") == sha for e in audit(sb, old))
+        failure = wait_for(lambda: agent_status(sb, old).get("last_failure"), 30, "the failure in status")
+        assert (failure["stage"], failure["reason"]) == ("write", "LostQuorum")
+        _, out, _ = cli(sb, old, "status", "--config", AGENT_TOML)
+        assert "last failure: write LostQuorum" in out, out
+        # An operator's verb on the cut-off node needs quorum too: `suspend` writes nothing there.
+        code, _, err = cli(sb, old, "suspend", "--config", AGENT_TOML)
+        assert code == 2 and "partition without quorum" in err, err
+        assert not read_marker(sb.cluster(old).read_cib()).suspended
+    finally:
+        set_fault(sb, old, {})
+        sb.heal(old)
+    healed = time.monotonic()
+
+    # After heal the cluster holds the majority's configuration: the commit, applied by the new DC.
+    def converged() -> bool:
+        cibs = [sb.cluster(n).read_cib() for n in NODES]
+        return all(read_marker(c).revision == sha and read_marker(c).applied_by == new for c in cibs) \
+            and all(stickiness(sb, n) == "150" for n in NODES) \
+            and all(sb.cluster(n).status().quorate for n in NODES)
+
+    wait_for(converged, 120, "every node on the commit the new DC applied")
+    converged_after = time.monotonic() - healed
+    # The once-isolated node's trail has the new DC's apply, observed: the history is whole there too.
+    observed = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "apply"
+                                      and e["node"] == new and (e["commit"] or {}).get("sha") == sha), None),
+                        60, "the new DC's apply recorded on the once-isolated node")
+    assert observed["details"]["observed_by"] == old
+    # What the guard cost the new DC's write (votequorum + the <cib> element, right before its patch).
+    write = next(e for e in audit(sb, new) if e["kind"] == "apply" and e["node"] == new
+                 and (e["commit"] or {}).get("sha") == sha)
+    guard = write["details"]["guard_seconds"]
+    assert 0 < guard < 0.5, guard
+    print(f"\ncut -> {old} lost quorum: {quorum_lost:.1f}s; push -> applied by {new}: {applied_after:.1f}s; "
+          f"push -> skipped write recorded on {old}: {skipped_after:.1f}s; heal -> converged: "
+          f"{converged_after:.1f}s; guard before the new DC's patch: {guard * 1000:.1f} ms")
