@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -38,13 +38,13 @@ from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion, as_cib
 from controller.cib.marker import OWN_RULES, Marker
 from controller.cib.render import ObjectChange
-from controller.corosync.rollout_plan import node_order, text_digest
+from controller.corosync.rollout_plan import text_digest
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState
 from controller.disruption import Violation, check_corosync_restart, check_disruption
 from controller.impact import Impact
 from controller.observed import ClusterStatus
-from controller.plan import CibPlan, Plan, corosync_part, plan_steps
+from controller.plan import CibPlan, Plan, corosync_part, plan_of, plan_steps
 
 Verdict = Literal["no-change", "apply", "correct-drift", "report-drift", "refuse", "wait"]
 ReasonCode = Literal[
@@ -150,10 +150,8 @@ class DecideInput:
     last_write: etree._Element | None = None  # the configuration the marker's event left (audit trail)
     drift_mode: DriftMode = "correct"
     role: Role = "writer"
-    node: str | None = None
     can_rollout: bool = True  # agents run on every node to roll corosync.conf out
     cluster_name: str = "cluster"
-    extra_notes: Sequence[str] = field(default_factory=tuple)
 
 
 def live_version(live: etree._Element) -> str:
@@ -175,8 +173,7 @@ def decide(inp: DecideInput) -> Decision:
                   corosync_digest=text_digest(inp.live_corosync) if inp.live_corosync is not None else None)
     findings = list(inp.findings)
     errors = [f for f in findings if f.severity == "error"]
-    plan = Plan(cluster=inp.state.name if inp.state else inp.cluster_name, revision=inp.revision,
-                notes=list(inp.extra_notes))
+    plan = Plan(cluster=inp.state.name if inp.state else inp.cluster_name, revision=inp.revision)
 
     def done(verdict: Verdict, reasons: Sequence[Reason] = (), drift: Drift | None = None,
              rollout: bool = False, record: bool = False) -> Decision:
@@ -201,13 +198,9 @@ def decide(inp: DecideInput) -> Decision:
     assert state is not None and cib is not None
     basis.desired_digest, basis.config_digest = state.digest, cib.digest
     coro, coro_class = corosync_part(state, inp.live_corosync)
-    plan.cib_changes, plan.substitutions = cib.changes, cib.substituted
-    plan.corosync_changes, plan.corosync_class = coro, coro_class
-    plan.node_order = node_order(cib.wanted)
-    plan.impact = inp.impact
+    plan = plan_of(state.name, inp.revision, cib, coro, coro_class, inp.impact)
     if inp.impact_error:
         plan.notes.append(f"impact prediction unavailable: {inp.impact_error}")
-    plan.steps = plan_steps(plan)
     rev, marker = inp.revision, inp.marker
     accepted = marker.revision == rev  # the writer took this revision (the marker says so)
     writes = inp.role in ("writer", "operator")

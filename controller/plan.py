@@ -115,10 +115,15 @@ def make_plan(desired: DesiredState, live_cib: etree._Element, live_corosync: st
               extra_ignore: Sequence[IgnoreRule] = ()) -> Plan:
     """The changes alone (no verdict): controller.decide.decide builds the whole decision on this."""
     cib = cib_plan(desired, live_cib, substitutions, extra_ignore)
-    changes, cls = corosync_part(desired, live_corosync)
-    plan = Plan(cluster=desired.name, revision=revision, substitutions=cib.substituted,
-                cib_changes=cib.changes, corosync_changes=changes, corosync_class=cls,
-                node_order=node_order(cib.wanted))
+    return plan_of(desired.name, revision, cib, *corosync_part(desired, live_corosync))
+
+
+def plan_of(cluster: str, revision: str | None, cib: CibPlan, corosync_changes: list[CorosyncChange],
+            corosync_class: ChangeClass | None, impact: Impact | None = None) -> Plan:
+    """The plan for these CIB and corosync.conf changes: the rollout's node order and the steps."""
+    plan = Plan(cluster=cluster, revision=revision, substitutions=cib.substituted, cib_changes=cib.changes,
+                corosync_changes=corosync_changes, corosync_class=corosync_class,
+                node_order=node_order(cib.wanted), impact=impact)
     plan.steps = plan_steps(plan)
     return plan
 
@@ -149,11 +154,6 @@ def plan_steps(plan: Plan) -> list[PlanStep]:
                                            "cluster-restart": "stop and start all nodes together "
                                                               "(maintenance window only)"}[cls]))
     return steps
-
-
-def standby_first(cib: etree._Element) -> list[str]:
-    """The rollout order: the one rule (controller/corosync/rollout_plan.py), standby nodes first."""
-    return node_order(cib)
 
 
 def _summary(changes: Sequence[ObjectChange]) -> str:

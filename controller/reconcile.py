@@ -10,6 +10,7 @@ operator's suspend and pin switches.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -169,6 +170,7 @@ class Reconciler:
         self._fences: Future[list[FenceEvent] | None] | None = None  # fence history read before a write
         self._outbox: list[NewEvent] = []  # events the store refused, appended once it works again
         self._own_event: str | None = None  # the marker event of this node's last write
+        self._last_write_seen: tuple[str | None, etree._Element | None] = (None, None)
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -241,12 +243,19 @@ class Reconciler:
         """The configuration the marker's event left: what drift is judged against while the head is held."""
         if marker_event:
             self.store.set_state("last-write", {"event": marker_event, "config": config}, scope=self.node)
+            self._last_write_seen = (None, None)
 
     def _last_write(self, marker: Marker) -> etree._Element | None:
-        saved = self.store.get_state("last-write", scope=self.node) or {}
-        if not marker.event or saved.get("event") != marker.event or not saved.get("config"):
+        # Read and parsed once per marker event, not on every pass (it is a whole configuration).
+        if not marker.event:
             return None
-        return parse_xml_bytes(saved["config"].encode(), source="the configuration of the last write")
+        if self._last_write_seen[0] != marker.event:
+            saved = self.store.get_state("last-write", scope=self.node) or {}
+            config = saved.get("config") if saved.get("event") == marker.event else None
+            self._last_write_seen = (marker.event, config and parse_xml_bytes(
+                config.encode(), source="the configuration of the last write"))
+        found = self._last_write_seen[1]
+        return copy.deepcopy(found) if found is not None else None
 
     def _record_observed(self, live: etree._Element, marker: Marker,
                          commit: CommitInfo | None = None) -> list[int]:
@@ -394,7 +403,7 @@ class Reconciler:
             revision=rev, state=state, findings=findings, cib=cib, live=live, status=status, marker=marker,
             now=self.now(), live_corosync=live_corosync, impact=impact, impact_error=impact_error,
             source_refusal=desired.refusal if desired else None, last_write=self._last_write(marker),
-            drift_mode=self.drift_mode, role=role, node=self.node,
+            drift_mode=self.drift_mode, role=role,
             can_rollout=self.corosync is not None or role == "observer"))
         if expect is not None:
             moved = stale_plan(expect, decision)
@@ -483,7 +492,7 @@ class Reconciler:
                 if target is not None:
                     self._write_and_verify("drift-corrected", as_cib(target), desired, state, live, status,
                                            trigger, events, timer, rev=marker.revision or rev,
-                                           digest=marker.digest, impact=None)
+                                           digest=marker.digest, impact=None, result=result)
             return result(outcome, _message(decision), changes=changes)
         # apply / correct-drift: the writer writes.
         assert desired is not None and state is not None and cib is not None
@@ -525,8 +534,7 @@ class Reconciler:
                           desired: DesiredInput, state: DesiredState | None, live: etree._Element,
                           status: ClusterStatus, trigger: str, events: list[int], timer: StageTimer, *,
                           rev: str, digest: str | None, impact: Impact | None,
-                          result: Callable[..., PassResult] | None = None,
-                          decision: Decision | None = None) -> PassResult:
+                          result: Callable[..., PassResult], decision: Decision | None = None) -> PassResult:
         ignore = state.policy.ignore if state is not None else []
         settle = state.policy.settle.timeout.total_seconds() if state is not None else 120.0
         impact_detail: Details = {"impact": impact.model_dump(mode="json")} if impact else {}
@@ -569,7 +577,7 @@ class Reconciler:
                                details={"trigger": trigger, "attempted": kind}, cause=exc,
                                what=f"{kind} of {rev[:12]}") from exc
         if not outcome.changed:
-            return (result or _bare)("no-change", "converged meanwhile")
+            return result("no-change", "converged meanwhile")
         if impact_detail.get("stopped_first"):
             # "Before" is the configuration before this change, not the intermediate stop.
             outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
@@ -583,28 +591,27 @@ class Reconciler:
         with timer.stage("verify"):
             problems, fenced = self.verify(status, settle, wait=not quiet, fences_before=fences_before)
         if problems:
-            events.append(self._record(
+            verify_id = self._record(
                 node=self.node, kind="verify", outcome="failure", commit=desired.commit,
                 summary=f"cluster unhealthy after {kind} of {rev[:12]}: "
                         + "; ".join(p.message for p in problems),
                 details={"problems": [p.model_dump() for p in problems], "after_event": ev_id,
-                         "fenced": [f.model_dump() for f in fenced], "stage": "verify",
-                         "reason": "HealthCheckFailed"}))
+                         "fenced": [f.model_dump() for f in fenced], **Failure.of("verify", "").details()})
+            events.append(verify_id)
             if kind == "apply":
                 events.append(self._auto_rollback(outcome, rev, desired, ev_id, problems))
-                return (result or _bare)(
+                return result(
                     "rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
                     f"configuration restored, {rev[:12]} marked bad", changes=len(outcome.objects),
-                    failure=Failure.of("verify", problems[0].message, event=events[-2]))
+                    failure=Failure.of("verify", problems[0].message, event=verify_id or None))
         elif fenced:
             events.append(self._record(
                 node=self.node, kind="verify", outcome="success", commit=desired.commit,
                 summary=f"{kind} of {rev[:12]} verified; fencing seen meanwhile: "
                         + "; ".join(f.text() for f in fenced),
                 details={"fenced": [f.model_dump() for f in fenced], "after_event": ev_id}))
-        return (result or _bare)("applied" if kind == "apply" else "drift-corrected",
-                                 f"{len(outcome.objects)} object(s) changed",
-                                 changes=changes or len(outcome.objects))
+        return result("applied" if kind == "apply" else "drift-corrected",
+                      f"{len(outcome.objects)} object(s) changed", changes=changes or len(outcome.objects))
 
     def _record_revision(self, decision: Decision, desired: DesiredInput, cib: CibPlan,
                          live: etree._Element, trigger: str) -> int:
@@ -843,10 +850,6 @@ _SKIPPED_WHY = {"LostQuorum": "this node's partition had lost quorum just before
 
 def _target(decision: Decision, rev: str) -> str:
     return "the last write" if decision.drift and decision.drift.target == "last-write" else rev[:12]
-
-
-def _bare(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
-    return PassResult(outcome=outcome, message=message, **kw)
 
 
 def _count(decision: Decision) -> int:

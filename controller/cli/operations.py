@@ -84,8 +84,8 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
 
     settings = _settings(config)
     # What the DC's agent would decide: the same function, the same inputs, nothing written.
-    rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings))
     with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
+        rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings, Path(work)))
         desired = _desired_input(settings, folder, Path(work))
         result = rec.run_pass(desired, trigger="plan", role="writer", dry_run=True)
         decision = result.decision
@@ -101,15 +101,16 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
     sys.exit(decision.exit_code)
 
 
-def _read_only_store(settings: Any) -> Any:
-    """`plan` records nothing; it reads this node's trail (what the last write left) when there is one."""
+def _read_only_store(settings: Any, work: Path) -> Any:
+    """`plan` records nothing; it reads this node's trail (what the last write left) when there is one,
+    else an empty scratch trail in `work` (the store needs a file: its schema is made by a child)."""
     from controller.audit.store import AuditStore
     from controller.errors import HaGitopsError
 
     try:
         return AuditStore(settings.audit_url, create=False)
     except HaGitopsError:
-        return AuditStore("sqlite://")  # no trail here yet: an empty one in memory
+        return AuditStore(f"sqlite:///{work / 'no-trail.db'}")
 
 
 def _print_result(result: Any, fmt: str) -> None:

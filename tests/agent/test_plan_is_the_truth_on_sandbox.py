@@ -101,6 +101,11 @@ def test_plan_exit_codes_and_reasons_match_what_the_agent_does(env: tuple[Sandbo
     same = folder_with(repo, "same", {})
     code, out, _ = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", same)
     assert code == 0 and "Decision: no-change" in out, out
+    # A node (or operator) without an audit trail yet plans all the same.
+    (sb.layout.node_dir(node) / "etc-ha-gitops" / "no-trail.toml").write_text(
+        'audit_url = "sqlite:////var/lib/ha-gitops/no-such-trail.db"\n')
+    code, out, err = cli(sb, node, "plan", "--config", "/etc/ha-gitops/no-trail.toml", "--dir", same)
+    assert code == 0 and "Decision: no-change" in out, out + err
     crm = repo.read(CRM)
     typo = folder_with(repo, "typo", {"cib.crm": crm + "primitve broken-typo Dummy\n"})
     code, out, err = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", typo)
