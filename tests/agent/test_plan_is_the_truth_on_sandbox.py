@@ -102,8 +102,11 @@ def test_plan_exit_codes_and_reasons_match_what_the_agent_does(env: tuple[Sandbo
     code, out, _ = cli(sb, node, "plan", "--config", AGENT_TOML, "--dir", same)
     assert code == 0 and "Decision: no-change" in out, out
     # A node (or operator) without an audit trail yet plans all the same.
-    (sb.layout.node_dir(node) / "etc-ha-gitops" / "no-trail.toml").write_text(
-        'audit_url = "sqlite:////var/lib/ha-gitops/no-such-trail.db"\n')
+    etc = sb.layout.node_dir(node) / "etc-ha-gitops"
+    agent_toml = (etc / "agent.toml").read_text()
+    (etc / "no-trail.toml").write_text(re.sub(r"(?m)^audit_url = .*$",
+                                              'audit_url = "sqlite:////var/lib/ha-gitops/no-such-trail.db"',
+                                              agent_toml))
     code, out, err = cli(sb, node, "plan", "--config", "/etc/ha-gitops/no-trail.toml", "--dir", same)
     assert code == 0 and "Decision: no-change" in out, out + err
     crm = repo.read(CRM)
