@@ -15,9 +15,11 @@ ACTIVE_ROLES = {"Started", "Promoted", "Unpromoted", "Master", "Slave"}
 
 
 class HealthProblem(BaseModel):
-    kind: str  # quorum | resource | failed-action | unclean
+    kind: str  # quorum | resource | failed-action | unclean | settle | fenced
     subject: str
     message: str
+    node: str | None = None  # where, when it is about one node
+    resource: str | None = None  # for a failed action: its resource
 
 
 def _failure_keys(st: ClusterStatus) -> set[tuple[str, str, int | None, str | None]]:
@@ -31,13 +33,14 @@ def health_problems(before: ClusterStatus, after: ClusterStatus) -> list[HealthP
     was_unclean = {n.name for n in before.nodes if n.unclean}
     for n in after.nodes:
         if n.unclean and n.name not in was_unclean:
-            problems.append(HealthProblem(kind="unclean", subject=n.name,
+            problems.append(HealthProblem(kind="unclean", subject=n.name, node=n.name,
                                           message=f"node {n.name} is unclean"))
     old = _failure_keys(before)
     for f in after.failed_actions:
         if (f.op_key, f.node, f.call, f.last_rc_change) not in old:
             why = f.exitreason or f.exitstatus
-            problems.append(HealthProblem(kind="failed-action", subject=f.op_key,
+            problems.append(HealthProblem(kind="failed-action", subject=f.op_key, node=f.node,
+                                          resource=f.resource,
                                           message=f"{f.op_key} failed on {f.node}: {why}"))
     # A resource (clone instances together) should be active somewhere unless its target role says not.
     by_id: dict[str, list[ResourceState]] = {}

@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from controller.cib.xml import parse_xml_bytes
 
+_OP_KEY = re.compile(r"^(?P<rsc>.+?)_(?P<task>migrate_to|migrate_from|[^_]+)_(?P<interval>\d+)$")
+
 
 def _int(value: str | None) -> int | None:
     return int(value) if value else None
@@ -55,6 +57,14 @@ class FailedAction(BaseModel):
     status: str | None = None
     call: int | None = None
     last_rc_change: str | None = None
+
+    @property
+    def resource(self) -> str:
+        """The resource of the operation key "<rsc>_<task>_<interval-ms>" (Pacemaker's parse_op_key,
+        lib/common/actions.c: the interval after the last underscore, the task before it; migrate_to and
+        migrate_from are the tasks that contain one)."""
+        m = _OP_KEY.match(self.op_key)
+        return m.group("rsc") if m else self.op_key
 
 
 class ClusterStatus(BaseModel):

@@ -57,10 +57,11 @@ from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
 from controller.errors import HaGitopsError
 from controller.failures import Failure, Stage
-from controller.health import HealthProblem, health_problems
+from controller.health import HealthProblem
 from controller.impact import Impact, SimulationError
 from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
 from controller.stages import StageTimer
+from controller.verify import ChangeScope, VerifyEvidence, VerifyVerdict, change_scope, cluster_whole, judge
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
@@ -129,6 +130,19 @@ class PassResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (fetch, load, write, ...)
     decision: Decision | None = None
     failure: Failure | None = None  # the stage that failed, and why
+
+
+class PendingCheck(BaseModel):
+    """A write under verify: what a re-check (after an inconclusive verify) needs to judge and roll back."""
+
+    kind: Literal["apply", "drift-corrected"]
+    revision: str
+    marker_event: str
+    event: int  # the write's audit event
+    commit: CommitInfo | None = None
+    config_before: str
+    evidence: VerifyEvidence
+    history_before: list[FenceEvent] | None = None  # the fencing the cluster remembered before the write
 
 
 def revision_key(desired: DesiredInput, state: DesiredState | None) -> str:
@@ -223,7 +237,8 @@ class Reconciler:
         return True
 
     def _failed(self, stage: Stage, message: str, *, desired: DesiredInput | None, summary: str,
-                cause: BaseException | None = None, what: str = "the write", **fields: Any) -> PassFailed:
+                cause: BaseException | None = None, what: str = "the write", commit: CommitInfo | None = None,
+                **fields: Any) -> PassFailed:
         """Record a failed stage (stage + reason in the event) and return the error to raise.
 
         A write the guard skipped (`cause` LostLeadership) is recorded as exactly that: reason
@@ -235,7 +250,7 @@ class Reconciler:
             fields.pop("patch", None)  # nothing was patched: no patch in the trail to mistake for one
             summary = f"{what} skipped: {_SKIPPED_WHY[skipped.reason]}; nothing written"
         failure.event = self._record(node=self.node, kind="error", outcome="failure",
-                                     commit=desired.commit if desired else None, summary=summary,
+                                     commit=desired.commit if desired else commit, summary=summary,
                                      error=message, details=details, **fields) or None
         return PassFailed(failure)
 
@@ -421,6 +436,9 @@ class Reconciler:
             return result(_dry_outcome(decision), _message(decision), changes=_count(decision))
         assert desired is not None or decision.verdict == "wait"
         try:
+            rechecked = self._recheck(marker, status, events, result) if role == "writer" else None
+            if rechecked is not None:
+                return rechecked
             res = self._execute(decision, desired, state, cib, live, marker, status, role, trigger, events,
                                 result, timer)
         except PassFailed as exc:
@@ -588,30 +606,95 @@ class Reconciler:
                                     {**_substituted(decision), **impact_detail, "timings": timer.durations},
                                     origin=updated_by(live) if kind == "drift-corrected" else None)
         events.append(ev_id)
+        scope = change_scope(decision.plan.cib_changes, wanted, live, impact) if decision is not None \
+            else ChangeScope(everything=True)
         with timer.stage("verify"):
-            problems, fenced = self.verify(status, settle, wait=not quiet, fences_before=fences_before)
-        if problems:
-            verify_id = self._record(
-                node=self.node, kind="verify", outcome="failure", commit=desired.commit,
-                summary=f"cluster unhealthy after {kind} of {rev[:12]}: "
-                        + "; ".join(p.message for p in problems),
-                details={"problems": [p.model_dump() for p in problems], "after_event": ev_id,
-                         "fenced": [f.model_dump() for f in fenced], **Failure.of("verify", "").details()})
-            events.append(verify_id)
-            if kind == "apply":
-                events.append(self._auto_rollback(outcome, rev, desired, ev_id, problems))
-                return result(
-                    "rolled-back", f"unhealthy after the apply ({problems[0].message}); previous "
-                    f"configuration restored, {rev[:12]} marked bad", changes=len(outcome.objects),
-                    failure=Failure.of("verify", problems[0].message, event=verify_id or None))
-        elif fenced:
-            events.append(self._record(
-                node=self.node, kind="verify", outcome="success", commit=desired.commit,
-                summary=f"{kind} of {rev[:12]} verified; fencing seen meanwhile: "
-                        + "; ".join(f.text() for f in fenced),
-                details={"fenced": [f.model_dump() for f in fenced], "after_event": ev_id}))
+            evidence = self.watch(status, settle, wait=not quiet, fences_before=fences_before, scope=scope,
+                                  impact=impact)
+        check = PendingCheck(kind=kind, revision=rev, marker_event=event_id, event=ev_id,
+                             commit=desired.commit, config_before=outcome.config_before, evidence=evidence,
+                             history_before=fences_before)
+        res = self._conclude(check, judge(evidence), events, result)
+        if res is not None:
+            return res
         return result("applied" if kind == "apply" else "drift-corrected",
-                      f"{len(outcome.objects)} object(s) changed", changes=changes or len(outcome.objects))
+                      f"{len(outcome.objects)} object(s) changed"
+                      + ("; verify inconclusive, re-checked once the cluster is whole"
+                         if self.pending_check is not None else ""),
+                      changes=changes or len(outcome.objects))
+
+    # ------------------------------------------------------------------ verify: the verdict carried out
+    @property
+    def pending_check(self) -> PendingCheck | None:
+        """An inconclusive verify waiting for the cluster to be whole (kept in the store: survives a
+        restart of the agent)."""
+        saved = self.store.get_state("verify-recheck", scope=self.node)
+        return PendingCheck.model_validate(saved) if saved else None
+
+    def _conclude(self, check: PendingCheck, verdict: VerifyVerdict, events: list[int],
+                  result: Callable[..., PassResult]) -> PassResult | None:
+        """Record the verdict; roll an unhealthy apply back. None: the pass goes on as applied."""
+        what = f"{check.kind} of {check.revision[:12]}"
+        again = " (re-checked once the cluster was whole)" if check.evidence.whole else ""
+        details: Details = {"after_event": check.event, "marker_event": check.marker_event,
+                            "verdict": verdict.outcome, "faults": verdict.faults, "left": verdict.left,
+                            "problems": [p.model_dump() for p in verdict.problems],
+                            "fenced": [f.model_dump() for f in check.evidence.fences or []],
+                            "rechecked": check.evidence.whole}
+        if verdict.outcome != "inconclusive":
+            self.store.delete_state("verify-recheck", scope=self.node)
+        if verdict.outcome == "failed":
+            blamed = verdict.blamed
+            verify_id = self._record(
+                node=self.node, kind="verify", outcome="failure", commit=check.commit,
+                summary=f"cluster unhealthy after {what}{again}: " + "; ".join(p.message for p in blamed),
+                details={**details, **Failure.of("verify", "").details()})
+            events.append(verify_id)
+            if check.kind == "apply":
+                events.append(self._auto_rollback(check.config_before, check.revision, check.commit,
+                                                  check.event, blamed))
+                return result(
+                    "rolled-back", f"unhealthy after the apply ({blamed[0].message}); previous "
+                    f"configuration restored, {check.revision[:12]} marked bad",
+                    failure=Failure.of("verify", blamed[0].message, event=verify_id or None))
+            return None
+        if verdict.outcome == "inconclusive":
+            self.store.set_state("verify-recheck", check.model_dump(mode="json"), scope=self.node)
+            if self._once("verify-inconclusive", f"{check.marker_event}:{';'.join(verdict.faults)}"):
+                events.append(self._record(
+                    node=self.node, kind="verify", outcome="inconclusive", commit=check.commit,
+                    summary=f"verify of {what} inconclusive: {verdict.summary()}; the revision is kept "
+                            "and re-checked once the cluster is whole", details=details))
+            return None
+        if check.evidence.whole or verdict.problems or check.evidence.fences:
+            # Worth a line in the trail: a re-check's result, or what was seen but not blamed.
+            seen = [p.message for p in verdict.problems]
+            events.append(self._record(
+                node=self.node, kind="verify", outcome="success", commit=check.commit,
+                summary=f"{what} verified{again}" + ("; seen meanwhile, not caused by it: " + "; ".join(seen)
+                                                     if seen else ""), details=details))
+        return None
+
+    def _recheck(self, marker: Marker, status: ClusterStatus, events: list[int],
+                 result: Callable[..., PassResult]) -> PassResult | None:
+        """The writer re-judges an inconclusive verify once the cluster is whole; a newer write drops it."""
+        check = self.pending_check
+        if check is None:
+            return None
+        if marker.event != check.marker_event:
+            self.store.delete_state("verify-recheck", scope=self.node)
+            return None
+        if cluster_whole(check.evidence.before, status) is not None:
+            return None
+        fences = fence_history(self.cluster.runner) if check.history_before is not None else None
+        seen = {f.key() for f in check.history_before or []}
+        evidence = check.evidence.model_copy(update={
+            "after": status, "samples": [*check.evidence.samples, status], "whole": True,
+            "fences": None if fences is None else [f for f in fences if f.key() not in seen]})
+        verdict = judge(evidence)
+        if verdict.outcome == "failed":
+            self._store_ready(None)  # the auto-rollback must be recordable
+        return self._conclude(check.model_copy(update={"evidence": evidence}), verdict, events, result)
 
     def _record_revision(self, decision: Decision, desired: DesiredInput, cib: CibPlan,
                          live: etree._Element, trigger: str) -> int:
@@ -678,13 +761,15 @@ class Reconciler:
             time.sleep(0.5)
         raise HaGitopsError(f"resources {', '.join(to_stop)} did not stop within {timeout:g}s")
 
-    def verify(self, before: ClusterStatus, timeout: float, *, wait: bool = True,
-               fences_before: list[FenceEvent] | None = None) -> tuple[list[HealthProblem], list[FenceEvent]]:
-        """Wait until the cluster has settled (bounded by [settle] timeout), then judge its health; also
-        name any fencing that happened since the write.
+    def watch(self, before: ClusterStatus, timeout: float, *, wait: bool = True,
+              fences_before: list[FenceEvent] | None = None, scope: ChangeScope | None = None,
+              impact: Impact | None = None) -> VerifyEvidence:
+        """Watch the cluster until it has settled (bounded by [settle] timeout), sampling its status, then
+        collect the fencing that happened since the write: the evidence controller.verify.judge weighs.
 
-        Without `wait` (the prediction said no resource or node action follows the write) the health is
-        judged at once: crm_resource --wait polls every 2 s, which would only delay the next change."""
+        Without `wait` (the prediction said no resource or node action follows the write) the cluster is
+        read once: crm_resource --wait polls every 2 s, which would only delay the next change."""
+        samples: list[ClusterStatus] = []
         settled = True
         if wait:
             deadline = time.monotonic() + timeout
@@ -693,28 +778,26 @@ class Reconciler:
                 # crm_resource --wait can return before the transition for a fresh write has begun: also
                 # wait until no resource is in a transient role (Starting, Stopping, ...).
                 settled = self.cluster.wait_settled(max(deadline - time.monotonic(), 1))
-                after = self.cluster.status()
-                if settled and not any(r.role.endswith("ing") for r in after.resources):
+                samples.append(self.cluster.status())
+                if settled and not any(r.role.endswith("ing") for r in samples[-1].resources):
                     break
                 settled = False
                 time.sleep(0.3)
-        problems = health_problems(before, self.cluster.status())
-        if not settled:
-            problems.append(HealthProblem(kind="settle", subject="cluster",
-                                          message="the cluster did not settle within the settle timeout"))
-        fenced: list[FenceEvent] = []
+        if not samples or not settled:
+            samples.append(self.cluster.status())
+        fenced: list[FenceEvent] | None = None
         if fences_before is not None:
             seen = {f.key() for f in fences_before}
-            fenced = [f for f in fence_history(self.cluster.runner) or [] if f.key() not in seen]
-            for f in fenced:
-                problems.append(HealthProblem(kind="fenced", subject=f.target, message=f.text()))
-        return problems, fenced
+            now = fence_history(self.cluster.runner)
+            fenced = None if now is None else [f for f in now if f.key() not in seen]
+        return VerifyEvidence(before=before, samples=samples[:-1], after=samples[-1], settled=settled,
+                              fences=fenced, scope=scope or ChangeScope(everything=True), impact=impact)
 
-    def _auto_rollback(self, outcome: WriteOutcome, rev: str, desired: DesiredInput, apply_event: int,
+    def _auto_rollback(self, config_before: str, rev: str, commit: CommitInfo | None, apply_event: int,
                        problems: Sequence[HealthProblem]) -> int:
         """Restore the configuration from before the apply and mark the revision bad. A failure to restore
         is recorded (stage auto-rollback) and the revision is still marked bad, so it is not retried."""
-        wanted = as_cib(parse_xml_bytes(outcome.config_before.encode(), source="configuration before apply"))
+        wanted = as_cib(parse_xml_bytes(config_before.encode(), source="configuration before apply"))
         marker_event = str(uuid.uuid4())
 
         def new_marker(live_marker: Marker) -> Marker:
@@ -736,7 +819,7 @@ class Reconciler:
                                       guard=self._guard)
                 except HaGitopsError:
                     marked = False
-            raise self._failed("auto-rollback", str(exc), desired=desired, cause=exc,
+            raise self._failed("auto-rollback", str(exc), desired=None, commit=commit, cause=exc,
                                what=f"auto-rollback of {rev[:12]} (the unhealthy configuration is still "
                                     "live, the revision not marked bad)",
                                summary=f"auto-rollback of {rev[:12]} failed: the unhealthy configuration is "
@@ -746,16 +829,16 @@ class Reconciler:
                                details={"rolled_back_event": apply_event, "bad_revision": rev,
                                         "marked_bad": marked,
                                         "problems": [p.model_dump() for p in problems]}) from exc
-        ev_id = self._record_write("auto-rollback", desired, back, marker_event, "verify",
+        ev_id = self._record_write("auto-rollback", None, back, marker_event, "verify",
                                 {"rolled_back_event": apply_event, "bad_revision": rev,
-                                 "problems": [p.model_dump() for p in problems]},
+                                 "problems": [p.model_dump() for p in problems]}, commit=commit,
                                 summary=f"auto-rollback of {rev[:12]}: previous configuration restored, "
                                         "revision marked bad")
         return ev_id
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,
-                      summary: str | None = None) -> int:
+                      summary: str | None = None, commit: CommitInfo | None = None) -> int:
         # guard_seconds: what the quorum/DC checks before the patches cost (kept to watch it stay small).
         details: Details = {"marker_event": marker_event, "trigger": trigger,
                             "attempts": outcome.attempts, "guard_seconds": outcome.guard_seconds, **extra}
@@ -764,7 +847,7 @@ class Reconciler:
         if origin:
             details["origin"] = origin
         ev_id = self._record(
-            node=self.node, kind=kind, outcome="success", commit=desired.commit if desired else None,
+            node=self.node, kind=kind, outcome="success", commit=desired.commit if desired else commit,
             summary=summary or f"{kind}: {len(outcome.objects)} object(s) changed"
                     + (f" after {len(outcome.conflicts)} concurrent change(s)" if outcome.conflicts else ""),
             cib_version_before=outcome.version_before, cib_version_after=outcome.version_after,

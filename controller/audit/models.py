@@ -42,6 +42,7 @@ class Outcome(StrEnum):
     FAILURE = "failure"
     REFUSED = "refused"
     SKIPPED = "skipped"  # nothing to do, or another node did it
+    INCONCLUSIVE = "inconclusive"  # a verify a concurrent fault clouded: re-checked once the cluster is whole
 
 
 class SignatureStatus(StrEnum):
