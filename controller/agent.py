@@ -36,6 +36,7 @@ STATUS_KEY = "agent-status"
 # Non-DC agents look at a push this much after the last of a series of pushes: the DC's pass (fetch, crm
 # conversion, simulation, write) must not share the CPU with two observers doing the same conversion.
 OBSERVE_DELAY = 2.5
+RECHECK_INTERVAL = 5.0  # seconds between passes while an inconclusive verify waits for a whole cluster
 OBSERVER_NICE = 10  # CPU priority of an observer's passes and crm conversions: the DC's pass goes first
 MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
 
@@ -78,6 +79,7 @@ class Agent:
         self._failure: dict[str, Any] | None = None
         self._push_pending = False  # a push seen but not fetched yet (an observer looks later)
         self._errors = RepeatedErrors(log)
+        self._recheck_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -90,6 +92,11 @@ class Agent:
         t.daemon = True
         t.start()
         return t
+
+    def _recheck_timer_due(self) -> bool:
+        if self._recheck_timer is not None and self._recheck_timer.is_alive():
+            return False
+        return self.reconciler.pending_check is not None
 
     def _observe_later(self) -> None:
         """Look at pushes OBSERVE_DELAY after the last one: a series of pushes is one observer pass."""
@@ -155,6 +162,7 @@ class Agent:
             "reasons": result.decision.codes if result.decision else [],
             "verdict": result.decision.verdict if result.decision else None,
             "last_failure": self._last_failure(result),
+            "verify_pending": self.reconciler.verify_waiting,
         }
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
         try:
@@ -303,6 +311,10 @@ class Agent:
                     # Changes are pending and the cluster is electing or regaining quorum: look again soon
                     # rather than at the next poll.
                     self._later("settle", 2.0)
+                if result.leader and self._recheck_timer_due():
+                    # An inconclusive verify waits for the cluster to be whole; a node rejoining writes
+                    # no configuration (no CIB watch event), so look again on a clock.
+                    self._recheck_timer = self._later("verify-recheck", RECHECK_INTERVAL)
             except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
                 self._errors.failed(f"pass failed: {type(exc).__name__}: {exc}", exc)
                 self._record_pass_failure(exc)

@@ -198,6 +198,8 @@ class Reconciler:
         self.on_observed: Callable[[bool | None], None] | None = None
         # Called when this node has just become the writer: the source fetched afresh (the agent's).
         self.refresh_source: Callable[[], DesiredInput | None] | None = None
+        # What an inconclusive verify's re-check waits for, in words (`status` shows it); None: nothing.
+        self.verify_waiting: str | None = None
 
     # ------------------------------------------------------------------ recording
     def _record(self, **fields: Any) -> int:
@@ -628,7 +630,11 @@ class Reconciler:
     def pending_check(self) -> PendingCheck | None:
         """An inconclusive verify waiting for the cluster to be whole (kept in the store: survives a
         restart of the agent)."""
-        saved = self.store.get_state("verify-recheck", scope=self.node)
+        try:
+            saved = self.store.get_state("verify-recheck", scope=self.node)
+        except AuditError as exc:  # the store's incident is reported by the pass; the re-check waits
+            log.error("audit trail: %s", exc)
+            return None
         return PendingCheck.model_validate(saved) if saved else None
 
     def _conclude(self, check: PendingCheck, verdict: VerifyVerdict, events: list[int],
@@ -660,6 +666,8 @@ class Reconciler:
             return None
         if verdict.outcome == "inconclusive":
             self.store.set_state("verify-recheck", check.model_dump(mode="json"), scope=self.node)
+            self.verify_waiting = (f"verify of {check.revision[:12]} inconclusive; re-check waits for the "
+                                   "cluster to be whole")
             if self._once("verify-inconclusive", f"{check.marker_event}:{';'.join(verdict.faults)}"):
                 events.append(self._record(
                     node=self.node, kind="verify", outcome="inconclusive", commit=check.commit,
@@ -679,12 +687,15 @@ class Reconciler:
                  result: Callable[..., PassResult]) -> PassResult | None:
         """The writer re-judges an inconclusive verify once the cluster is whole; a newer write drops it."""
         check = self.pending_check
+        self.verify_waiting = None
         if check is None:
             return None
         if marker.event != check.marker_event:
-            self.store.delete_state("verify-recheck", scope=self.node)
+            self.store.delete_state("verify-recheck", scope=self.node)  # a newer write: judged on its own
             return None
-        if cluster_whole(check.evidence.before, status) is not None:
+        waiting = cluster_whole(check.evidence.before, status)
+        if waiting is not None:
+            self.verify_waiting = f"verify of {check.revision[:12]} inconclusive; waiting for {waiting}"
             return None
         fences = fence_history(self.cluster.runner) if check.history_before is not None else None
         seen = {f.key() for f in check.history_before or []}

@@ -238,6 +238,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
                   markup=False)
     else:
         out.print(f"agent on {settings.node_name}: no pass recorded", markup=False)
+    if (agent or {}).get("verify_pending"):
+        out.print(f"verify: {agent['verify_pending']}", markup=False)
     failure = (agent or {}).get("last_failure")
     if failure:
         event = f" (event #{failure['event']})" if failure.get("event") else ""

@@ -116,3 +116,46 @@ def test_change_that_fails_to_start_is_rolled_back_and_marked_bad(env: tuple[San
                        "drop the broken resource, stickiness 120")
     wait_for(lambda: by_commit(sb, good, "apply"), 40, "newer commit applied")
     assert read_marker(sb.cluster("kamailio01").read_cib()).bad is None
+
+
+def set_fault(sb: Sandbox, faults: dict[str, Any]) -> None:
+    for node in ("kamailio01", "kamailio02", "kamailio03"):
+        (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
+
+
+def test_a_node_lost_during_verify_is_not_blamed_on_the_change(env: tuple[Sandbox, GitRepo]) -> None:
+    """The soak's false blame: a valid commit whose verify window sees a node die was rolled back and
+    marked bad. Now the verify is inconclusive, the revision stays, and the writer re-checks it once the
+    fenced node is back."""
+    sb, repo = env
+    writer = dc(sb)
+    victim = next(n for n in ("kamailio01", "kamailio02") if n != writer)
+    pid = sb.init_pid(victim)
+    set_fault(sb, {"after-write": 6})  # the writer pauses between its write and its verify
+    try:
+        sha = repo.commit({CRM: repo.read(CRM) + "primitive verify-dummy ocf:pacemaker:Dummy\n"},
+                          "add a Dummy (its verify will see a node die)")
+        wait_for(lambda: read_marker(sb.cluster(writer).read_cib()).revision == sha, 60, "the write")
+        sb.poweroff(victim)  # inside the verify window
+        inconclusive = wait_for(lambda: next((e for e in events(sb, writer) if e["kind"] == "verify"
+                                              and e["commit"] and e["commit"]["sha"] == sha), None),
+                                120, "the verify of the commit")
+    finally:
+        set_fault(sb, {})
+    assert inconclusive["outcome"] == "inconclusive", inconclusive["summary"]
+    assert victim in inconclusive["details"]["left"]
+    assert all(p["attribution"] != "change" for p in inconclusive["details"]["problems"])
+    assert by_commit(sb, sha, "auto-rollback") is None
+    assert read_marker(sb.cluster(writer).read_cib()).bad is None
+    # The survivors fence the victim (a reboot); once it is back, the writer re-checks: healthy.
+    wait_for(lambda: sb.request("status")["nodes"][victim]["init_pid"] not in (None, pid), 120,
+             f"{victim} rebooted by the fencing")
+    sb.wait_healthy(timeout=120, expect_online=("kamailio01", "kamailio02", "kamailio03"))
+    rechecked = wait_for(lambda: next((e for e in events(sb, writer) if e["kind"] == "verify"
+                                       and e["details"].get("rechecked")
+                                       and e["commit"] and e["commit"]["sha"] == sha), None),
+                         120, "the re-check once the cluster is whole")
+    assert rechecked["outcome"] == "success", rechecked["summary"]
+    assert "re-checked once the cluster was whole" in rechecked["summary"]
+    cib = sb.cluster(writer).read_cib()
+    assert cib.find(".//primitive[@id='verify-dummy']") is not None and read_marker(cib).revision == sha
