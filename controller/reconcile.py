@@ -81,6 +81,7 @@ _REFUSAL_SUMMARY = {
     "stale-plan": "saved plan refused: {message}",
 }
 Validator = Callable[[DesiredState], list[Finding]]
+RECHECK_WHOLE_FOR = 8.0  # seconds the cluster stays whole before an inconclusive verify is judged again
 log = logging.getLogger("ha-gitops.pass")
 Details = dict[str, object]  # an audit event's details: JSON values
 
@@ -143,6 +144,7 @@ class PendingCheck(BaseModel):
     config_before: str
     evidence: VerifyEvidence
     history_before: list[FenceEvent] | None = None  # the fencing the cluster remembered before the write
+    settle: float = 120.0  # [settle] timeout: how long a re-check waits for the cluster to settle
 
 
 def revision_key(desired: DesiredInput, state: DesiredState | None) -> str:
@@ -200,6 +202,7 @@ class Reconciler:
         self.refresh_source: Callable[[], DesiredInput | None] | None = None
         # What an inconclusive verify's re-check waits for, in words (`status` shows it); None: nothing.
         self.verify_waiting: str | None = None
+        self._whole_since: float | None = None  # when a re-check first found the cluster whole
 
     # ------------------------------------------------------------------ recording
     def _record(self, **fields: Any) -> int:
@@ -615,7 +618,7 @@ class Reconciler:
                                   impact=impact)
         check = PendingCheck(kind=kind, revision=rev, marker_event=event_id, event=ev_id,
                              commit=desired.commit, config_before=outcome.config_before, evidence=evidence,
-                             history_before=fences_before)
+                             history_before=fences_before, settle=settle)
         res = self._conclude(check, judge(evidence), events, result)
         if res is not None:
             return res
@@ -694,6 +697,18 @@ class Reconciler:
             self.store.delete_state("verify-recheck", scope=self.node)  # a newer write: judged on its own
             return None
         waiting = cluster_whole(check.evidence.before, status)
+        now = time.monotonic()
+        if waiting is not None:
+            self._whole_since = None
+        elif self._whole_since is None or now - self._whole_since < RECHECK_WHOLE_FOR:
+            # A node that has just rejoined runs nothing yet, and crm_resource --wait can return before
+            # the DC has computed the transition for it: judge once whole for a while, then settled.
+            self._whole_since = self._whole_since or now
+            waiting = "the cluster to stay whole for a moment"
+        else:
+            settled = self.cluster.wait_settled(check.settle)
+            status = self.cluster.status()
+            waiting = cluster_whole(check.evidence.before, status) if settled else "the cluster to settle"
         if waiting is not None:
             self.verify_waiting = f"verify of {check.revision[:12]} inconclusive; waiting for {waiting}"
             return None
