@@ -7,6 +7,7 @@ writes is one pass, and no two passes ever race each other on this node.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -79,6 +80,7 @@ class Agent:
         self._failure: dict[str, Any] | None = None
         self._push_pending = False  # a push seen but not fetched yet (an observer looks later)
         self._errors = RepeatedErrors(log)
+        self._publish_errors = RepeatedErrors(log)
         self._recheck_timer: threading.Timer | None = None
 
     # ------------------------------------------------------------------ triggers
@@ -165,10 +167,24 @@ class Agent:
             "verify_pending": self.reconciler.verify_waiting,
         }
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
+        self._write_status(status)
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        """The last pass, for `status`: in a file off the audit disk first (so `status` can say the trail
+        cannot be written), then in the trail's state table (what a shared trail shows other nodes)."""
+        path = self.settings.status_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(status, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
         try:
             self.store.set_state(STATUS_KEY, status, scope=self.settings.node_name)
-        except AuditError as exc:  # the pass itself is done; `status` cannot see it until the store works
-            self._errors.failed(f"cannot publish the agent's status: {exc}", None)
+            self._publish_errors.ok()
+        except AuditError as exc:  # the pass itself is done; the status file says what happened
+            self._publish_errors.failed(f"cannot publish the agent's status in the audit trail: {exc}", None)
 
     def _record_pass_failure(self, exc: Exception) -> None:
         """A pass that raised: one audit event per distinct error (stage `pass`), and the status says so."""
@@ -185,10 +201,8 @@ class Agent:
                     node=self.settings.node_name, kind="error", outcome="failure", error=failure.message,
                     summary=f"pass failed: {failure.message}"[:300], details=failure.details())).id
             self._failure = {**failure.model_dump(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
-            self.store.set_state(STATUS_KEY, {"node": self.settings.node_name, "outcome": "error",
-                                              "message": str(exc), "time": datetime.now(UTC).isoformat(),
-                                              "last_failure": self._failure},
-                                 scope=self.settings.node_name)
+            self._write_status({"node": self.settings.node_name, "outcome": "error", "message": str(exc),
+                                "time": datetime.now(UTC).isoformat(), "last_failure": self._failure})
         except Exception as store_exc:  # the audit store itself is failing: the log is all we have
             log.debug("cannot record the failed pass: %s", store_exc)
 
@@ -304,9 +318,14 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
-                self._errors.ok()
-                log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
-                         " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
+                if result.outcome == "error":
+                    # The same failing pass every poll (a trail that cannot be written, a CIB that cannot
+                    # be read) is one line and a count, not one line per pass.
+                    self._errors.failed(f"pass: error {result.message}", None)
+                else:
+                    self._errors.ok()
+                    log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome,
+                             result.message, " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
                     # Changes are pending and the cluster is electing or regaining quorum: look again soon
                     # rather than at the next poll.

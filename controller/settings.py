@@ -120,6 +120,10 @@ class AgentSettings(BaseSettings):
                     "reason). Applied to the effective desired state only, never to the files, and reported "
                     "by plan, status and the audit trail. `sandbox up --agents` sets systemd -> "
                     "ocf:pacemaker:Dummy.")
+    status_file: Path = Field(
+        Path("/run/ha-gitops/agent-status.json"),
+        description="Where the agent publishes its last pass for `ha-gitops status`, besides the audit "
+                    "trail: off the audit disk, so `status` can say the trail cannot be written.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The agent's log level.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
     st = cluster.status()
     marker = read_marker(cluster.read_cib())
     with AuditStore(settings.audit_url) as store:
-        agent = store.get_state("agent-status", scope=settings.node_name)
+        agent = _agent_status_file(settings.status_file) or store.get_state("agent-status",
+                                                                           scope=settings.node_name)
         last = store.last()
     data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
             "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
@@ -247,6 +249,15 @@ def status_cmd(config: str | None, fmt: str) -> None:
                   f"{failure.get('message')}{event}", markup=False)
     if last:
         out.print(f"last event: #{last.id} {last.kind} {last.short_summary}", markup=False)
+
+
+def _agent_status_file(path: Path) -> dict[str, Any] | None:
+    """The agent's last pass as it wrote it beside the trail (None: no agent ran since boot)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 @main.command("rollback")

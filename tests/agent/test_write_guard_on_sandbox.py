@@ -17,6 +17,8 @@ fence fails or takes long.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -171,3 +173,56 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
     print(f"\ncut -> {old} lost quorum: {quorum_lost:.1f}s; push -> applied by {new}: {applied_after:.1f}s; "
           f"push -> skipped write recorded on {old}: {skipped_after:.1f}s; heal -> converged: "
           f"{converged_after:.1f}s; guard before the new DC's patch: {guard * 1000:.1f} ms")
+
+
+# ------------------------------------------------------------------ the audit store failing (item 5)
+def trail_files(sb: Sandbox, node: str) -> list[str]:
+    db = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
+    return [str(db), f"{db}-wal"]
+
+
+def node_status(sb: Sandbox, node: str) -> object:
+    return next(n for n in sb.status().nodes if n.name == node)
+
+
+def test_an_unwritable_audit_trail_stops_writes_not_the_agent_and_loses_nothing(
+        cluster: tuple[Sandbox, GitRepo]) -> None:
+    """The soak's fault: an immutable audit database made the agent exit, sometimes after applying. Now
+    the DC's agent stays up, writes nothing it cannot record, says so, and once the trail works again
+    applies the commit and records it whole (configuration before and after, the patch)."""
+    sb, repo = cluster
+    settled(sb, repo)
+    writer = dc(sb)
+    before_restarts = node_status(sb, writer).agent_restarts  # type: ignore[attr-defined]
+    value = str(int(stickiness(sb, writer)) + 7)
+    frozen = trail_files(sb, writer)
+    subprocess.run(["chattr", "+i", *frozen], check=True, timeout=30)  # every write: an I/O error
+    try:
+        sha = repo.commit({CRM: re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}",
+                                       repo.read(CRM))}, f"stickiness {value} (trail frozen)")
+        # The writer's passes (push, then every poll) find the trail unwritable: nothing reaches the CIB.
+        log = sb.layout.node_dir(writer) / "logs" / "agent.out"
+        wait_for(lambda: "the audit trail cannot be written" in log.read_text(errors="replace"), 60,
+                 "the writer noticing its trail is unwritable")
+        time.sleep(12)  # two more polls
+        assert stickiness(sb, writer) != value
+        assert read_marker(sb.cluster(writer).read_cib()).revision != sha
+        st = node_status(sb, writer)
+        assert st.agent and st.agent_restarts == before_restarts  # type: ignore[attr-defined]
+        lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                 if "the audit trail cannot be written" in ln]
+        assert len(lines) <= 3, lines[-5:]  # logged once (plus a count), not once per pass
+        _, out, _ = cli(sb, writer, "status", "--config", AGENT_TOML)
+        assert "audit trail cannot be written" in out, out
+    finally:
+        subprocess.run(["chattr", "-i", *frozen], check=False, timeout=30)
+    wait_for(lambda: stickiness(sb, writer) == value, 60, "the commit applied once the trail works")
+    write = wait_for(lambda: next((e for e in audit(sb, writer) if e["kind"] == "apply"
+                                   and e["outcome"] == "success" and e["node"] == writer
+                                   and (e["commit"] or {}).get("sha") == sha), None), 30, "the apply event")
+    code, out, err = cli(sb, writer, "audit", "show", str(write["id"]), "--format", "json")
+    assert code == 0, err
+    full = json.loads(out)
+    assert full["config_before"] and full["config_after"] and full["patch"], sorted(full)
+    assert f"resource-stickiness\" value=\"{value}" in full["config_after"]
+    assert cli(sb, writer, "audit", "verify")[0] == 0
