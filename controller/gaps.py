@@ -29,7 +29,7 @@ class Missed(BaseModel):
 
     entry: HistoryEntry
     prev: str | None
-    current: bool  # the marker's own write: the live configuration is what it left
+    current: bool  # the newest in the history: seen now, not after the fact (not backfilled)
     recovered: bool  # this node's own write, never recorded (its agent died after the write)
 
 
@@ -76,12 +76,11 @@ def plan_backfill(marker: Marker, known: Collection[str], *, node: str, last_see
         if shared and not mine and (entry.time is None or now - entry.time < SHARED_GRACE):
             deferred += 1
             continue
-        record.append(Missed(entry=entry, prev=prev, current=entry.event == marker.event, recovered=mine))
+        record.append(Missed(entry=entry, prev=prev, current=entry is entries[0], recovered=mine))
     gap = None
     oldest, before = entries[-1], marker.history_before
-    held = set(known) | {e.event for e in entries}
     if last_seen is not None and oldest.event not in known and before is not None \
-            and before not in known and last_seen not in held:
+            and before not in known and last_seen not in {e.event for e in entries}:
         gap = Gap(after_event=last_seen, since=last_seen_at, before_event=oldest.event, until=oldest.time,
                   lost_event=before)
     return Backfill(record=record, gap=gap, deferred=deferred)

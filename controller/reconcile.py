@@ -308,11 +308,13 @@ class Reconciler:
             CommitInfo(sha=rev) if rev and _is_sha(rev) else None)
         what = f"{e.kind}" + (f" of {rev[:12]}" if rev and kind not in ("suspend", "resume") else "")
         if missed.current:
+            # The marker's own write left the live configuration; a suspend or resume after it changed
+            # no configuration.
+            configs: dict[str, Any] = {"cib_version_after": cib_version(live), "config_before": before,
+                                       "config_after": config_now} if e.event == marker.event else {}
             return self._record(
                 event_id=e.event, node=e.node or "unknown", kind=kind, outcome="success", commit=info,
-                summary=f"{what} by {e.node} (observed on {self.node})",
-                cib_version_after=cib_version(live), config_before=before, config_after=config_now,
-                details=details)
+                summary=f"{what} by {e.node} (observed on {self.node})", details=details, **configs)
         # An earlier write: only what the history keeps of it (no configuration, so no rollback to it).
         at = f" at {e.time:%Y-%m-%d %H:%M:%S}" if e.time else ""
         return self._record(
