@@ -164,4 +164,5 @@ def test_a_complete_trail_verifies_with_its_backfilled_count(db_url: str) -> Non
         store.append(write_event(2, e[2], e[1], backfilled=True))
         store.append(write_event(3, e[3], e[2]))
     out = invoke("audit", "verify", "--db", db_url)
-    assert out.exit_code == 0 and "ok: 3 events, 1 backfilled from the CIB marker history, no gap" in out.stdout
+    assert out.exit_code == 0
+    assert "ok: 3 events, 1 backfilled from the CIB marker history, no gap" in out.stdout

@@ -22,7 +22,7 @@ from controller.cib.marker import (
     with_history,
     with_marker,
 )
-from controller.gaps import SHARED_GRACE, plan_backfill
+from controller.gaps import SHARED_GRACE, Backfill, plan_backfill
 
 T0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -98,7 +98,7 @@ def test_a_write_after_an_agent_that_kept_no_history_names_that_write() -> None:
 
 
 def plan(m: Marker, known: set[str], *, last_seen: str | None, shared: bool = False,
-         now: datetime = T0 + timedelta(hours=1), node: str = "kamailio03"):  # noqa: ANN202
+         now: datetime = T0 + timedelta(hours=1), node: str = "kamailio03") -> Backfill:
     return plan_backfill(m, known, node=node, last_seen=last_seen, last_seen_at=None, now=now, shared=shared)
 
 
