@@ -2,9 +2,9 @@
 
 A node whose agent was stopped (or that was down) misses the writes made meanwhile (its agent only sees
 the marker's newest): back, it backfills them from the CIB marker history, under the same event ids as
-the writer's trail; when the history has rolled past the last write it holds, it records a gap and `audit verify` reports it
-(exit 2), while a node that saw everything verifies clean. An agent whose CIB is unreachable logs the
-failure once with a count, not a traceback per pass.
+the writer's trail; when the history has rolled past the last write it holds, it records a gap and
+`audit verify` reports it (exit 2), while a node that saw everything verifies clean. An agent whose CIB
+is unreachable logs the failure once with a count, not a traceback per pass.
 """
 
 from __future__ import annotations
