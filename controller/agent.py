@@ -296,9 +296,13 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
-                self._errors.ok()
-                log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome, result.message,
-                         " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
+                # A pass that ends in an error (the CIB unreachable while pacemaker is down) is logged once
+                # per distinct error, with its count, not once per pass.
+                if result.outcome != "error":
+                    self._errors.ok()
+                if result.outcome != "error" or self._errors.failed(f"pass: error {result.message}", None):
+                    log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome,
+                             result.message, " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
                     # Changes are pending and the cluster is electing or regaining quorum: look again soon
                     # rather than at the next poll.
@@ -320,6 +324,9 @@ class Agent:
         self.store.close()
 
 
+_MILESTONES = frozenset(10 ** k for k in range(1, 10))
+
+
 class RepeatedErrors:
     """One log line per distinct error, however often it repeats (a CIB that stays unreachable would
     otherwise log a traceback per pass); the count is logged when it changes or stops."""
@@ -329,13 +336,18 @@ class RepeatedErrors:
         self.last: str | None = None
         self.count = 0
 
-    def failed(self, message: str, exc: BaseException | None) -> None:
+    def failed(self, message: str, exc: BaseException | None) -> bool:
+        """Log `message` unless it repeats the last one; True when it was logged. A long run of the same
+        error is still counted in the log now and then (after 10, 100, 1000, ... repeats)."""
         if message == self.last:
             self.count += 1
-            return
+            if self.count in _MILESTONES:
+                self.log.error("still failing, %d times so far: %s", self.count, message)
+            return False
         self._summarise()
         self.last, self.count = message, 1
         self.log.error("%s", message, exc_info=exc)
+        return True
 
     def ok(self) -> None:
         self._summarise()
