@@ -285,7 +285,9 @@ class Reconciler:
         if plan.gap is not None:
             recorded.append(self._record_gap(plan.gap, marker))
         for missed in plan.record:
+            # After a backfilled write, what this node last saw is not the configuration before the next.
             recorded.append(self._record_missed(missed, marker, live, before, config_now, commit))
+            before = None
         if last_seen != marker.event:
             self.store.set_state("seen-marker-event", marker.event, scope=self.node)
             if marker.event != self._own_event:
