@@ -318,12 +318,11 @@ class Agent:
             try:
                 self._beat = time.monotonic()
                 result = self._last = self.run_once(reasons)
-                if result.outcome == "error":
-                    # The same failing pass every poll (a trail that cannot be written, a CIB that cannot
-                    # be read) is one line and a count, not one line per pass.
-                    self._errors.failed(f"pass: error {result.message}", None)
-                else:
+                # A pass that ends in an error (the CIB unreachable while pacemaker is down) is logged once
+                # per distinct error, with its count, not once per pass.
+                if result.outcome != "error":
                     self._errors.ok()
+                if result.outcome != "error" or self._errors.failed(f"pass: error {result.message}", None):
                     log.info("pass (%s): %s %s [%s]", ",".join(sorted(reasons)), result.outcome,
                              result.message, " ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
                 if result.changes and (result.outcome == "no-quorum" or result.dc is None):
@@ -351,6 +350,9 @@ class Agent:
         self.store.close()
 
 
+_MILESTONES = frozenset(10 ** k for k in range(1, 10))
+
+
 class RepeatedErrors:
     """One log line per distinct error, however often it repeats (a CIB that stays unreachable would
     otherwise log a traceback per pass); the count is logged when it changes or stops."""
@@ -360,13 +362,18 @@ class RepeatedErrors:
         self.last: str | None = None
         self.count = 0
 
-    def failed(self, message: str, exc: BaseException | None) -> None:
+    def failed(self, message: str, exc: BaseException | None) -> bool:
+        """Log `message` unless it repeats the last one; True when it was logged. A long run of the same
+        error is still counted in the log now and then (after 10, 100, 1000, ... repeats)."""
         if message == self.last:
             self.count += 1
-            return
+            if self.count in _MILESTONES:
+                self.log.error("still failing, %d times so far: %s", self.count, message)
+            return False
         self._summarise()
         self.last, self.count = message, 1
         self.log.error("%s", message, exc_info=exc)
+        return True
 
     def ok(self) -> None:
         self._summarise()

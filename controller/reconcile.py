@@ -24,11 +24,11 @@ from lxml import etree
 from pydantic import BaseModel, Field
 
 from controller import faults
-from controller.audit.models import CommitInfo, NewEvent
+from controller.audit.models import CommitInfo, EventKind, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditError, AuditStore
 from controller.cib.document import as_cib
 from controller.cib.edit import with_target_role
-from controller.cib.marker import Marker, read_marker
+from controller.cib.marker import HISTORY_MAX, Marker, history_entries, previous_event, read_marker
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
@@ -57,6 +57,7 @@ from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
 from controller.errors import HaGitopsError
 from controller.failures import Failure, Stage
+from controller.gaps import Gap, Missed, plan_backfill
 from controller.health import HealthProblem
 from controller.impact import Impact, SimulationError
 from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
@@ -187,6 +188,7 @@ class Reconciler:
         self._outbox: list[NewEvent] = []  # events the store refused, appended once it works again
         self._own_event: str | None = None  # the marker event of this node's last write
         self._last_write_seen: tuple[str | None, etree._Element | None] = (None, None)
+        self._history_seen: tuple[str | None, str | None] = (None, None)  # the marker last recorded from
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -279,31 +281,89 @@ class Reconciler:
 
     def _record_observed(self, live: etree._Element, marker: Marker,
                          commit: CommitInfo | None = None) -> list[int]:
-        """Record a write some agent made (seen through the marker) that this trail does not hold yet.
+        """Record the writes some agent made (seen through the marker and its history) that this trail does
+        not hold yet, oldest first: the marker's own write as observed, earlier ones as backfilled (this
+        node was away, or two writes came between two passes); a `gap` event when the history no longer
+        reaches back to the last write this trail holds.
 
         Also the recovery path of an agent killed between its write and its record: on restart it finds
         its own marker unrecorded and records it, marked as recovered.
         """
         config_now = configuration_text(live)
         before, self._last_config = self._last_config, config_now
-        if not marker.event or marker.event == self._own_event \
-                or self.store.get_state("seen-marker-event", scope=self.node) == marker.event:
+        key = (marker.event, marker.history)
+        if not marker.event or key == self._history_seen:
             return []
-        self.store.set_state("seen-marker-event", marker.event, scope=self.node)
-        self._remember_write(marker.event, config_now)
-        if self.store.get_state("recorded-marker-event", scope=CLUSTER_SCOPE) == marker.event:
-            return []  # a shared database: the writer recorded it already
-        ev_id = self._record(
-            node=marker.applied_by or "unknown", kind=marker.kind or "apply", outcome="success",
-            summary=f"{marker.kind or 'apply'} of {(marker.revision or '?')[:12]} by {marker.applied_by} "
-                    f"(observed on {self.node})",
-            commit=commit if commit is not None and commit.sha == marker.revision else (
-                CommitInfo(sha=marker.revision) if marker.revision and _is_sha(marker.revision) else None),
-            cib_version_after=cib_version(live), config_before=before, config_after=config_now,
-            details={"marker_event": marker.event, "observed_by": self.node,
-                     "recovered": marker.applied_by == self.node, "applied_at": marker.applied_at})
-        self.store.set_state("recorded-marker-event", marker.event, scope=CLUSTER_SCOPE)
-        return [ev_id] if ev_id else []
+        ids = {e.event for e in history_entries(marker)} | {marker.event}
+        known = self.store.held(ids) | {e.event_id for e in self._outbox}
+        if self._own_event:
+            known.add(self._own_event)
+        last_seen = self.store.get_state("seen-marker-event", scope=self.node)
+        plan = plan_backfill(marker, known, node=self.node, last_seen=last_seen, last_seen_at=None,
+                             now=self.now(), shared=self.shared_audit)
+        recorded: list[int] = []
+        if plan.gap is not None:
+            recorded.append(self._record_gap(plan.gap, marker))
+        for missed in plan.record:
+            # After a backfilled write, what this node last saw is not the configuration before the next.
+            recorded.append(self._record_missed(missed, marker, live, before, config_now, commit))
+            before = None
+        if last_seen != marker.event:
+            self.store.set_state("seen-marker-event", marker.event, scope=self.node)
+            if marker.event != self._own_event:
+                self._remember_write(marker.event, config_now)
+        if not plan.deferred:
+            self._history_seen = key
+        return [i for i in recorded if i]
+
+    def _record_missed(self, missed: Missed, marker: Marker, live: etree._Element, before: str | None,
+                       config_now: str, commit: CommitInfo | None) -> int:
+        e = missed.entry
+        rev = e.revision
+        kind = e.kind if e.kind in _KINDS else "apply"
+        details: Details = {"marker_event": e.event, "marker_prev": missed.prev, "observed_by": self.node,
+                            "recovered": missed.recovered,
+                            "applied_at": e.time.isoformat() if e.time else marker.applied_at}
+        if kind != e.kind:
+            details["marker_kind"] = e.kind
+        info = commit if commit is not None and commit.sha == rev else (
+            CommitInfo(sha=rev) if rev and _is_sha(rev) else None)
+        what = f"{e.kind}" + (f" of {rev[:12]}" if rev and kind not in ("suspend", "resume") else "")
+        if missed.current:
+            # The marker's own write left the live configuration; a suspend or resume after it changed
+            # no configuration.
+            configs: dict[str, Any] = {"cib_version_after": cib_version(live), "config_before": before,
+                                       "config_after": config_now} if e.event == marker.event else {}
+            return self._record(
+                event_id=e.event, node=e.node or "unknown", kind=kind, outcome="success", commit=info,
+                summary=f"{what} by {e.node} (observed on {self.node})", details=details, **configs)
+        # An earlier write: only what the history keeps of it (no configuration, so no rollback to it).
+        at = f" at {e.time:%Y-%m-%d %H:%M:%S}" if e.time else ""
+        return self._record(
+            event_id=e.event, node=e.node or "unknown", kind=kind, outcome="success", commit=info,
+            summary=f"{what} by {e.node}{at} (backfilled on {self.node} from the CIB marker history)",
+            details={**details, "backfilled": True, "source": "cib-marker-history",
+                     **({"digest": e.digest} if e.digest else {})})
+
+    def _record_gap(self, gap: Gap, marker: Marker) -> int:
+        since = gap.since
+        if since is None and gap.after_event:
+            held = self.store.by_event_id(gap.after_event)
+            if held is not None:
+                since = _time_of(held.details.get("applied_at")) or held.time
+        span = (f"between {since:%Y-%m-%d %H:%M:%S} and " if since else "before ") + (
+            f"{gap.until:%Y-%m-%d %H:%M:%S} UTC" if gap.until else "the oldest write it names")
+        return self._record(
+            # One gap event per node and gap, however often it is found.
+            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"ha-gitops:gap:{self.node}:{gap.before_event}")),
+            node=self.node, kind="gap", outcome="failure",
+            summary=f"writes {span} are missing from this trail: this node was away and the CIB marker "
+                    f"history (the last {HISTORY_MAX}) no longer names them",
+            details={"since": since.isoformat() if since else None,
+                     "until": gap.until.isoformat() if gap.until else None,
+                     "after_event": gap.after_event, "before_event": gap.before_event,
+                     "lost_event": gap.lost_event, "source": "cib-marker-history",
+                     "history": len(history_entries(marker))})
 
     # ------------------------------------------------------------------ desired
     def load(self, desired: DesiredInput, timer: StageTimer | None = None, *, leader: bool = True
@@ -729,7 +789,7 @@ class Reconciler:
         rev = decision.plan.revision or ""
         marker_event = str(uuid.uuid4())
         try:
-            write_marker_only(self.cluster, lambda m: m.model_copy(update={
+            written = write_marker_only(self.cluster, lambda m: m.model_copy(update={
                 "revision": rev, "digest": cib.digest, "event": marker_event, "kind": "apply",
                 "applied_by": self.node, "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "bad": None, "pinned": None if m.pinned != rev else m.pinned}), guard=self._guard)
@@ -740,11 +800,12 @@ class Reconciler:
                                what=f"recording revision {rev[:12]} in the marker") from exc
         config = configuration_text(live)
         ev_id = self._record(
-            node=self.node, kind="apply", outcome="success", commit=desired.commit,
+            event_id=marker_event, node=self.node, kind="apply", outcome="success", commit=desired.commit,
             summary=f"apply of {rev[:12]}: no CIB change"
                     + ("; the corosync.conf rollout follows" if decision.plan.corosync_changes else ""),
             cib_version_before=cib_version(live), config_before=config, config_after=config,
-            details={"marker_event": marker_event, "trigger": trigger, "record_only": True,
+            details={"marker_event": marker_event, "marker_prev": previous_event(written, marker_event),
+                     "trigger": trigger, "record_only": True,
                      "corosync_changes": [c.as_dict() for c in decision.plan.corosync_changes]})
         self._mark_recorded(marker_event, config)
         return ev_id
@@ -866,14 +927,17 @@ class Reconciler:
                       trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,
                       summary: str | None = None, commit: CommitInfo | None = None) -> int:
         # guard_seconds: what the quorum/DC checks before the patches cost (kept to watch it stay small).
-        details: Details = {"marker_event": marker_event, "trigger": trigger,
-                            "attempts": outcome.attempts, "guard_seconds": outcome.guard_seconds, **extra}
+        details: Details = {"marker_event": marker_event,
+                            "marker_prev": previous_event(outcome.marker_after, marker_event),
+                            "trigger": trigger, "attempts": outcome.attempts,
+                            "guard_seconds": outcome.guard_seconds, **extra}
         if outcome.conflicts:
             details["conflicts"] = [c.model_dump() for c in outcome.conflicts]
         if origin:
             details["origin"] = origin
         ev_id = self._record(
-            node=self.node, kind=kind, outcome="success", commit=desired.commit if desired else commit,
+            event_id=marker_event, node=self.node, kind=kind, outcome="success",
+            commit=desired.commit if desired else commit,
             summary=summary or f"{kind}: {len(outcome.objects)} object(s) changed"
                     + (f" after {len(outcome.conflicts)} concurrent change(s)" if outcome.conflicts else ""),
             cib_version_before=outcome.version_before, cib_version_after=outcome.version_after,
@@ -924,7 +988,7 @@ class Reconciler:
                                           max_attempts=self.max_attempts, guard=QUORUM_ONLY)
             if not outcome.changed:
                 # Already there: still pin, so the agent does not re-apply the rolled-back revision.
-                write_marker_only(self.cluster, new_marker, guard=QUORUM_ONLY)
+                outcome.marker_after = write_marker_only(self.cluster, new_marker, guard=QUORUM_ONLY)
                 self._remember_write(marker_event, outcome.config_after)
         except HaGitopsError as exc:
             raise self._failed("write", str(exc), desired=None,
@@ -991,6 +1055,16 @@ def _pause_before_patch(_attempt: int) -> None:
 def _substituted(decision: Decision | None) -> Details:
     subs = decision.plan.substitutions if decision else []
     return {"substituted": [s.model_dump() for s in subs]} if subs else {}
+
+
+_KINDS = frozenset(k.value for k in EventKind)
+
+
+def _time_of(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _is_sha(value: str | None) -> bool:

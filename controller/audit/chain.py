@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-HASH_FORMAT = 1
+HASH_FORMAT = 2  # format 2 adds event_id (the cluster-wide id); rows of format 1 are checked as they were
 
 # The columns covered by format 1, in no particular order (the serialisation sorts keys). Adding a column
 # to the hash means a new format number; rows keep the format they were written with.
@@ -27,6 +27,8 @@ HASHED_COLUMNS_V1: tuple[str, ...] = (
     "cib_version_before", "cib_version_after", "config_before", "config_after", "patch", "diff_json",
     "corosync_before", "corosync_after", "duration", "error", "details_json",
 )
+HASHED_COLUMNS_V2: tuple[str, ...] = (*HASHED_COLUMNS_V1, "event_id")
+HASHED_COLUMNS = {1: HASHED_COLUMNS_V1, 2: HASHED_COLUMNS_V2}
 
 
 def format_time(value: datetime) -> str:
@@ -38,10 +40,11 @@ def format_time(value: datetime) -> str:
 
 def canonical_bytes(event_id: int, prev_hash: str, columns: Mapping[str, Any],
                     hash_format: int = HASH_FORMAT) -> bytes:
-    if hash_format != 1:
+    names = HASHED_COLUMNS.get(hash_format)
+    if names is None:
         raise ValueError(f"unknown hash format {hash_format}")
     doc: dict[str, Any] = {"format": hash_format, "id": int(event_id), "prev_hash": prev_hash}
-    for name in HASHED_COLUMNS_V1:
+    for name in names:
         value = columns[name]
         if name == "time":
             value = format_time(value)

@@ -7,6 +7,7 @@ event is shown or exported.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from controller.audit.masking import masked_fields
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 CIB_VERSION_PATTERN = r"^\d+\.\d+\.\d+$"  # admin_epoch.epoch.num_updates
 SHA_PATTERN = r"^[0-9a-f]{7,64}$"
+EVENT_ID_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z-]{7,63}$"  # a uuid (the marker's event) or like one
 GENESIS_HASH = "0" * 64
 
 
@@ -35,6 +37,7 @@ class EventKind(StrEnum):
     VERIFY = "verify"
     SUSPEND = "suspend"
     RESUME = "resume"
+    GAP = "gap"  # events this trail misses and could not backfill: when, and what says so
 
 
 class Outcome(StrEnum):
@@ -54,6 +57,7 @@ class SignatureStatus(StrEnum):
 
 
 Kind = Annotated[str, Field(pattern=NAME_PATTERN)]
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
 CibVersion = Annotated[str, Field(pattern=CIB_VERSION_PATTERN)]
 
 
@@ -136,7 +140,13 @@ class _EventFields(BaseModel):
 
 
 class NewEvent(_EventFields):
-    """An event to append. Kind and outcome must be ones this version knows."""
+    """An event to append. Kind and outcome must be ones this version knows.
+
+    `event_id` is the event's cluster-wide id: a write's is the marker event uuid, so every node's trail
+    (and a shared one) holds the write under the same id; appending an id the trail holds already adds
+    nothing (AuditStore.append returns the stored event)."""
+
+    event_id: EventId = Field(default_factory=lambda: str(uuid.uuid4()))
 
     @field_validator("kind")
     @classmethod
@@ -159,9 +169,15 @@ class AuditEvent(_EventFields):
     """A stored event: its place in the chain and its hash. Kind/outcome accepted as stored."""
 
     id: int
+    event_id: str | None = None  # None only in a row an agent older than schema 0002 appended
     prev_hash: str
     hash: str
     hash_format: int = 1
+
+    @property
+    def backfilled(self) -> bool:
+        """Recorded after the fact from other evidence (the marker history), not seen as it happened."""
+        return bool(self.details.get("backfilled"))
 
     def masked(self) -> AuditEvent:
         """A copy fit for display or export: secret parameter values replaced by ****."""
@@ -187,6 +203,7 @@ ProblemKind = Literal[
     "head-mismatch",  # the chain head disagrees with the last row (edited head or unrecorded rows)
     "no-head",  # the chain head row is gone
     "unknown-format",  # a hash format this version cannot check
+    "gap",  # events this trail misses, which other evidence (the CIB marker history) shows happened
 ]
 
 
@@ -197,6 +214,10 @@ class Problem(BaseModel):
     event_id: int | None = None
     last_event_id: int | None = None  # for ranges (missing, truncated)
     message: str
+    # gap: the time range the trail misses (None: unknown on that side) and how many events, if known
+    since: datetime | None = None
+    until: datetime | None = None
+    missed: int | None = None
 
 
 class VerifyResult(BaseModel):
@@ -207,6 +228,7 @@ class VerifyResult(BaseModel):
     head_seq: int | None
     head_hash: str | None
     problems: list[Problem]
+    backfilled: int = 0  # events recorded after the fact from the marker history (not a problem)
 
 
 def now_utc() -> datetime:

@@ -65,6 +65,9 @@ class EventRow(Base):
     duration: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     details_json: Mapped[str] = mapped_column(Text)
+    # The cluster-wide id: the same event has the same event_id in every node's trail (a write's is the
+    # marker's event uuid). NULL only in rows an agent older than schema 0002 appended to a shared trail.
+    event_id: Mapped[str | None] = mapped_column(String(64))
     hash_format: Mapped[int] = mapped_column(SmallInteger)
     # UNIQUE prev_hash: even a bug in the locking could not fork the chain, the second insert fails.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -74,6 +77,7 @@ class EventRow(Base):
         Index("ix_audit_events_kind_id", "kind", "id"),
         Index("ix_audit_events_commit_sha", "commit_sha"),
         Index("ix_audit_events_time", "time"),
+        Index("ix_audit_events_event_id", "event_id", unique=True),
     )
 
 

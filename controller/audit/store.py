@@ -41,7 +41,7 @@ from controller.audit.orm import CHAIN_NAME, AgentStateRow, ChainHeadRow, EventR
 from controller.errors import HaGitopsError, InputError
 
 # The newest migration's revision (tests check it is alembic's head): a database at it needs no alembic.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 # Events whose config_after is what the cluster ran afterwards: the candidates for a rollback target.
 APPLYING_KINDS = (EventKind.APPLY, EventKind.DRIFT_CORRECTED, EventKind.ROLLBACK, EventKind.AUTO_ROLLBACK)
 CLUSTER_SCOPE = "cluster"
@@ -103,7 +103,7 @@ def _columns(ev: NewEvent) -> dict[str, Any]:
         "diff_json": None if ev.diff is None else chain.dump_json(ev.diff),
         "corosync_before": ev.corosync_before, "corosync_after": ev.corosync_after,
         "duration": None if ev.duration is None else float(ev.duration), "error": ev.error,
-        "details_json": chain.dump_json(ev.details),
+        "details_json": chain.dump_json(ev.details), "event_id": ev.event_id,
     }
 
 
@@ -116,7 +116,8 @@ def _to_event(m: Any) -> AuditEvent:
             commit = CommitInfo(sha=g("commit_sha"), author=g("commit_author"), message=g("commit_message"),
                                 signature=g("commit_signature") or "not-checked")
         return AuditEvent(
-            id=g("id"), prev_hash=g("prev_hash"), hash=g("hash"), hash_format=g("hash_format"),
+            id=g("id"), event_id=g("event_id"), prev_hash=g("prev_hash"), hash=g("hash"),
+            hash_format=g("hash_format"),
             time=g("time"), node=g("node"), kind=g("kind"), outcome=g("outcome"), summary=g("summary"),
             commit=commit, cib_version_before=g("cib_version_before"),
             cib_version_after=g("cib_version_after"), config_before=g("config_before"),
@@ -221,7 +222,10 @@ class AuditStore:
     # ---- writing
 
     def append(self, new: NewEvent | dict[str, Any]) -> AuditEvent:
-        """Add one event at the end of the chain, in one transaction; returns it with id and hash."""
+        """Add one event at the end of the chain, in one transaction; returns it with id and hash.
+
+        An event whose event_id the trail holds already is not added again: the stored one is returned
+        (two agents of a shared trail, or a backfill, recording the same write)."""
         ev = new if isinstance(new, NewEvent) else NewEvent.model_validate(new)
         cols = _columns(ev)
         with _db_errors("appending an event"), Session(self._writer, expire_on_commit=False) as s, s.begin():
@@ -230,6 +234,10 @@ class AuditStore:
             if head is None:
                 raise AuditError("audit chain head is missing: the trail was tampered with "
                                  "(run `ha-gitops audit verify`)")
+            # Under the head lock: no other append can add the same id between this look and the insert.
+            held = s.execute(select(EventRow).where(EventRow.event_id == ev.event_id)).scalar_one_or_none()
+            if held is not None:
+                return _to_event(held)
             seq = head.seq + 1
             digest = chain.event_hash(seq, head.hash, cols)
             row = EventRow(id=seq, prev_hash=head.hash, hash=digest, hash_format=chain.HASH_FORMAT, **cols)
@@ -243,6 +251,36 @@ class AuditStore:
         self.set_state("write-probe", datetime.now(UTC).isoformat(timespec="seconds"), scope="_probe")
 
     # ---- reading
+
+    def held(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these cluster-wide event ids the trail holds."""
+        wanted = sorted(set(event_ids))
+        if not wanted:
+            return set()
+        with _db_errors("looking up event ids"), Session(self._engine) as s:
+            found = s.execute(select(EventRow.event_id).where(EventRow.event_id.in_(wanted))).scalars()
+            return {e for e in found if e}
+
+    def by_event_id(self, event_id: str) -> AuditEvent | None:
+        with _db_errors(f"reading event {event_id}"), Session(self._engine) as s:
+            row = s.execute(select(EventRow).where(EventRow.event_id == event_id)).scalar_one_or_none()
+            return None if row is None else _to_event(row)
+
+    def find(self, ref: str | int) -> AuditEvent:
+        """An event by its number in this trail, or by its cluster-wide event id (or a prefix of 8+)."""
+        if isinstance(ref, int) or ref.isdigit():
+            return self.get(int(ref))
+        ref = ref.lower()
+        if len(ref) < 8:
+            raise InputError(f"not an event number or event id (8+ characters): {ref!r}")
+        with _db_errors(f"reading event {ref}"), Session(self._engine) as s:
+            rows = s.execute(select(EventRow).where(EventRow.event_id.startswith(ref, autoescape=True))
+                             .limit(2)).scalars().all()
+        if not rows:
+            raise EventNotFound(f"no audit event {ref}")
+        if len(rows) > 1:
+            raise InputError(f"event id prefix {ref!r} is ambiguous: give more of it")
+        return _to_event(rows[0])
 
     def get(self, event_id: int) -> AuditEvent:
         with _db_errors(f"reading event {event_id}"), Session(self._engine) as s:
@@ -389,15 +427,17 @@ def _walk(rows: Iterable[Any], head: tuple[int, str] | None) -> VerifyResult:
             problems[prev_edited] = Problem(kind="hash-altered", event_id=prev,
                                             message=f"event {prev}: stored hash altered, content intact")
 
+    links = _Links()
     for m in rows:
         checked += 1
         eid = int(m["id"])
+        links.add(m)
         gap = eid != prev_id + 1
         if gap:
             what = f"events {prev_id + 1}..{eid - 1} are" if eid - 1 > prev_id + 1 else f"event {eid - 1} is"
             problems.append(Problem(kind="missing", event_id=prev_id + 1, last_event_id=eid - 1,
                                     message=f"{what} missing (deleted)"))
-        cols = {k: m[k] for k in chain.HASHED_COLUMNS_V1}
+        cols = {k: m[k] for k in chain.HASHED_COLUMNS_V2}
         try:
             computed = chain.event_hash(eid, m["prev_hash"], cols, int(m["hash_format"]))
         except ValueError:
@@ -435,9 +475,68 @@ def _walk(rows: Iterable[Any], head: tuple[int, str] | None) -> VerifyResult:
         else:
             problems.append(Problem(kind="head-mismatch", event_id=prev_id or None,
                                     message="the chain head's hash does not match the last event"))
+    problems.extend(links.gaps())
     problems.sort(key=lambda p: (p.event_id is None, p.event_id or 0))
     return VerifyResult(ok=not problems, checked=checked, head_seq=head_seq, head_hash=head_hash,
-                        problems=problems)
+                        problems=problems, backfilled=links.backfilled)
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+class _Links:
+    """The evidence of writes the trail misses, gathered while verify walks it: every write's event names
+    the write before it (details.marker_prev, from the marker history); a `gap` event records what the
+    agent found missing and could not backfill."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.links: list[tuple[int, str | None, str]] = []  # (row id, its event id, the write before it)
+        self.gap_rows: list[tuple[int, dict[str, Any]]] = []
+        self.backfilled = 0
+
+    def add(self, m: Any) -> None:
+        if m["event_id"]:
+            self.held.add(m["event_id"])
+        text_ = m["details_json"] or ""
+        if "marker_prev" not in text_ and m["kind"] != EventKind.GAP.value and "backfilled" not in text_:
+            return  # most rows: no JSON to parse
+        try:
+            details = json.loads(text_)
+        except ValueError:
+            return  # an edited row: the hash check reports it
+        if not isinstance(details, dict):
+            return
+        if details.get("backfilled"):
+            self.backfilled += 1
+        if m["kind"] == EventKind.GAP.value:
+            self.gap_rows.append((int(m["id"]), details))
+        elif isinstance(details.get("marker_prev"), str):
+            self.links.append((int(m["id"]), m["event_id"], details["marker_prev"]))
+
+    def gaps(self) -> list[Problem]:
+        out: list[Problem] = []
+        explained = set()
+        for row_id, d in self.gap_rows:
+            explained.add(d.get("before_event"))
+            since, until = _time(d.get("since")), _time(d.get("until"))
+            span = f"between {since:%Y-%m-%d %H:%M:%S} and {until:%Y-%m-%d %H:%M:%S} UTC" if since and until \
+                else f"before {until:%Y-%m-%d %H:%M:%S} UTC" if until else "at an unknown time"
+            out.append(Problem(kind="gap", event_id=row_id, since=since, until=until,
+                               message=f"event {row_id}: writes {span} are missing from this trail (this "
+                               "node was away and the CIB marker history no longer names them)"))
+        # The first linked write of a trail has nothing before it to hold (a new node, or an upgrade).
+        for row_id, event_id, prev in self.links[1:]:
+            if prev in self.held or event_id in explained:
+                continue
+            out.append(Problem(kind="gap", event_id=row_id, missed=None,
+                               message=f"event {row_id}: the write before it ({prev}) is not in this trail "
+                               "(missed while this node was away, and not backfilled)"))
+        return out
 
 
 __all__ = ["DEFAULT_URL", "URL_ENV", "AuditError", "AuditStore", "EventNotFound", "resolve_url"]

@@ -10,9 +10,11 @@ or through `ha-gitops suspend|resume|rollback`.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote
 
 from lxml import etree
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from controller.cib.normalize import IgnoreRule
 
@@ -39,6 +41,9 @@ class Marker(BaseModel):
     pinned: str | None = None        # sha rolled back from: not applied again until a newer commit
     bad: str | None = None           # sha that left the cluster unhealthy and was rolled back automatically
     corosync_bad: str | None = None  # revision whose corosync.conf rollout failed verify and was rolled back
+    history: str | None = None       # the last writes, newest first (HISTORY_*, history_entries()): a node
+                                     # back from downtime records the ones its trail misses
+    history_before: str | None = None  # the event of the write just before the oldest one in history
 
     def nvpairs(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -79,3 +84,112 @@ def with_marker(cib: etree._Element, marker: Marker) -> etree._Element:
         for name, value in pairs.items():
             etree.SubElement(pset, "nvpair", id=f"{MARKER_SET_ID}-{name}", name=name, value=value)
     return out
+
+
+# ---- the marker's history: the last writes, so a node that was away can tell what it missed
+# Bounded twice: by count, and by size, because every write's patch carries the whole value and every
+# audit event's configuration holds it (24 entries of a 40-hex revision and 20-character node names are
+# about 3.3 KB).
+HISTORY_MAX = 24
+HISTORY_MAX_BYTES = 4096
+_SAFE = ":-._/+@"  # kept as is in a field; everything else (',' ';' '%' spaces) is %-quoted
+
+
+class HistoryEntry(BaseModel):
+    """One write as the marker history keeps it. `event` is the cluster-wide event id (the uuid the
+    writer recorded its audit event under)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: str
+    kind: str
+    revision: str | None = None
+    digest: str | None = None  # the first 16 hex digits of the marker's digest
+    node: str | None = None
+    at: int | None = None  # epoch seconds
+
+    def encode(self) -> str:
+        fields = [self.event, self.kind, self.revision or "", self.digest or "", self.node or "",
+                  "" if self.at is None else str(self.at)]
+        return ",".join(quote(f, safe=_SAFE) for f in fields)
+
+    @classmethod
+    def decode(cls, text: str) -> HistoryEntry | None:
+        parts = [unquote(p) for p in text.split(",")]
+        if len(parts) != 6 or not parts[0] or not parts[1]:
+            return None  # not ours, or cut: ignored rather than trusted
+        at = int(parts[5]) if parts[5].isdigit() else None
+        return cls(event=parts[0], kind=parts[1], revision=parts[2] or None, digest=parts[3] or None,
+                   node=parts[4] or None, at=at)
+
+    @property
+    def time(self) -> datetime | None:
+        return None if self.at is None else datetime.fromtimestamp(self.at, UTC)
+
+
+def history_entries(marker: Marker) -> list[HistoryEntry]:
+    """The marker's history, newest first (an unreadable entry is skipped)."""
+    if not marker.history:
+        return []
+    found = (HistoryEntry.decode(t) for t in marker.history.split(";") if t)
+    return [e for e in found if e is not None]
+
+
+def _epoch(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return None
+
+
+def entry_of(marker: Marker) -> HistoryEntry | None:
+    """The history entry of the write `marker` records (None: it records none)."""
+    if not marker.event:
+        return None
+    return HistoryEntry(event=marker.event, kind=marker.kind or "apply", revision=marker.revision,
+                        digest=marker.digest[:16] if marker.digest else None, node=marker.applied_by,
+                        at=_epoch(marker.applied_at))
+
+
+def push_history(marker: Marker, entry: HistoryEntry) -> Marker:
+    """`marker` with `entry` first in its history, bounded by HISTORY_MAX entries and HISTORY_MAX_BYTES.
+
+    `history_before` names the write just before the oldest entry kept (what a trail must hold for the
+    history to reach back to it); None only before the cluster's first write."""
+    old = [e for e in history_entries(marker) if e.event != entry.event]
+    before = marker.history_before if old else marker.event if marker.event != entry.event else None
+    entries = [entry, *old]
+    texts = [e.encode() for e in entries]
+    while len(texts) > HISTORY_MAX or (len(texts) > 1 and len(";".join(texts)) > HISTORY_MAX_BYTES):
+        texts.pop()
+        before = entries[len(texts)].event
+    return marker.model_copy(update={"history": ";".join(texts), "history_before": before})
+
+
+def with_history(old: Marker, new: Marker) -> Marker:
+    """The marker a write puts in the CIB: `new`, whose history gains the write when its event is new.
+
+    One place for every writer (cib_writer calls it on each patch), so no write of an event can leave
+    the history without it."""
+    if not new.event or new.event == old.event:
+        return new
+    base = new.model_copy(update={"history": old.history, "history_before": old.history_before,
+                                  "event": old.event})
+    prior = entry_of(old)
+    if prior is not None and prior.event not in {e.event for e in history_entries(old)}:
+        # Written by an agent that kept no history: the write before this one is still named.
+        base = push_history(base, prior)
+    entry = entry_of(new)
+    assert entry is not None
+    return push_history(base, entry).model_copy(update={"event": new.event})
+
+
+def previous_event(marker: Marker, event: str) -> str | None:
+    """The event of the write before `event` in the marker's history (None: not known)."""
+    entries = history_entries(marker)
+    for i, e in enumerate(entries):
+        if e.event == event:
+            return entries[i + 1].event if i + 1 < len(entries) else marker.history_before
+    return None

@@ -62,34 +62,38 @@ def audit_log(limit: int, kinds: tuple[str, ...], node: str | None, commit: str 
         out.print("no events")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("id", "time (UTC)", "node", "kind", "commit", "outcome", "summary"):
+    for col in ("id", "event", "time (UTC)", "node", "kind", "commit", "outcome", "summary"):
         table.add_column(col, no_wrap=col != "summary", overflow="fold")
     for e in events:
-        # Text cells: stored strings are never parsed as rich markup.
-        table.add_row(Text(str(e.id)), Text(e.time.strftime("%Y-%m-%d %H:%M:%S")), Text(e.node),
+        # Text cells: stored strings are never parsed as rich markup. The event id is cluster-wide (the
+        # same in every node's trail); its first 8 characters are enough for `audit show`.
+        table.add_row(Text(str(e.id)), Text((e.event_id or "-")[:8]),
+                      Text(e.time.strftime("%Y-%m-%d %H:%M:%S")), Text(e.node),
                       Text(e.kind), Text(e.commit.short if e.commit else "-"),
                       Text(e.outcome, style=_OUTCOME_STYLE.get(e.outcome, "")), Text(e.short_summary))
     out.print(table)
 
 
 @audit.command("show")
-@click.argument("event_id", type=int)
+@click.argument("event_ref", metavar="ID")
 @AUDIT_DB_OPTION
 @FORMAT_OPTION
 @handles_errors
-def audit_show(event_id: int, db_url: str | None, fmt: str) -> None:
-    """One event in full (configurations, patch, diff, details), secrets masked."""
+def audit_show(event_ref: str, db_url: str | None, fmt: str) -> None:
+    """One event in full (configurations, patch, diff, details), secrets masked. ID: its number in this
+    trail, or its cluster-wide event id (8 characters of it are enough)."""
     with _audit_store(db_url) as store:
-        e = store.get(event_id).masked()
+        e = store.find(event_ref).masked()
     if fmt == "json":
         print_json(e.model_dump(mode="json"))
         return
-    fields = [("id", e.id), ("time", e.time.isoformat()), ("node", e.node), ("kind", e.kind),
+    fields = [("id", e.id), ("event id", e.event_id), ("time", e.time.isoformat()), ("node", e.node),
+              ("kind", e.kind), ("backfilled", "yes, from the CIB marker history" if e.backfilled else None),
               ("outcome", e.outcome), ("summary", e.summary), ("duration", e.duration),
               ("cib version", f"{e.cib_version_before or '-'} -> {e.cib_version_after or '-'}"),
               ("hash", e.hash), ("prev hash", e.prev_hash)]
     if e.commit:
-        fields[5:5] = [("commit", e.commit.sha), ("author", e.commit.author),
+        fields[7:7] = [("commit", e.commit.sha), ("author", e.commit.author),
                        ("signature", e.commit.signature), ("message", e.commit.message)]
     for name, value in fields:
         if value is not None:
@@ -111,13 +115,17 @@ def audit_show(event_id: int, db_url: str | None, fmt: str) -> None:
 @FORMAT_OPTION
 @handles_errors
 def audit_verify(db_url: str | None, fmt: str) -> None:
-    """Check the hash chain. Exit 0: intact, 2: problems (each listed by event id) or error."""
+    """Check the hash chain and that the trail misses no write. Exit 0: intact and complete, 2: problems
+    (each listed by event id: edited, deleted, ..., and gaps: writes this node missed while it was away
+    that it could not backfill) or error."""
     with _audit_store(db_url) as store:
         result = store.verify()
+    backfilled = f", {result.backfilled} backfilled from the CIB marker history" if result.backfilled else ""
     if fmt == "json":
         print_json(result.model_dump(mode="json"))
     elif result.ok:
-        out.print(f"ok: {result.checked} events, chain head {result.head_hash}", markup=False)
+        out.print(f"ok: {result.checked} events{backfilled}, no gap, chain head {result.head_hash}",
+                  markup=False)
     else:
         for p in result.problems:
             out.print(f"{p.kind:<14} {p.message}", markup=False)

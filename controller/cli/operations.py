@@ -275,16 +275,40 @@ def rollback_cmd(event_id: int, config: str | None, fmt: str) -> None:
 
 
 def _switch(config: str | None, kind: str, update: dict[str, Any], summary: str) -> None:
+    import time
+    import uuid
+
     from controller.audit.models import NewEvent
     from controller.audit.store import AuditStore
+    from controller.cib.marker import HistoryEntry, Marker, previous_event, push_history
     from controller.cluster.adapter import LiveCluster
-    from controller.cluster.cib_writer import write_marker_only
+    from controller.cluster.cib_writer import LostLeadership, write_marker_only
+    from controller.errors import HaGitopsError
+    from controller.failures import Failure
 
     settings = _settings(config)
-    marker = write_marker_only(LiveCluster(), lambda m: m.model_copy(update=update))
+    # The switch is an entry of the marker history of its own: the other nodes' trails record it too.
+    marker_event = str(uuid.uuid4())
+
+    def switched(m: Marker) -> Marker:
+        return push_history(m.model_copy(update=update), HistoryEntry(
+            event=marker_event, kind=kind, revision=m.revision, node=settings.node_name, at=int(time.time())))
+
     with AuditStore(settings.audit_url) as store:
-        ev = store.append(NewEvent(node=settings.node_name, kind=kind, outcome="success", summary=summary,
-                                   details={"marker": marker.model_dump()}))
+        try:
+            marker = write_marker_only(LiveCluster(), switched)
+        except LostLeadership as exc:
+            # Refused (no quorum here): recorded, so the trail says the operator tried and nothing changed.
+            failure = Failure.of("write", str(exc), reason=exc.reason)
+            ev = store.append(NewEvent(
+                node=settings.node_name, kind=kind, outcome="refused", error=str(exc),
+                summary=f"{kind} refused: this node's partition has no quorum; nothing written",
+                details={**exc.details(), **failure.details()}))
+            raise HaGitopsError(f"{exc} (recorded as audit event {ev.id})") from exc
+        ev = store.append(NewEvent(
+            event_id=marker_event, node=settings.node_name, kind=kind, outcome="success", summary=summary,
+            details={"marker": marker.model_dump(exclude={"history", "history_before"}),
+                     "marker_event": marker_event, "marker_prev": previous_event(marker, marker_event)}))
     out.print(f"{summary} (audit event {ev.id})", markup=False)
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion
-from controller.cib.marker import NODE_ATTR_RULE, OWN_RULES, Marker, read_marker, with_marker
+from controller.cib.marker import NODE_ATTR_RULE, OWN_RULES, Marker, read_marker, with_history, with_marker
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange
 from controller.cib.xml import to_bytes
@@ -121,6 +121,8 @@ class WriteOutcome(BaseModel):
     objects: list[ObjectChange] = Field(default_factory=list)
     updated_by_before: dict[str, str | None] = Field(default_factory=dict)
     marker_before: Marker = Field(default_factory=Marker)
+    marker_after: Marker = Field(default_factory=Marker)  # what the write left (its history names the
+                                                          # write before it)
     duration: float = 0.0
     guard_seconds: float = 0.0  # what the leadership checks before the patches cost, together
 
@@ -176,7 +178,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         wanted = desired
         live_marker = read_marker(live)
         if marker is not None:
-            wanted = with_marker(desired, marker(live_marker))
+            wanted = with_marker(desired, with_history(live_marker, marker(live_marker)))
         patch = build_live_patch(live, wanted, ignore=[*ignore, NODE_ATTR_RULE])
         patch_xml = patch.patch_xml()
         if before_patch is not None:
@@ -216,6 +218,7 @@ def _outcome(first: etree._Element, last: etree._Element, *, changed: bool, atte
                         version_before=cib_version(first), version_after=cib_version(last),
                         config_before=configuration_text(first), config_after=configuration_text(last),
                         updated_by_before=updated_by(first), marker_before=read_marker(first),
+                        marker_after=read_marker(last),
                         duration=round(time.monotonic() - started, 3), guard_seconds=round(guarded, 4))
 
 
@@ -226,7 +229,8 @@ def write_marker_only(cluster: LiveCluster, marker: Callable[[Marker], Marker], 
     win the merge just as a configuration would."""
     for attempt in range(1, max_attempts + 1):
         live = cluster.read_cib()
-        new = marker(read_marker(live))
+        old = read_marker(live)
+        new = with_history(old, marker(old))
         patch = build_live_patch(live, with_marker(live, new), semantic=False)
         if not patch.changed:
             return new

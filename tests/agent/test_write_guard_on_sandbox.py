@@ -146,6 +146,10 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
         code, _, err = cli(sb, old, "suspend", "--config", AGENT_TOML)
         assert code == 2 and "partition without quorum" in err, err
         assert not read_marker(sb.cluster(old).read_cib()).suspended
+        # ... and the refusal is in its trail, not only on the operator's screen.
+        refused = next(e for e in audit(sb, old) if e["kind"] == "suspend")
+        assert refused["outcome"] == "refused" and refused["details"]["reason"] == "LostQuorum", refused
+        assert f"audit event {refused['id']}" in err, err
     finally:
         set_fault(sb, old, {})
         sb.heal(old)

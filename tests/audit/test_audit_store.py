@@ -68,8 +68,8 @@ def test_append_builds_a_hash_chain_and_round_trips(store: AuditStore) -> None:
                                           "corosync_before", "corosync_after", "duration", "error")}
     cols.update(commit_sha=SHA2, commit_author="Ann <ann@example.org>", commit_message="change 2\n\nbody",
                 commit_signature="good", diff_json=chain.dump_json(got.diff),
-                details_json=chain.dump_json(got.details))
-    assert chain.event_hash(2, events[0].hash, cols) == got.hash
+                details_json=chain.dump_json(got.details), event_id=got.event_id)
+    assert got.hash_format == 2 and chain.event_hash(2, events[0].hash, cols) == got.hash
 
     result = store.verify()
     assert result.ok and result.checked == 3 and result.problems == []
@@ -140,7 +140,7 @@ def test_verify_detects_a_rewritten_row_with_recomputed_hash(store: AuditStore, 
             "cib_version_after": e.cib_version_after, "config_before": e.config_before,
             "config_after": e.config_after, "patch": e.patch, "diff_json": chain.dump_json(e.diff),
             "corosync_before": None, "corosync_after": None, "duration": e.duration, "error": None,
-            "details_json": chain.dump_json(e.details)}
+            "details_json": chain.dump_json(e.details), "event_id": e.event_id}
     forged = chain.event_hash(2, e.prev_hash, cols)
     raw_sql(db_url, f"UPDATE audit_events SET outcome = 'failure', hash = '{forged}' WHERE id = 2")
     result = store.verify()
@@ -182,7 +182,7 @@ def test_verify_detects_a_truncated_tail_and_a_missing_head(store: AuditStore, d
 
 def test_migrations_fresh_and_idempotent(db_url: str) -> None:
     with AuditStore(db_url) as s:
-        assert s.schema_revision() == "0001"
+        assert s.schema_revision() == "0002"
         s.append(apply_event(1))
         s.set_state("pinned_revision", SHA1)
     engine = create_engine(_normalise_url(db_url))
@@ -193,7 +193,7 @@ def test_migrations_fresh_and_idempotent(db_url: str) -> None:
     assert {"audit_events", "audit_chain_head", "agent_state", "audit_alembic_version"} <= tables
     with AuditStore(db_url) as s:  # opening again runs `upgrade head` again: a no-op
         s.migrate()
-        assert s.schema_revision() == "0001"
+        assert s.schema_revision() == "0002"
         assert s.count() == 1 and s.verify().ok
         assert s.get_state("pinned_revision") == SHA1
 

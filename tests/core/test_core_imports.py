@@ -31,6 +31,7 @@ PURE_CORE = [
     "controller.health",
     "controller.observed",
     "controller.impact",
+    "controller.gaps",
     "controller.limits",
     "controller.desired.state",
     "controller.desired.crm_syntax",
