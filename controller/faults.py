@@ -16,7 +16,7 @@ from pathlib import Path
 
 from controller.errors import HaGitopsError
 
-POINTS = ("before-patch", "after-write")
+POINTS = ("before-patch", "after-patch", "after-write")
 FAIL_POINTS = ("auto-rollback",)
 
 

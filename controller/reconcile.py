@@ -36,6 +36,7 @@ from controller.cluster.cib_writer import (
     ConvergeFailed,
     LostLeadership,
     PatchRejected,
+    SkipReason,
     WriteGuard,
     WriteOutcome,
     cib_version,
@@ -651,7 +652,8 @@ class Reconciler:
             with timer.stage("write"):
                 outcome = write_configuration(self.cluster, wanted, ignore=ignore, marker=new_marker,
                                               max_attempts=self.max_attempts,
-                                              before_patch=_pause_before_patch, guard=self._guard)
+                                              before_patch=_pause_before_patch,
+                                              after_patch=_pause_after_patch, guard=self._guard)
         except (PatchRejected, ConvergeFailed, HaGitopsError) as exc:
             raise self._failed("write", str(exc), desired=desired,
                                summary=f"{kind} of {rev[:12]} failed; live cluster left as it was",
@@ -665,6 +667,8 @@ class Reconciler:
             # "Before" is the configuration before this change, not the intermediate stop.
             outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
         faults.pause("after-write")
+        if outcome.lost_race is not None:
+            return self._record_lost_race(kind, rev, desired, outcome, event_id, trigger, events, result)
         with timer.stage("record"):
             # The timings so far: what it took from the trigger to the write that made the change live.
             ev_id = self._record_write(kind, desired, outcome, event_id, trigger,
@@ -687,6 +691,25 @@ class Reconciler:
                       + ("; verify inconclusive, re-checked once the cluster is whole"
                          if self.pending_check is not None else ""),
                       changes=changes or len(outcome.objects))
+
+    def _record_lost_race(self, kind: str, rev: str, desired: DesiredInput, outcome: WriteOutcome,
+                          event_id: str, trigger: str, events: list[int],
+                          result: Callable[..., PassResult]) -> PassResult:
+        """The patch landed, but right after it this node was not the quorate DC any more (a patch held
+        across a membership change): recorded as a write that lost the race, never as a success, and not
+        verified. The quorate partition's DC decides what the cluster keeps."""
+        race = outcome.lost_race or {}
+        reason: SkipReason = "NotWriter" if race.get("reason") == "NotWriter" else "LostQuorum"
+        message = f"{kind} of {rev[:12]} was written as {_RACED_WHY[reason]} ({race.get('message')})"
+        failure = Failure.of("write", message, reason=reason)
+        ev_id = self._record_write(kind, desired, outcome, event_id, trigger,
+                                   {"lost_race": race, **failure.details()}, outcome_name="failure",
+                                   summary=f"{kind} of {rev[:12]} lost the race: written as "
+                                           f"{_RACED_WHY[reason]}; not verified, the quorate partition's "
+                                           "DC decides what stays")
+        failure.event = ev_id or None
+        events.append(ev_id)
+        return result("error", message, failure=failure, changes=len(outcome.objects))
 
     # ------------------------------------------------------------------ verify: the verdict carried out
     @property
@@ -925,7 +948,8 @@ class Reconciler:
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,
-                      summary: str | None = None, commit: CommitInfo | None = None) -> int:
+                      summary: str | None = None, commit: CommitInfo | None = None,
+                      outcome_name: str = "success") -> int:
         # guard_seconds: what the quorum/DC checks before the patches cost (kept to watch it stay small).
         details: Details = {"marker_event": marker_event,
                             "marker_prev": previous_event(outcome.marker_after, marker_event),
@@ -936,7 +960,7 @@ class Reconciler:
         if origin:
             details["origin"] = origin
         ev_id = self._record(
-            event_id=marker_event, node=self.node, kind=kind, outcome="success",
+            event_id=marker_event, node=self.node, kind=kind, outcome=outcome_name,
             commit=desired.commit if desired else commit,
             summary=summary or f"{kind}: {len(outcome.objects)} object(s) changed"
                     + (f" after {len(outcome.conflicts)} concurrent change(s)" if outcome.conflicts else ""),
@@ -1019,6 +1043,9 @@ def _writes(decision: Decision, leader: bool, status: ClusterStatus) -> bool:
 # Why a write was skipped, in an audit summary (cib_writer.LostLeadership's reason).
 _SKIPPED_WHY = {"LostQuorum": "this node's partition had lost quorum just before the write",
                 "NotWriter": "this node was not the DC any more just before the write"}
+# Why a write that landed is not a success (WriteOutcome.lost_race: the guard asked again after it).
+_RACED_WHY: dict[SkipReason, str] = {"LostQuorum": "this node's partition lost quorum",
+                                     "NotWriter": "this node stopped being the DC"}
 
 
 def _target(decision: Decision, rev: str) -> str:
@@ -1050,6 +1077,10 @@ def _dry_outcome(decision: Decision) -> Outcome:
 
 def _pause_before_patch(_attempt: int) -> None:
     faults.pause("before-patch")
+
+
+def _pause_after_patch(_attempt: int) -> None:
+    faults.pause("after-patch")
 
 
 def _substituted(decision: Decision | None) -> Details:

@@ -125,6 +125,9 @@ class WriteOutcome(BaseModel):
                                                           # write before it)
     duration: float = 0.0
     guard_seconds: float = 0.0  # what the leadership checks before the patches cost, together
+    # Set when the guard, asked again right after the patch, said this node had lost the right to write
+    # meanwhile (reason LostQuorum / NotWriter): the write landed, but maybe only in a minority partition.
+    lost_race: dict[str, object] | None = None
 
 
 def cib_version(cib: etree._Element) -> str:
@@ -155,11 +158,13 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
                         marker: Callable[[Marker], Marker] | None = None,
                         max_attempts: int = 5,
                         before_patch: Callable[[int], None] | None = None,
+                        after_patch: Callable[[int], None] | None = None,
                         guard: WriteGuard = QUORUM_ONLY) -> WriteOutcome:
     """Make the live configuration mean what `desired` (a <cib>) means; returns what was done.
 
     `marker(live_marker)` gives the marker to write in the same patch (only when something changes).
-    `before_patch(attempt)` is a test hook point between reading and patching (a race window).
+    `before_patch(attempt)` is a test hook point between reading and patching (a race window);
+    `after_patch(attempt)` one between a patch that landed and the guard asked again.
     `guard` is checked right before every patch (LostLeadership when it fails: nothing written).
     """
     started = time.monotonic()
@@ -205,6 +210,14 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
                        guarded=guarded)
         out.patch_xml = patch_xml
         out.objects = check.objects()
+        if after_patch is not None:
+            after_patch(attempt)
+        try:
+            # A patch can be held across a membership change (the CIB's messages wait for the new
+            # membership) and land after this partition lost quorum: the trail must say so.
+            guard.check(cluster, attempt=attempt, patch_xml=patch_xml)
+        except LostLeadership as lost:
+            out.lost_race = {"reason": lost.reason, "message": str(lost), **lost.details()}
         return out
     raise ConvergeFailed(f"live CIB still differs after {max_attempts} attempts: "
                          + "; ".join(f"#{c.attempt}: {c.reason} (now {c.version_seen}, by "

@@ -179,6 +179,44 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
           f"{converged_after:.1f}s; guard before the new DC's patch: {guard * 1000:.1f} ms")
 
 
+# ------------------------------------------------------------------ a write that lands, then quorum goes
+def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_success(
+        cluster: tuple[Sandbox, GitRepo]) -> None:
+    """The soak's last quorum fault: a patch held across a membership change lands 32 ms after its own
+    `Quorum lost`. The guard before the patch cannot see that coming; asked again right after it, it
+    does: the write is recorded as lost (reason LostQuorum), not verified, and the majority decides."""
+    sb, repo = cluster
+    settled(sb, repo)
+    old = dc(sb)
+    majority = [n for n in NODES if n != old]
+    value = str(int(stickiness(sb, old)) + 11)
+    set_fault(sb, old, {"after-patch": PAUSE})
+    try:
+        sha = repo.commit({CRM: re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}",
+                                       repo.read(CRM))}, f"stickiness {value} (the DC is cut as it lands)")
+        wait_for(lambda: marker_at(sb, old, sha), 30, "the DC's patch landing")
+        sb.cut(old)
+        wait_for(lambda: not quorate(sb, old), 30, f"{old} to lose quorum")
+        lost = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "apply"
+                                      and (e["commit"] or {}).get("sha") == sha), None),
+                        PAUSE + 30, "the DC's record of its write")
+        set_fault(sb, old, {})
+        assert lost["outcome"] == "failure", lost["summary"]
+        assert lost["details"]["reason"] == lost["details"]["lost_race"]["reason"] == "LostQuorum"
+        assert "lost the race" in lost["summary"] and lost["cib_version_after"]  # it did land
+        assert not any(e["kind"] == "verify" and (e["commit"] or {}).get("sha") == sha
+                       for e in audit(sb, old))
+        failure = wait_for(lambda: agent_status(sb, old).get("last_failure"), 30, "the failure in status")
+        assert (failure["stage"], failure["reason"]) == ("write", "LostQuorum")
+    finally:
+        set_fault(sb, old, {})
+        sb.heal(old)
+    # The majority's DC holds (or applies) the commit; after heal every node is on it.
+    wait_for(lambda: all(stickiness(sb, n) == value and (m := marker_at(sb, n, sha)) is not None
+                         and m.applied_by in [*majority, old] for n in NODES)
+             and all(sb.cluster(n).status().quorate for n in NODES), 120, "every node on the commit")
+
+
 # ------------------------------------------------------------------ the audit store failing (item 5)
 def trail_files(sb: Sandbox, node: str) -> list[str]:
     db = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
