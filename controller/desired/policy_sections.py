@@ -150,3 +150,7 @@ class RolloutPolicy(_Strict):
 
     verify_timeout: Duration = timedelta(seconds=30)
     rejoin_timeout: Duration = timedelta(seconds=90)
+    # A driver's step (the reload, the cluster restart request, the health check) not taken this long
+    # after the last rollout attribute changed is taken by the next node in the order (the one after it
+    # waits twice as long); a node's own file write not taken this long abandons the rollout.
+    takeover_timeout: Duration = timedelta(seconds=30)

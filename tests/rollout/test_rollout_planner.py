@@ -22,6 +22,8 @@ from controller.rollout import (
 
 D = "d" * 16
 OLD = "o" * 16
+REV = "r" * 40
+RID = f"{D}.{REV[:12]}"  # the rollout of D that REV starts (no node names another START)
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 
 
@@ -33,6 +35,7 @@ class PeerChange(TypedDict, total=False):
     file: str | None
     applied: str | None
     restart: str | None
+    driven: str | None
     votes: int
 
 
@@ -40,12 +43,12 @@ class InputExtras(TypedDict, total=False):
     """RolloutInput's optional fields, passed on by inp()."""
 
     restart_refusal: str | None
-    reload_issued: bool
     restarted: bool
     bad: bool
     previous_digest: str | None
-    health_checked: bool
-    rollback_reloaded: bool
+    stalled_for: float
+    takeover_after: float
+    revision: str
 
 
 class Case(InputExtras, total=False):
@@ -72,9 +75,10 @@ def all_peers(**change: Unpack[PeerChange]) -> list[PeerState]:
 def inp(node: str, nodes: list[PeerState], *, local: str | None = OLD, cls: ChangeClass | None = "reload",
         quorate: bool = True, total: int | None = 3, quorum: int | None = 2,
         **kw: Unpack[InputExtras]) -> RolloutInput:
+    extras: InputExtras = {"revision": REV, **kw}
     return RolloutInput(node=node, desired_digest=D, local_digest=local,
                         local_class=None if local == D else cls, nodes=nodes,
-                        gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **kw)
+                        gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **extras)
 
 
 def test_order_is_standby_nodes_first_then_by_name() -> None:
@@ -102,9 +106,14 @@ def test_reload_one_at_a_time_then_one_reload_then_verify() -> None:
     assert plan_next(inp("kamailio03", nodes, local=D)).kind == "wait"
     everyone = all_peers(file=f"{D}:reload")
     assert plan_next(inp("kamailio03", everyone, local=D)).kind == "reload"
-    assert plan_next(inp("kamailio03", everyone, local=D, reload_issued=True)).kind == "verify"
-    assert plan_next(inp("kamailio01", everyone, local=D)).kind == "verify"  # only the first issues -R
-    done = all_peers(file=f"{D}:reload", applied=D)
+    # no verify before the reload: the others wait for it (their verify clock has not started)
+    w = plan_next(inp("kamailio01", everyone, local=D))
+    assert w.kind == "wait" and "kamailio03 to issue corosync-cfgtool -R" in w.reason and w.in_progress
+    reloaded = peers(**{n: PeerChange(file=f"{D}:reload", driven=f"{RID}:reload" if n == "kamailio03"
+                                      else None) for n in NODES})
+    assert plan_next(inp("kamailio03", reloaded, local=D)).kind == "verify"
+    assert plan_next(inp("kamailio01", reloaded, local=D)).kind == "verify"  # only the first issues -R
+    done = all_peers(file=f"{D}:reload", applied=D, driven=f"{RID}:healthy")
     assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"
 
 
@@ -216,8 +225,12 @@ def test_after_the_last_node_the_driver_checks_health_once() -> None:
     done = all_peers(file=f"{D}:reload", applied=D)
     a = plan_next(inp("kamailio03", done, local=D))
     assert a.kind == "check-health" and a.in_progress
-    assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"  # only the driver judges
-    assert plan_next(inp("kamailio03", done, local=D, health_checked=True)).kind == "nothing"
+    w = plan_next(inp("kamailio01", done, local=D))  # only the driver judges
+    assert w.kind == "wait" and "kamailio03 to check" in w.reason
+    checked = peers(**{n: PeerChange(file=f"{D}:reload", applied=D, driven=f"{RID}:healthy"
+                                     if n == "kamailio03" else None) for n in NODES})
+    assert plan_next(inp("kamailio03", checked, local=D)).kind == "nothing"
+    assert plan_next(inp("kamailio01", checked, local=D)).kind == "nothing"
 
 
 def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None:
@@ -228,11 +241,13 @@ def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None
     # restored locally, the CIB not told yet: report; then nothing, and nothing retried
     assert plan_next(inp("kamailio01", wrote, local=OLD, bad=True, previous_digest=OLD)).kind == "report"
     a = plan_next(inp("kamailio01", peers(), local=OLD, bad=True, previous_digest=OLD))
-    assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
+    assert a.kind == "wait" and "kamailio03's final reload" in a.reason and a.in_progress
     # once every node reports its previous file, the driver reloads once more, once
     assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD)).kind == "reload"
-    assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD,
-                         rollback_reloaded=True)).kind == "nothing"
+    done = peers(kamailio03={"driven": f"{RID}:rollback-reload"})
+    assert plan_next(inp("kamailio03", done, local=OLD, bad=True, previous_digest=OLD)).kind == "nothing"
+    a = plan_next(inp("kamailio01", done, local=OLD, bad=True, previous_digest=OLD))
+    assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
 
 
 def test_bad_rolling_restart_restores_one_node_at_a_time_in_order() -> None:
