@@ -40,6 +40,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from controller import faults
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.cib.marker import Marker, read_marker
@@ -290,6 +291,7 @@ class CorosyncRollout:
     # ------------------------------------------------------------------ actions
     def _write(self, text: str, inp: RolloutInput, action: Action, base: Details,
                res: StepResult) -> None:
+        faults.pause("rollout-before-write")
         problem = self.validate(text)
         if problem is not None:
             res.ok, res.error = False, problem
@@ -303,6 +305,7 @@ class CorosyncRollout:
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} "
                                       f"written on {self.node} ({action.position}/{len(action.order)})",
                                       {**base, "step": "write-file"}))
+        faults.pause("rollout-after-write")
 
     def _report(self, inp: RolloutInput, action: Action) -> None:
         if inp.bad and inp.local_digest:  # rolled back: this node runs its previous file again
