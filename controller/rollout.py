@@ -233,7 +233,7 @@ class CorosyncRollout:
                 d = inp.desired_digest
                 output = self.cluster.reload_corosync()
                 self._reassert_expected_votes()
-                self._set_attr(self.node, ATTR_DRIVEN, f"{rid}:rollback-reload")
+                self._set_attr(self.node, ATTR_DRIVEN, f"{rid}:rollback-reload", guard=False)
                 res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
                                               f"final corosync-cfgtool -R by {self.node}"
                                               + self._taking(action),
@@ -252,8 +252,9 @@ class CorosyncRollout:
                 try:
                     self._restart_self(text, inp, action, base, res)
                 except HaGitopsError as exc:
-                    if text_digest(self._read_local() or "") != inp.desired_digest:
-                        raise  # nothing was written: nothing to roll back
+                    if isinstance(exc, LostLeadership) or \
+                            text_digest(self._read_local() or "") != inp.desired_digest:
+                        raise  # nothing was written (or a report skipped for want of quorum): no rollback
                     self._fail(inp, action, base, res, revision, f"restart with the new file failed: {exc}")
             elif action.kind == "check-health":
                 self._check_health(state, inp, action, base, res, revision)
@@ -309,8 +310,8 @@ class CorosyncRollout:
 
     def _report(self, inp: RolloutInput, action: Action) -> None:
         if inp.bad and inp.local_digest:  # rolled back: this node runs its previous file again
-            self._set_attr(self.node, ATTR_FILE, f"{inp.local_digest}:")
-            self._set_attr(self.node, ATTR_APPLIED, inp.local_digest)
+            self._set_attr(self.node, ATTR_FILE, f"{inp.local_digest}:", guard=False)
+            self._set_attr(self.node, ATTR_APPLIED, inp.local_digest, guard=False)
             return
         if inp.restarted and inp.local_digest == inp.desired_digest:
             self._set_attr(self.node, ATTR_FILE, _file_value(action))
@@ -459,8 +460,9 @@ class CorosyncRollout:
         except HaGitopsError:
             # This node is out of the cluster (it did not rejoin): put its own file back first.
             self._restore(inp, Action(kind="restore", restart=True), base, res)
-            restored_here = first = True
-            self._mark_bad(revision)
+            restored_here = True
+            # Back in the cluster: another node that failed the same way may have marked it first.
+            first = self._mark_bad(revision)
         if not first:
             # Another node failed it first (each node checks its own runtime): its auto-rollback is the
             # one; this node's finding is recorded above and it restores on its next pass.
@@ -501,8 +503,8 @@ class CorosyncRollout:
         else:
             self.cluster.reload_corosync()
         prev = text_digest(previous)
-        self._set_attr(self.node, ATTR_FILE, f"{prev}:")
-        self._set_attr(self.node, ATTR_APPLIED, prev)
+        self._set_attr(self.node, ATTR_FILE, f"{prev}:", guard=False)
+        self._set_attr(self.node, ATTR_APPLIED, prev, guard=False)
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} rolled "
                                       f"back on {self.node}: previous file {prev} restored and "
                                       + ("restarted" if action.restart else "reloaded"),
@@ -568,10 +570,20 @@ class CorosyncRollout:
                                 + (f" + k*{want.coefficient}" if want.coefficient else "") + ")")
         return problems
 
-    def _set_attr(self, node: str, name: str, value: str) -> None:
+    def _set_attr(self, node: str, name: str, value: str, *, guard: bool = True) -> None:
+        """A rollout attribute. Quorum is checked again right before it (one corosync-quorumtool and
+        the <cib> element): a report written in a partition without quorum could win the CIB merge
+        after heal and tell the others a step happened that the majority never saw. Nodes write their
+        own attributes, so DC-ship is not asked. A rollback's reports are written whatever the quorum
+        (`guard=False`): restoring is what a rollout that lost quorum needs, and a lost report is made
+        again by the next pass (the plan compares the file with the attribute)."""
+        if guard:
+            QUORUM_ONLY.check(self.cluster)  # LostLeadership: recorded as a skipped write (LostQuorum)
         self.cluster.set_node_attribute(node, name, value)
 
     def _standby(self, on: bool) -> None:
+        if on:
+            QUORUM_ONLY.check(self.cluster)  # leaving standby after a restart is never held back
         # Reboot lifetime (status section): the desired CIB owns the permanent standby attribute (the
         # DC's agent would undo a permanent one as drift), and a transient one cannot outlive a restart.
         self.cluster.set_standby(self.node, on, lifetime="reboot")
