@@ -233,7 +233,7 @@ class CorosyncRollout:
                 d = inp.desired_digest
                 output = self.cluster.reload_corosync()
                 self._reassert_expected_votes()
-                self._set_attr(self.node, ATTR_DRIVEN, f"{rid}:rollback-reload", guard=False)
+                self._set_attr(self.node, ATTR_DRIVEN, f"{rid}:rollback-reload")
                 res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
                                               f"final corosync-cfgtool -R by {self.node}"
                                               + self._taking(action),
@@ -262,7 +262,7 @@ class CorosyncRollout:
                 self._restore(inp, action, base, res)
             elif action.kind == "cluster-restart":
                 for n in inp.nodes:
-                    self._set_attr(n.name, ATTR_RESTART, inp.desired_digest)
+                    self._set_attr(n.name, ATTR_RESTART, inp.desired_digest, guard=True)
                 res.events.append(self._event("rollout-step", "success", "cluster restart requested on "
                                               f"every node by {self.node}" + self._taking(action),
                                               {**base, "step": "cluster-restart"}))
@@ -310,8 +310,8 @@ class CorosyncRollout:
 
     def _report(self, inp: RolloutInput, action: Action) -> None:
         if inp.bad and inp.local_digest:  # rolled back: this node runs its previous file again
-            self._set_attr(self.node, ATTR_FILE, f"{inp.local_digest}:", guard=False)
-            self._set_attr(self.node, ATTR_APPLIED, inp.local_digest, guard=False)
+            self._set_attr(self.node, ATTR_FILE, f"{inp.local_digest}:")
+            self._set_attr(self.node, ATTR_APPLIED, inp.local_digest)
             return
         if inp.restarted and inp.local_digest == inp.desired_digest:
             self._set_attr(self.node, ATTR_FILE, _file_value(action))
@@ -503,8 +503,8 @@ class CorosyncRollout:
         else:
             self.cluster.reload_corosync()
         prev = text_digest(previous)
-        self._set_attr(self.node, ATTR_FILE, f"{prev}:", guard=False)
-        self._set_attr(self.node, ATTR_APPLIED, prev, guard=False)
+        self._set_attr(self.node, ATTR_FILE, f"{prev}:")
+        self._set_attr(self.node, ATTR_APPLIED, prev)
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} rolled "
                                       f"back on {self.node}: previous file {prev} restored and "
                                       + ("restarted" if action.restart else "reloaded"),
@@ -570,13 +570,14 @@ class CorosyncRollout:
                                 + (f" + k*{want.coefficient}" if want.coefficient else "") + ")")
         return problems
 
-    def _set_attr(self, node: str, name: str, value: str, *, guard: bool = True) -> None:
-        """A rollout attribute. Quorum is checked again right before it (one corosync-quorumtool and
-        the <cib> element): a report written in a partition without quorum could win the CIB merge
-        after heal and tell the others a step happened that the majority never saw. Nodes write their
-        own attributes, so DC-ship is not asked. A rollback's reports are written whatever the quorum
-        (`guard=False`): restoring is what a rollout that lost quorum needs, and a lost report is made
-        again by the next pass (the plan compares the file with the attribute)."""
+    def _set_attr(self, node: str, name: str, value: str, *, guard: bool = False) -> None:
+        """A rollout attribute. A request that makes other nodes act (`guard`: the cluster restart
+        request) is made only with quorum, checked again right before it (one corosync-quorumtool and
+        the <cib> element): from a partition without quorum it could win the CIB merge after heal and
+        restart nodes the majority never agreed to. Nodes write their own attributes, so DC-ship is not
+        asked. A node's report of what it did (file written, reload issued, runtime verified, file
+        restored) is a fact wherever it is written, and is needed most when the change itself broke
+        quorum (a reload that loses quorum is judged and rolled back through these reports)."""
         if guard:
             QUORUM_ONLY.check(self.cluster)  # LostLeadership: recorded as a skipped write (LostQuorum)
         self.cluster.set_node_attribute(node, name, value)
