@@ -136,10 +136,11 @@ def test_reload_whose_runtime_never_matches_times_out_and_is_rolled_back(
     assert all(stickiness(sb, n) == "100" for n in NODES)
     time.sleep(3)  # and it stays back: not taken for a hand edit of the head
     assert all(stickiness(sb, n) == "100" for n in NODES)
-    # git takes the CIB change back too (the next test changes corosync.conf only)
-    back = repo.commit({CRM: crm}, "stickiness back to 100")
-    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == back, 30,
-             "the revert recorded")
+    # git is reverted (a newer commit with the same bad corosync.conf would be rolled out again): the
+    # next test changes corosync.conf alone, from what runs
+    back = repo.commit({CRM: crm, CONF: good}, "revert: join and stickiness as before")
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == back
+             and applied_everywhere(sb, prev), 30, "the revert recorded")
     print(f"verify timeout: marked bad {t_bad:.1f}s after the commit, restored and quorate on every node "
           f"after {elapsed:.1f}s")
 
