@@ -20,6 +20,7 @@ FailureReason = Literal[
     "HealthCheckFailed",   # the cluster was unhealthy after the write: rolled back
     "AutoRollbackFailed",  # restoring the previous configuration failed: the revision is marked bad
     "RolloutFailed",       # a corosync.conf rollout step failed
+    "RolloutAbandoned",    # a node's agent took no step of a corosync.conf rollout: put back everywhere
     "AuditStoreFailed",    # the audit trail refuses writes (full disk, read-only): nothing is written
     "LostQuorum",          # a write was skipped: the cluster was not quorate any more just before it
     "NotWriter",           # a write was skipped: this node was not the DC any more just before it

@@ -2,7 +2,9 @@
 
 HA_GITOPS_FAULT_FILE names a JSON file like {"before-patch": 3} (seconds). It is read at each point, so a
 running agent can be paused between reading the CIB and patching it (to race a hand edit against it) or
-between writing the CIB and recording the event (to SIGKILL it there). {"fail": {"auto-rollback": "why"}}
+between writing the CIB and recording the event (to SIGKILL it there); `rollout-before-write` and
+`rollout-after-write` pause a corosync.conf rollout around this node's file write (a hung or killed
+agent in the middle of a rollout). {"fail": {"auto-rollback": "why"}}
 makes that step fail as a tool failure would (rehearsing a write that fails when it matters most).
 No file, no effect.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from controller.errors import HaGitopsError
 
-POINTS = ("before-patch", "after-patch", "after-write")
+POINTS = ("before-patch", "after-patch", "after-write", "rollout-before-write", "rollout-after-write")
 FAIL_POINTS = ("auto-rollback",)
 
 

@@ -569,6 +569,12 @@ class Reconciler:
             assert desired is not None
             self._record_refusal(decision, desired, trigger, events)
             outcome = next((o for code, o in _REFUSED_AS if code in decision.codes), "refused")
+            if leader and status.quorate and marker.corosync_bad == rev and marker.revision == rev \
+                    and marker.kind == "apply":
+                # All or nothing: the corosync.conf part of this revision failed and is being rolled
+                # back; its CIB part, applied before the rollout, goes back too.
+                self._undo_cib_of_bad_rollout(rev, desired, marker, trigger, events)
+                return result(outcome, _message(decision), changes=changes)
             drift = decision.drift
             if drift is not None and drift.correct and leader and status.quorate:
                 # Held head, hand edit: put back what the last ha-gitops write left (never the head).
@@ -945,6 +951,46 @@ class Reconciler:
                                 summary=f"auto-rollback of {rev[:12]}: previous configuration restored, "
                                         "revision marked bad")
         return ev_id
+
+    def _undo_cib_of_bad_rollout(self, rev: str, desired: DesiredInput, marker: Marker, trigger: str,
+                                 events: list[int]) -> None:
+        """The revision's corosync.conf rollout failed (the marker's corosync_bad) while the marker still
+        names the revision's own CIB apply: put back the configuration from before that apply, in one
+        guarded patch, as an auto-rollback. The marker's digest is cleared, so the restored CIB is not
+        taken for a hand edit of the head; later passes judge drift against this write."""
+        applied = next((e for e in reversed(self.store.events_for_commit(rev))
+                        if e.kind == "apply" and e.config_before), None)
+        if applied is None or applied.config_before is None:
+            if self._once("corosync-bad-cib", f"{rev}:unknown"):
+                log.warning("the CIB part of %s stays: no apply event with the configuration before it",
+                            rev[:12])
+            return
+        if applied.config_before == applied.config_after:
+            return  # the revision changed corosync.conf only (its apply recorded the revision)
+        wanted = as_cib(parse_xml_bytes(applied.config_before.encode(), source="configuration before apply"))
+        marker_event = str(uuid.uuid4())
+
+        def new_marker(live_marker: Marker) -> Marker:
+            return live_marker.model_copy(update={
+                "event": marker_event, "kind": "auto-rollback", "applied_by": self.node, "digest": None,
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds")})
+
+        try:
+            back = write_configuration(self.cluster, wanted, marker=new_marker,
+                                       max_attempts=self.max_attempts, guard=self._guard)
+        except HaGitopsError as exc:  # skipped (no quorum, not DC) or refused: the next pass tries again
+            if self._once("corosync-bad-cib", f"{rev}:failed"):
+                events.append(self._record(
+                    node=self.node, kind="error", outcome="failure", error=str(exc),
+                    summary=f"the CIB part of {rev[:12]} could not be rolled back yet: {exc}"[:300],
+                    details={"stage": "auto-rollback", "reason": getattr(exc, "reason", "AutoRollbackFailed"),
+                             "bad_revision": rev, "trigger": trigger}))
+            return
+        events.append(self._record_write(
+            "auto-rollback", desired, back, marker_event, trigger,
+            {"rolled_back_event": applied.id, "bad_revision": rev, "part": "cib"},
+            summary=f"auto-rollback of {rev[:12]}: its corosync.conf rollout failed, so its CIB part is "
+                    "restored too (configuration before its apply)"))
 
     def _record_write(self, kind: str, desired: DesiredInput | None, outcome: WriteOutcome, marker_event: str,
                       trigger: str, extra: Details, origin: Mapping[str, str | None] | None = None,

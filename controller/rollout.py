@@ -8,6 +8,15 @@ permanent node attributes in the CIB, which Pacemaker replicates to every node:
     ha-gitops-corosync-applied  "DIGEST"        this node *runs* it (cmap verified after a reload, or
                                                 corosync restarted with it)
     ha-gitops-corosync-restart  "DIGEST"        cluster-restart: the driver asks every node to restart now
+    ha-gitops-corosync-driven   "ROLLOUT:STEP"  a driver's step this node took: `reload` (it issued
+                                                corosync-cfgtool -R), `healthy`, `rollback-reload`
+
+A rollout is named by `rollout_id` (the digest and the revision that started it, carried in the file
+attribute): every timer and memory of it is keyed by that, so a revert to a file rolled out before is
+a rollout like any other. A driver's step (the first node's: the reload, the cluster restart request,
+the health check, a rollback's final reload) that is not taken `[rollout] takeover_timeout` after the
+last attribute change is taken by the next node in the order; a node's own step that cannot be taken
+for it (writing its file) abandons the rollout, and the nodes that wrote restore their previous file.
 
 The order is standby nodes first (by name), then the others (by name). A node acts only when every node
 before it has reported and the gate holds (quorate, every node online; for a restart also: the votes
@@ -31,6 +40,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from controller import faults
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.cib.marker import Marker, read_marker
@@ -41,6 +51,7 @@ from controller.corosync import diff_corosync, highest_class, parse_corosync
 from controller.corosync.diff import ChangeClass
 from controller.corosync.rollout_plan import (  # noqa: F401  (re-exported: the planner is part of the rollout)
     ATTR_APPLIED,
+    ATTR_DRIVEN,
     ATTR_FILE,
     ATTR_RESTART,
     Action,
@@ -51,6 +62,7 @@ from controller.corosync.rollout_plan import (  # noqa: F401  (re-exported: the 
     gate_problem,
     peers,
     plan_next,
+    rollout_id,
     rollout_order,
     text_digest,
 )
@@ -58,6 +70,7 @@ from controller.desired.policy import ClusterPolicy
 from controller.desired.state import DesiredState
 from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
+from controller.failures import FailureReason
 from controller.health import health_problems
 
 log = logging.getLogger("ha-gitops.rollout")
@@ -87,6 +100,12 @@ class RolloutFailed(HaGitopsError):
     pass
 
 
+def _file_value(action: Action) -> str:
+    """ATTR_FILE for a node that wrote the desired file in this rollout: DIGEST:CLASS:START."""
+    digest, _, start = action.rollout.partition(".")
+    return f"{digest}:{action.change_class or ''}:{start}"
+
+
 class CorosyncRollout:
     """The `CorosyncStep` the agent hangs on its Reconciler: one planner action per pass."""
 
@@ -104,10 +123,12 @@ class CorosyncRollout:
         # The cluster's limits (cluster.toml [settle] and [rollout]), taken from the desired state at each
         # step; until the first step, their defaults.
         self._limits(ClusterPolicy())
-        self._verify_since: dict[str, float] = {}  # digest -> first runtime check after the reload
+        # Per rollout (rollout_id), in memory: a new rollout of the same digest starts them afresh.
+        self._verify_since: dict[str, float] = {}  # first runtime check after the reload was seen
+        self._fast_since: dict[str, float] = {}  # when fast verify polling began
+        self._progress: dict[str, tuple[str, float]] = {}  # the rollout attributes seen, and since when
         self.now = now
         self._timer: threading.Timer | None = None
-        self._fast_since: dict[str, float] = {}  # digest -> when fast verify polling began
 
     # ------------------------------------------------------------------ observe
     def observe(self, desired_text: str, status: ClusterStatus, restart_refusal: str | None,
@@ -127,17 +148,27 @@ class CorosyncRollout:
             votes = {m.name: m.votes for m in q.members}
         except HaGitopsError:
             gate, votes = Gate(quorate=False), {}
+        nodes = peers(cib, status, votes)
+        rid = rollout_id(nodes, desired_digest, revision)
         return RolloutInput(
-            node=self.node, desired_digest=desired_digest,
+            node=self.node, desired_digest=desired_digest, revision=revision,
             local_digest=text_digest(local) if local is not None else None, local_class=local_class,
-            nodes=peers(cib, status, votes), gate=gate, restart_refusal=restart_refusal,
-            reload_issued=self.store.get_state("corosync-reload-issued", scope=self.node) == desired_digest,
-            restarted=self.store.get_state("corosync-restarted", scope=self.node) == desired_digest,
-            rollback_reloaded=self.store.get_state("corosync-reload-issued", scope=self.node)
-            == f"{desired_digest}:rollback",
+            nodes=nodes, gate=gate, restart_refusal=restart_refusal,
+            restarted=self.store.get_state("corosync-restarted", scope=self.node) == rid,
             bad=bool(revision) and read_marker(cib).corosync_bad == revision,
             previous_digest=text_digest(previous) if previous is not None else None,
-            health_checked=self.store.get_state("corosync-health", scope=self.node) == desired_digest)
+            stalled_for=self._stalled_for(rid, nodes), takeover_after=self.takeover_timeout)
+
+    def _stalled_for(self, rid: str, nodes: Sequence[PeerState]) -> float:
+        """Seconds since the rollout attributes of the nodes (or who is online) last changed, as this
+        node saw them: measured on this node's clock from what it observed, never from peers' clocks."""
+        seen = repr([(n.name, n.online, n.file, n.applied, n.restart, n.driven) for n in nodes])
+        now = time.monotonic()
+        last = self._progress.get(rid)
+        if last is None or last[0] != seen:
+            self._progress = {rid: (seen, now)}  # only the rollout under way is remembered
+            return 0.0
+        return now - last[1]
 
     def _backup_path(self) -> Path:
         return self.conf_path.with_name(self.conf_path.name + BACKUP_SUFFIX)
@@ -161,6 +192,7 @@ class CorosyncRollout:
         self.settle_timeout = policy.settle.timeout.total_seconds()  # resources to leave a node
         self.verify_timeout = policy.rollout.verify_timeout.total_seconds()
         self.rejoin_timeout = policy.rollout.rejoin_timeout.total_seconds()
+        self.takeover_timeout = policy.rollout.takeover_timeout.total_seconds()
 
     def step(self, *, state: DesiredState, desired: object, revision: str, status: ClusterStatus,
              leader: bool, trigger: str) -> StepResult:
@@ -172,22 +204,25 @@ class CorosyncRollout:
         action = plan_next(inp)
         res = StepResult(action=action.kind, reason=action.reason, change_class=action.change_class,
                          digest=inp.desired_digest, position=action.position, order=action.order, bad=inp.bad)
+        rid = action.rollout
         saved = self.store.get_state("corosync-before", scope=self.node) or {}
-        if action.position == 1 and saved.get("digest") != inp.desired_digest \
+        if saved.get("rollout") != rid and not inp.bad \
                 and action.kind in ("write-file", "restart-self", "reload", "cluster-restart"):
-            # The driver keeps the cluster's state from before its first step: the health check after
-            # the rollout blames only what is new.
-            self.store.set_state("corosync-before", {"digest": inp.desired_digest,
+            # Every node keeps the cluster's state from before its first step (whoever checks the
+            # health after the rollout, the driver or a node taking over, blames only what is new).
+            self.store.set_state("corosync-before", {"rollout": rid,
                                                      "status": status.model_dump(mode="json")},
                                  scope=self.node)
         base: Details = {"node": self.node, "class": action.change_class, "digest": inp.desired_digest,
                 "position": action.position, "order": action.order, "revision": revision,
-                "trigger": trigger}
+                "rollout": rid, "trigger": trigger}
+        if action.takeover_from:
+            base["takeover_from"] = action.takeover_from
         try:
             if action.kind == "wait" and action.in_progress:
                 self._paused(inp, action, base, res)
             elif action.kind == "refuse":
-                if self._once("corosync-refused", inp.desired_digest):
+                if self._once("corosync-refused", rid):
                     res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest} "
                                                   f"refused: {action.reason}", base, error=action.reason))
             elif action.kind == "report":
@@ -198,22 +233,28 @@ class CorosyncRollout:
                 d = inp.desired_digest
                 output = self.cluster.reload_corosync()
                 self._reassert_expected_votes()
-                self.store.set_state("corosync-reload-issued", f"{d}:rollback", scope=self.node)
+                self._set_attr(self.node, ATTR_DRIVEN, f"{rid}:rollback-reload")
                 res.events.append(self._event("rollout-step", "success", f"rollback of corosync.conf {d}: "
-                                              f"final corosync-cfgtool -R by {self.node}",
+                                              f"final corosync-cfgtool -R by {self.node}"
+                                              + self._taking(action),
                                               {**base, "step": "rollback-reload", "output": output}))
+            elif action.kind == "abandon":
+                self._fail(inp, action, base, res, revision, f"rollout abandoned: {action.reason}",
+                           reason="RolloutAbandoned")
             elif action.kind == "reload":
-                self._reload(inp, base, res)
+                self._reload(inp, action, base, res)
                 time.sleep(0.2)  # cmap is updated asynchronously after -R
-                self._verify(text, inp, base, res, revision)
+                self._verify(text, inp, action, base, res, revision, [self.node])
             elif action.kind == "verify":
-                self._verify(text, inp, base, res, revision)
+                self._verify(text, inp, action, base, res, revision,
+                             [n.name for n in inp.nodes if n.drove(rid, "reload", "healthy")])
             elif action.kind == "restart-self":
                 try:
                     self._restart_self(text, inp, action, base, res)
                 except HaGitopsError as exc:
-                    if text_digest(self._read_local() or "") != inp.desired_digest:
-                        raise  # nothing was written: nothing to roll back
+                    if isinstance(exc, LostLeadership) or \
+                            text_digest(self._read_local() or "") != inp.desired_digest:
+                        raise  # nothing was written (or a report skipped for want of quorum): no rollback
                     self._fail(inp, action, base, res, revision, f"restart with the new file failed: {exc}")
             elif action.kind == "check-health":
                 self._check_health(state, inp, action, base, res, revision)
@@ -221,9 +262,10 @@ class CorosyncRollout:
                 self._restore(inp, action, base, res)
             elif action.kind == "cluster-restart":
                 for n in inp.nodes:
-                    self._set_attr(n.name, ATTR_RESTART, inp.desired_digest)
+                    self._set_attr(n.name, ATTR_RESTART, inp.desired_digest, guard=True)
                 res.events.append(self._event("rollout-step", "success", "cluster restart requested on "
-                                              "every node", {**base, "step": "cluster-restart"}))
+                                              f"every node by {self.node}" + self._taking(action),
+                                              {**base, "step": "cluster-restart"}))
         except HaGitopsError as exc:
             res.ok, res.error = False, str(exc)
             # A marker write the guard skipped (no quorum) says so: it did not fail, it was not made.
@@ -239,10 +281,10 @@ class CorosyncRollout:
         if action.in_progress and action.kind != "refuse":
             # cmap catches up with a reload in well under a second and no CIB write tells the others
             fast = action.kind in ("reload", "verify") and \
-                time.monotonic() - self._fast_since.setdefault(inp.desired_digest, time.monotonic()) < 15
+                time.monotonic() - self._fast_since.setdefault(rid, time.monotonic()) < 15
             self._poll_later(0.3 if fast else 2 * self.poll_interval)  # a verify that never takes backs off
         if action.in_progress or action.kind not in ("nothing", "wait"):
-            log.info("corosync.conf %s: %s (%s)%s", inp.desired_digest, action.kind, res.reason,
+            log.info("corosync.conf %s: %s (%s)%s", rid, action.kind, res.reason,
                      f" failed: {res.error}" if res.error else "")
         res.duration = round(time.monotonic() - started, 3)
         return res
@@ -250,19 +292,21 @@ class CorosyncRollout:
     # ------------------------------------------------------------------ actions
     def _write(self, text: str, inp: RolloutInput, action: Action, base: Details,
                res: StepResult) -> None:
+        faults.pause("rollout-before-write")
         problem = self.validate(text)
         if problem is not None:
             res.ok, res.error = False, problem
-            if self._once("corosync-invalid", inp.desired_digest):
+            if self._once("corosync-invalid", action.rollout):
                 res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest} "
                                               f"fails `corosync -t` on {self.node}; no file written",
                                               {**base, "step": "validate"}, error=problem))
             return
         self.install(text)
-        self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+        self._set_attr(self.node, ATTR_FILE, _file_value(action))
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} "
                                       f"written on {self.node} ({action.position}/{len(action.order)})",
                                       {**base, "step": "write-file"}))
+        faults.pause("rollout-after-write")
 
     def _report(self, inp: RolloutInput, action: Action) -> None:
         if inp.bad and inp.local_digest:  # rolled back: this node runs its previous file again
@@ -270,14 +314,14 @@ class CorosyncRollout:
             self._set_attr(self.node, ATTR_APPLIED, inp.local_digest)
             return
         if inp.restarted and inp.local_digest == inp.desired_digest:
-            self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+            self._set_attr(self.node, ATTR_FILE, _file_value(action))
             self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
             return
         if action.change_class is None:  # nothing to apply: the node already runs this file
             self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:")
             self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
             return
-        self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+        self._set_attr(self.node, ATTR_FILE, _file_value(action))
 
     def _reassert_expected_votes(self) -> None:
         """After a rollback reload, votequorum can keep the quorum of the bad file (seen: expected 3,
@@ -294,22 +338,31 @@ class CorosyncRollout:
         if expected and expected.isdigit():
             self.cluster.set_expected_votes(int(expected))
 
-    def _reload(self, inp: RolloutInput, base: Details, res: StepResult) -> None:
+    def _reload(self, inp: RolloutInput, action: Action, base: Details, res: StepResult) -> None:
         # The exit code of -R proves nothing: every node's cmap does (each verifies its own, `verify`).
+        # The attribute tells the others that the reload happened (their verify clock starts when they
+        # see it), and when no node says so, that the driver did not act: its turn is taken over.
         output = self.cluster.reload_corosync()
-        self.store.set_state("corosync-reload-issued", inp.desired_digest, scope=self.node)
-        res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}",
-                                      {**base, "step": "reload", "output": output}))
+        self._set_attr(self.node, ATTR_DRIVEN, f"{action.rollout}:reload")
+        res.events.append(self._event("rollout-step", "success", f"corosync-cfgtool -R issued by {self.node}"
+                                      + self._taking(action), {**base, "step": "reload", "output": output}))
 
-    def _verify(self, text: str, inp: RolloutInput, base: Details, res: StepResult,
-                revision: str) -> None:
+    @staticmethod
+    def _taking(action: Action) -> str:
+        return f" (taking over from {action.takeover_from}: {action.reason.split(': ', 1)[-1]})" \
+            if action.takeover_from else ""
+
+    def _verify(self, text: str, inp: RolloutInput, action: Action, base: Details, res: StepResult,
+                revision: str, reloaded_by: Sequence[str]) -> None:
         problems = self.runtime_problems(text)
         if problems:
             res.reason = "runtime not there yet: " + "; ".join(problems)
-            since = self._verify_since.setdefault(inp.desired_digest, time.monotonic())
+            # From the first check after this node saw the reload (the verify action comes only then).
+            since = self._verify_since.setdefault(action.rollout, time.monotonic())
             if time.monotonic() - since > self.verify_timeout:
+                who = ", ".join(reloaded_by) or self.node
                 self._fail(inp, None, base, res, revision, f"runtime still differs {self.verify_timeout:g}s "
-                           "after the reload: " + "; ".join(problems), problems=problems)
+                           f"after the reload by {who}: " + "; ".join(problems), problems=problems)
             return
         self._set_attr(self.node, ATTR_APPLIED, inp.desired_digest)
         res.events.append(self._event("rollout-step", "success", f"runtime of corosync.conf "
@@ -324,7 +377,7 @@ class CorosyncRollout:
             problem = self.validate(text)
             if problem is not None:
                 res.ok, res.error = False, problem
-                if self._once("corosync-invalid", inp.desired_digest):
+                if self._once("corosync-invalid", action.rollout):
                     res.events.append(self._event("refused", "refused", f"corosync.conf {inp.desired_digest}"
                                                   f" fails `corosync -t` on {self.node}; no file written",
                                                   {**base, "step": "validate"}, error=problem))
@@ -338,13 +391,13 @@ class CorosyncRollout:
                            "resources to leave " + self.node)
             if inp.local_digest != inp.desired_digest:
                 self.install(text)
-                self._set_attr(self.node, ATTR_FILE, f"{inp.desired_digest}:{action.change_class}")
+                self._set_attr(self.node, ATTR_FILE, _file_value(action))
                 res.events.append(self._event("rollout-step", "success", f"corosync.conf "
                                               f"{inp.desired_digest} written on {self.node}",
                                               {**base, "step": "write-file"}))
             t1 = time.monotonic()
             self.cluster.restart_stack(self.service_command)
-            self.store.set_state("corosync-restarted", inp.desired_digest, scope=self.node)
+            self.store.set_state("corosync-restarted", action.rollout, scope=self.node)
             # A cluster restart is back only when the cluster formed again: a node that came back
             # alone (an authkey or a network that differs between nodes) must fail within the timeout,
             # not wait for the others for ever. The others restart at the same time, in the same window.
@@ -377,26 +430,29 @@ class CorosyncRollout:
         after = self.cluster.status()
         saved = self.store.get_state("corosync-before", scope=self.node) or {}
         before = ClusterStatus.model_validate(saved["status"]) \
-            if saved.get("digest") == inp.desired_digest else after
+            if saved.get("rollout") == action.rollout else after
         problems = [p.message for p in health_problems(before, after)]
         if not settled:
             problems.append(f"the cluster did not settle within {timeout:g}s")
-        self.store.set_state("corosync-health", inp.desired_digest, scope=self.node)
         if problems:
             self._fail(inp, action, base, res, revision, "cluster unhealthy after the rollout: "
                        + "; ".join(problems), problems=problems)
             return
+        self._set_attr(self.node, ATTR_DRIVEN, f"{action.rollout}:healthy")
         res.events.append(self._event("rollout-step", "success", f"corosync.conf {inp.desired_digest} runs "
-                                      "on every node; the cluster is healthy", {**base, "step": "healthy"}))
+                                      "on every node; the cluster is healthy" + self._taking(action),
+                                      {**base, "step": "healthy"}))
 
     def _fail(self, inp: RolloutInput, action: Action | None, base: Details, res: StepResult,
-              revision: str, why: str, problems: Sequence[str] = ()) -> None:
-        """Verify failed: record it, mark the revision bad (the marker reaches every agent), roll back."""
+              revision: str, why: str, problems: Sequence[str] = (),
+              reason: FailureReason = "RolloutFailed") -> None:
+        """Verify failed (or the rollout was abandoned): record it, mark the revision bad (the marker
+        reaches every agent), roll back."""
         res.ok, res.error, res.bad = False, why, True
         verify = self._event("verify", "failure",
                              f"corosync.conf {inp.desired_digest} failed on {self.node}: {why}"[:300],
                              {**base, "step": "verify", "problems": list(problems), "stage": "rollout",
-                              "reason": "RolloutFailed"}, error=why)
+                              "reason": reason}, error=why)
         res.events.append(verify)
         restored_here = False
         try:
@@ -404,8 +460,9 @@ class CorosyncRollout:
         except HaGitopsError:
             # This node is out of the cluster (it did not rejoin): put its own file back first.
             self._restore(inp, Action(kind="restore", restart=True), base, res)
-            restored_here = first = True
-            self._mark_bad(revision)
+            restored_here = True
+            # Back in the cluster: another node that failed the same way may have marked it first.
+            first = self._mark_bad(revision)
         if not first:
             # Another node failed it first (each node checks its own runtime): its auto-rollback is the
             # one; this node's finding is recorded above and it restores on its next pass.
@@ -457,14 +514,14 @@ class CorosyncRollout:
     def _paused(self, inp: RolloutInput, action: Action, base: Details, res: StepResult) -> None:
         """A gate that stops a rollout under way is recorded once, with where it stopped."""
         gate = gate_problem(inp)
-        key = f"{inp.desired_digest}:{'paused' if gate else 'running'}"
+        key = f"{inp.rollout}:{'paused' if gate else 'running'}"
         if gate and self._once("corosync-gate", key):
             done = [n.name for n in inp.nodes if n.has_file(inp.desired_digest)]
             res.events.append(self._event("rollout-step", "skipped", f"corosync.conf rollout paused on "
                                           f"{self.node}: {gate}", {**base, "step": "paused", "reason": gate,
                                                                   "done": done}))
         elif not gate and self.store.get_state("corosync-gate", scope=self.node) == \
-                f"{inp.desired_digest}:paused":
+                f"{inp.rollout}:paused":
             self._once("corosync-gate", key)
             res.events.append(self._event("rollout-step", "success", f"corosync.conf rollout resumes on "
                                           f"{self.node}", {**base, "step": "resumed"}))
@@ -513,10 +570,21 @@ class CorosyncRollout:
                                 + (f" + k*{want.coefficient}" if want.coefficient else "") + ")")
         return problems
 
-    def _set_attr(self, node: str, name: str, value: str) -> None:
+    def _set_attr(self, node: str, name: str, value: str, *, guard: bool = False) -> None:
+        """A rollout attribute. A request that makes other nodes act (`guard`: the cluster restart
+        request) is made only with quorum, checked again right before it (one corosync-quorumtool and
+        the <cib> element): from a partition without quorum it could win the CIB merge after heal and
+        restart nodes the majority never agreed to. Nodes write their own attributes, so DC-ship is not
+        asked. A node's report of what it did (file written, reload issued, runtime verified, file
+        restored) is a fact wherever it is written, and is needed most when the change itself broke
+        quorum (a reload that loses quorum is judged and rolled back through these reports)."""
+        if guard:
+            QUORUM_ONLY.check(self.cluster)  # LostLeadership: recorded as a skipped write (LostQuorum)
         self.cluster.set_node_attribute(node, name, value)
 
     def _standby(self, on: bool) -> None:
+        if on:
+            QUORUM_ONLY.check(self.cluster)  # leaving standby after a restart is never held back
         # Reboot lifetime (status section): the desired CIB owns the permanent standby attribute (the
         # DC's agent would undo a permanent one as drift), and a transient one cannot outlive a restart.
         self.cluster.set_standby(self.node, on, lifetime="reboot")

@@ -28,6 +28,7 @@ class NodeLike(Protocol):
 ATTR_FILE = "ha-gitops-corosync"
 ATTR_APPLIED = "ha-gitops-corosync-applied"
 ATTR_RESTART = "ha-gitops-corosync-restart"
+ATTR_DRIVEN = "ha-gitops-corosync-driven"  # "ROLLOUT:STEP": a driver's step this node took (reload, ...)
 _CLASS_ORDER: list[ChangeClass] = ["reload", "rolling-restart", "cluster-restart"]
 
 def text_digest(text: str) -> str:
@@ -36,7 +37,7 @@ def text_digest(text: str) -> str:
 
 
 ActionKind = Literal["nothing", "wait", "refuse", "write-file", "reload", "verify", "restart-self",
-                     "cluster-restart", "report", "check-health", "restore"]
+                     "cluster-restart", "report", "check-health", "restore", "abandon"]
 
 
 # ---------------------------------------------------------------------------------------------- the planner
@@ -46,17 +47,41 @@ class PeerState(BaseModel):
     name: str
     online: bool = True
     standby: bool = False  # configured standby (the desired CIB), not a transient one set by a rollout
-    file: str | None = None  # ATTR_FILE value "DIGEST:CLASS"
+    file: str | None = None  # ATTR_FILE value "DIGEST:CLASS:START" (START: the rollout's first revision)
     applied: str | None = None
     restart: str | None = None
+    driven: str | None = None  # ATTR_DRIVEN value "ROLLOUT:STEP"
     votes: int = 1
 
     def has_file(self, digest: str) -> bool:
         return (self.file or "").split(":")[0] == digest
 
     def file_class(self, digest: str) -> ChangeClass | None:
-        d, _, cls = (self.file or "").partition(":")
-        return cls if d == digest and cls in _CLASS_ORDER else None
+        parts = (self.file or "").split(":")
+        cls = parts[1] if len(parts) > 1 else ""
+        return cls if parts[0] == digest and cls in _CLASS_ORDER else None
+
+    def file_start(self, digest: str) -> str:
+        """The START of the rollout this node wrote `digest` in ("" for none or an older attribute)."""
+        parts = (self.file or "").split(":")
+        return parts[2] if parts[0] == digest and len(parts) > 2 else ""
+
+    def drove(self, rollout: str, *steps: str) -> bool:
+        """This node took one of these driver steps in that rollout."""
+        return any(self.driven == f"{rollout}:{s}" for s in steps)
+
+
+def rollout_id(nodes: Sequence[PeerState], digest: str, revision: str) -> str:
+    """The identity of the rollout of `digest` under way (or about to start): every timer, attempt and
+    memory of it is keyed by this, so a revert to a text rolled out before is a new rollout.
+
+    The first node to write the file names the rollout after the revision it saw (START, in its ATTR_FILE
+    value); every other node takes that START from the earliest node in the order that carries one, so
+    a CIB-only commit in the middle does not split the rollout. Before anyone wrote: this revision.
+    """
+    by_name = {n.name: n for n in nodes}
+    start = next((s for s in (by_name[n].file_start(digest) for n in rollout_order(nodes)) if s), "")
+    return f"{digest}.{start or revision[:12] or '-'}"
 
 
 class Gate(BaseModel):
@@ -73,13 +98,24 @@ class RolloutInput(BaseModel):
     nodes: list[PeerState]
     gate: Gate
     restart_refusal: str | None = None  # why a cluster-restart may not run now (policy, window)
-    reload_issued: bool = False  # this node already ran corosync-cfgtool -R for this digest
-    restarted: bool = False  # this node's corosync was restarted with this digest (local record: survives
+    revision: str = ""  # the revision this pass follows (names a new rollout, and a rollback)
+    restarted: bool = False  # this node's corosync was restarted in this rollout (local record: survives
                              # a CIB merge that drops the applied attribute written in a lone partition)
     bad: bool = False  # the marker: this revision's rollout failed its verify and is rolled back
     previous_digest: str | None = None  # digest of corosync.conf.ha-gitops-prev (what a rollback restores)
-    health_checked: bool = False  # the driver already judged the cluster after this rollout
-    rollback_reloaded: bool = False  # the driver issued the final -R of a reload rollback
+    # Seconds since this node last saw any rollout attribute of any node change (or a node come or go):
+    # how long the step everyone waits for has not been taken.
+    stalled_for: float = 0.0
+    takeover_after: float = 30.0  # [rollout] takeover_timeout
+
+    @property
+    def rollout(self) -> str:
+        return rollout_id(self.nodes, self.desired_digest, self.revision)
+
+    @property
+    def rollback_key(self) -> str:
+        """The rollback of a bad revision: the bad mark names the revision, the same on every node."""
+        return f"{self.desired_digest}.{self.revision[:12] or '-'}"
 
 
 class Action(BaseModel):
@@ -90,6 +126,8 @@ class Action(BaseModel):
     order: list[str] = Field(default_factory=list)
     in_progress: bool = False  # some node has the new digest and some has not: worth waking up for
     restart: bool = False  # restore: restart corosync onto the restored file (else reload it)
+    rollout: str = ""  # rollout_id: what every local timer and memory of this rollout is keyed by
+    takeover_from: str | None = None  # this node takes a driver's step that node did not take
 
 
 def rollout_order(nodes: Sequence[PeerState]) -> list[str]:
@@ -118,30 +156,51 @@ def _strongest(classes: list[ChangeClass]) -> ChangeClass | None:
     return max(classes, key=_CLASS_ORDER.index, default=None)
 
 
+def _standin(inp: RolloutInput, order: list[str], stalled: Sequence[str]) -> bool:
+    """It is this node's turn to act for `stalled`: the nodes after them in the order (then the ones
+    before, wrapping round) take turns, the k-th once nothing moved for k x takeover_after."""
+    if inp.node in stalled or not stalled:
+        return False
+    i = order.index(stalled[0])
+    others = [n for n in order[i + 1:] + order[:i] if n not in stalled]
+    k = others.index(inp.node) + 1
+    return inp.stalled_for >= k * inp.takeover_after
+
+
 def plan_next(inp: RolloutInput) -> Action:
     """The next action of this node in the rollout of `inp.desired_digest` (pure)."""
     d = inp.desired_digest
+    rid = inp.rollout
     order = rollout_order(inp.nodes)
     by_name = {n.name: n for n in inp.nodes}
     me = by_name.get(inp.node)
     if me is None:
-        return Action(kind="wait", reason=f"{inp.node} is not a cluster node (yet)", order=order)
+        return Action(kind="wait", reason=f"{inp.node} is not a cluster node (yet)", order=order, rollout=rid)
     pos = order.index(inp.node) + 1
     has_local = inp.local_digest == d
     classes: list[ChangeClass] = [c for c in [None if has_local else inp.local_class,
                                               *(n.file_class(d) for n in inp.nodes)] if c is not None]
     cls = _strongest(classes)
+    stalled = f"{inp.stalled_for:.0f}s"
 
-    def act(kind: ActionKind, reason: str = "", in_progress: bool = True) -> Action:
+    def act(kind: ActionKind, reason: str = "", in_progress: bool = True,
+            takeover_from: str | None = None) -> Action:
         return Action(kind=kind, reason=reason, change_class=cls, position=pos, order=order,
-                      in_progress=in_progress)
+                      in_progress=in_progress, rollout=rid, takeover_from=takeover_from)
 
     if inp.bad:
-        return _plan_rollback(inp, me, order, pos, cls, act)
-    if all(n.applied == d for n in inp.nodes):
-        if pos == 1 and cls is not None and not inp.health_checked:
+        a = _plan_rollback(inp, me, order, pos, cls, act)
+        a.rollout = inp.rollback_key
+        return a
+    if has_local and all(n.applied == d and n.has_file(d) for n in inp.nodes):
+        if cls is None or any(n.drove(rid, "healthy") for n in inp.nodes):
+            return act("nothing", "every node runs the desired corosync.conf", in_progress=False)
+        if pos == 1:
             return act("check-health", "every node runs it: is the cluster healthy?")
-        return act("nothing", "every node runs the desired corosync.conf", in_progress=False)
+        if _standin(inp, order, [order[0]]):
+            return act("check-health", f"taking over from {order[0]}: no health check {stalled} after every "
+                       "node ran the new file", takeover_from=order[0])
+        return act("wait", f"waiting for {order[0]} to check the cluster's health")
     if has_local and not me.has_file(d):
         # Written (by us before a crash, or by hand) but not reported: report before anything else.
         return act("report", "the local file is the desired one", in_progress=cls is not None)
@@ -169,25 +228,38 @@ def plan_next(inp: RolloutInput) -> Action:
         return act("wait", problem) if problem else act("restart-self", f"position {pos} of {len(order)}")
 
     # reload and cluster-restart: first every node writes its file, one at a time.
-    if not has_local:
-        late = [n.name for n in before if not n.has_file(d)]
-        if late:
-            return act("wait", f"waiting for {', '.join(late)} to write the new file")
-        problem = gate_problem(inp)
+    problem = gate_problem(inp)
+    blocking = next((n for n in order if n != inp.node and not by_name[n].has_file(d)), None)
+    if not has_local and (blocking is None or order.index(blocking) > pos - 1):
         return act("wait", problem) if problem else act("write-file", f"position {pos} of {len(order)}")
-    missing = [n.name for n in inp.nodes if not n.has_file(d)]
-    if missing:
-        return act("wait", f"waiting for {', '.join(sorted(missing))} to write the new file")
+    if blocking is not None:
+        if not problem and _standin(inp, order, [blocking]):
+            # Only that node's agent can write its file: nobody can take its turn. Put back what the
+            # others wrote rather than leave files that differ from what runs.
+            return act("abandon", f"{blocking} did not write the new file: its agent took no step for "
+                       f"{stalled} while the cluster was whole; no reload was issued, and the nodes that "
+                       "wrote it restore their previous file")
+        return act("wait", problem or f"waiting for {blocking} to write the new file")
     if cls == "cluster-restart":
         if any(n.restart == d for n in inp.nodes):  # requested: the driver, back first, must not ask again
             return act("wait", "the cluster restart is under way: waiting for every node to come back")
-        if pos != 1:
-            return act("wait", f"{order[0]} drives the cluster restart")
-        problem = gate_problem(inp)
-        return act("wait", problem) if problem else act("cluster-restart", "every node has the new file")
-    if pos == 1 and not inp.reload_issued:
-        problem = gate_problem(inp)
-        return act("wait", problem) if problem else act("reload", "every node has the new file")
+        if problem:
+            return act("wait", problem)
+        if pos == 1:
+            return act("cluster-restart", "every node has the new file")
+        if _standin(inp, order, [order[0]]):
+            return act("cluster-restart", f"taking over from {order[0]}: no cluster restart requested "
+                       f"{stalled} after every node had the new file", takeover_from=order[0])
+        return act("wait", f"{order[0]} drives the cluster restart")
+    if not any(n.drove(rid, "reload", "healthy") for n in inp.nodes):
+        if problem:
+            return act("wait", problem)
+        if pos == 1:
+            return act("reload", "every node has the new file")
+        if _standin(inp, order, [order[0]]):
+            return act("reload", f"taking over from {order[0]}: no corosync-cfgtool -R {stalled} after "
+                       "every node had the new file", takeover_from=order[0])
+        return act("wait", f"waiting for {order[0]} to issue corosync-cfgtool -R")
     if me.applied == d:
         return act("wait", "this node runs it; waiting for the others to verify")
     return act("verify", "checking the runtime values through cmap")
@@ -207,11 +279,17 @@ def _plan_rollback(inp: RolloutInput, me: PeerState, order: list[str], pos: int,
     if not has_local:
         if me.has_file(d) or me.applied == d:  # restored, the CIB does not say so yet
             return act("report", "the previous corosync.conf is back")
-        if cls in ("reload", None) and pos == 1 and not inp.rollback_reloaded \
+        if cls in ("reload", None) and not any(n.drove(inp.rollback_key, "rollback-reload")
+                                               for n in inp.nodes) \
                 and not any(n.has_file(d) for n in inp.nodes):
             # Each node reloaded after its own restore, but -R calls that overlap a reload under way
             # can be lost: one more from the driver once every node reports its previous file.
-            return act("reload", "every node restored its previous file: the final reload")
+            if pos == 1:
+                return act("reload", "every node restored its previous file: the final reload")
+            if _standin(inp, order, [order[0]]):
+                return act("reload", f"taking over from {order[0]}: no final reload {inp.stalled_for:.0f}s "
+                           "after every node restored its previous file", takeover_from=order[0])
+            return act("wait", f"rolling back: waiting for {order[0]}'s final reload")
         return act("nothing", f"corosync.conf {d} of this revision is marked bad (not retried until a "
                    "newer commit)", in_progress=False)
     if not inp.previous_digest:
@@ -292,5 +370,5 @@ def peers(cib: etree._Element, status: ClusterStatusLike | None, votes: dict[str
         out.append(PeerState(
             name=name, online=bool(live and live.online), standby=configured_standby(node),
             file=attrs.get(ATTR_FILE), applied=attrs.get(ATTR_APPLIED), restart=attrs.get(ATTR_RESTART),
-            votes=votes.get(name, 1)))
+            driven=attrs.get(ATTR_DRIVEN), votes=votes.get(name, 1)))
     return out

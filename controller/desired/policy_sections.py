@@ -18,6 +18,7 @@ and the limits of a corosync.conf rollout.
     [rollout]                   # corosync.conf rollouts
     verify_timeout = "30s"      # after a reload, how long a node's runtime (cmap) may take to match
     rejoin_timeout = "90s"      # after a restart, how long a node may take to rejoin a quorate cluster
+    takeover_timeout = "30s"    # a driver's step not taken this long: the next node takes it over
 
 Cron expressions are evaluated with APScheduler 3's CronTrigger, which numbers weekdays from Monday
 (0 = Monday) and ANDs day-of-month with day-of-week; standard cron numbers them from Sunday and ORs
@@ -150,3 +151,7 @@ class RolloutPolicy(_Strict):
 
     verify_timeout: Duration = timedelta(seconds=30)
     rejoin_timeout: Duration = timedelta(seconds=90)
+    # A driver's step (the reload, the cluster restart request, the health check) not taken this long
+    # after the last rollout attribute changed is taken by the next node in the order (the one after it
+    # waits twice as long); a node's own file write not taken this long abandons the rollout.
+    takeover_timeout: Duration = timedelta(seconds=30)

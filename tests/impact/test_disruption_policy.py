@@ -32,6 +32,7 @@ timeout = "120s"
 [rollout]
 verify_timeout = "45s"
 rejoin_timeout = "3m"
+takeover_timeout = "10s"
 """
 
 
@@ -53,6 +54,7 @@ def test_full_example_parses() -> None:
     assert p.settle.timeout == timedelta(seconds=120)
     assert p.rollout.verify_timeout == timedelta(seconds=45)
     assert p.rollout.rejoin_timeout == timedelta(minutes=3)
+    assert p.rollout.takeover_timeout == timedelta(seconds=10)
 
 
 def test_defaults_without_sections() -> None:
@@ -62,6 +64,7 @@ def test_defaults_without_sections() -> None:
     assert p.settle.timeout == timedelta(seconds=120)
     assert p.rollout.verify_timeout == timedelta(seconds=30)
     assert p.rollout.rejoin_timeout == timedelta(seconds=90)
+    assert p.rollout.takeover_timeout == timedelta(seconds=30)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -28,6 +28,7 @@ from tests.rollout.test_rollout_on_sandbox import (
     FOLDER,
     NODES,
     applied_everywhere,
+    audit,
     initial_corosync_reported,
     node_file,
     set_key,
@@ -38,6 +39,13 @@ from tests.rollout.test_rollout_on_sandbox import (
 pytestmark = pytest.mark.sandbox
 
 POLICY = f"{FOLDER}/cluster.toml"
+CRM = f"{FOLDER}/cib.crm"
+
+
+def stickiness(sb: Sandbox, node: str = "kamailio01") -> str:
+    r = sb.exec(node, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
+                       "resource-stickiness", "-G", "-q"])
+    return r.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +87,12 @@ def test_reload_whose_runtime_never_matches_times_out_and_is_rolled_back(
     # accepts `join: 0`, the reload copies it into cmap (totem.join = 0), but corosync keeps running
     # with join 50 (runtime.config.totem.join = 50). The runtime never matches the file.
     text = set_key(good, "totem", "join", "0")
-    rev = repo.commit({CONF: text, POLICY: rollout_policy(verify_timeout="5s")},
-                      "corosync: join 0 (corosync runs its default instead)")
+    # The same commit changes the CIB too: all or nothing, that part goes back with the rest.
+    crm = repo.read(CRM)
+    assert "resource-stickiness=100" in crm and stickiness(sb) == "100"
+    rev = repo.commit({CONF: text, POLICY: rollout_policy(verify_timeout="5s"),
+                       CRM: crm.replace("resource-stickiness=100", "resource-stickiness=150")},
+                      "corosync: join 0 (corosync runs its default instead); stickiness 150")
     digest, prev = text_digest(text), text_digest(good)
     t0 = time.monotonic()
     wait_for(lambda: marked_bad(sb, rev), 60, "the revision marked bad", interval=0.5)
@@ -116,6 +128,19 @@ def test_reload_whose_runtime_never_matches_times_out_and_is_rolled_back(
     time.sleep(4)
     assert all(node_file(sb, n) == good for n in NODES)
     assert len(steps(sb, digest, "write-file")) == 3 and len(steps(sb, digest, "reload")) == 1
+    # The CIB part of the revision was applied before the rollout, and is rolled back with it.
+    cib_back = [e for n in NODES for e in audit(sb, n) if e["kind"] == "auto-rollback"
+                and (e.get("details") or {}).get("part") == "cib"
+                and e["details"].get("bad_revision") == rev]
+    assert cib_back and "its CIB part is restored too" in cib_back[0]["summary"], cib_back
+    assert all(stickiness(sb, n) == "100" for n in NODES)
+    time.sleep(3)  # and it stays back: not taken for a hand edit of the head
+    assert all(stickiness(sb, n) == "100" for n in NODES)
+    # git is reverted (a newer commit with the same bad corosync.conf would be rolled out again): the
+    # next test changes corosync.conf alone, from what runs
+    back = repo.commit({CRM: crm, CONF: good}, "revert: join and stickiness as before")
+    wait_for(lambda: read_marker(sb.cluster("kamailio01").read_cib()).revision == back
+             and applied_everywhere(sb, prev), 30, "the revert recorded")
     print(f"verify timeout: marked bad {t_bad:.1f}s after the commit, restored and quorate on every node "
           f"after {elapsed:.1f}s")
 
@@ -181,6 +206,11 @@ def test_cluster_restart_onto_a_file_that_cannot_run_is_rolled_back_on_every_nod
     for e in verifies:
         assert e["outcome"] == "failure" and "restart with the new file failed" in (e["error"] or ""), e
     assert all(e["details"]["bad_revision"] == rev for e in rollbacks)
+    # Every node failed its restart and restored its own file first (out of the cluster, it could not
+    # mark the revision); back, each marks it: one mark is first, so one auto-rollback, the others' finding
+    # is their verify event.
+    assert len(rollbacks) == 1, rollbacks
+    assert len(verifies) == 3 and sorted(e["node"] for e in verifies) == NODES, verifies
     restored = steps(sb, digest, "restored")
     assert sorted({e["node"] for e in restored}) == NODES
     assert all("restarted" in e["summary"] for e in restored)  # a restart, not a reload, brought it back

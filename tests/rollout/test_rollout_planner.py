@@ -22,6 +22,8 @@ from controller.rollout import (
 
 D = "d" * 16
 OLD = "o" * 16
+REV = "r" * 40
+RID = f"{D}.{REV[:12]}"  # the rollout of D that REV starts (no node names another START)
 NODES = ["kamailio01", "kamailio02", "kamailio03"]
 
 
@@ -33,6 +35,7 @@ class PeerChange(TypedDict, total=False):
     file: str | None
     applied: str | None
     restart: str | None
+    driven: str | None
     votes: int
 
 
@@ -40,12 +43,12 @@ class InputExtras(TypedDict, total=False):
     """RolloutInput's optional fields, passed on by inp()."""
 
     restart_refusal: str | None
-    reload_issued: bool
     restarted: bool
     bad: bool
     previous_digest: str | None
-    health_checked: bool
-    rollback_reloaded: bool
+    stalled_for: float
+    takeover_after: float
+    revision: str
 
 
 class Case(InputExtras, total=False):
@@ -72,9 +75,10 @@ def all_peers(**change: Unpack[PeerChange]) -> list[PeerState]:
 def inp(node: str, nodes: list[PeerState], *, local: str | None = OLD, cls: ChangeClass | None = "reload",
         quorate: bool = True, total: int | None = 3, quorum: int | None = 2,
         **kw: Unpack[InputExtras]) -> RolloutInput:
+    extras: InputExtras = {"revision": REV, **kw}
     return RolloutInput(node=node, desired_digest=D, local_digest=local,
                         local_class=None if local == D else cls, nodes=nodes,
-                        gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **kw)
+                        gate=Gate(quorate=quorate, total_votes=total, quorum=quorum), **extras)
 
 
 def test_order_is_standby_nodes_first_then_by_name() -> None:
@@ -102,9 +106,14 @@ def test_reload_one_at_a_time_then_one_reload_then_verify() -> None:
     assert plan_next(inp("kamailio03", nodes, local=D)).kind == "wait"
     everyone = all_peers(file=f"{D}:reload")
     assert plan_next(inp("kamailio03", everyone, local=D)).kind == "reload"
-    assert plan_next(inp("kamailio03", everyone, local=D, reload_issued=True)).kind == "verify"
-    assert plan_next(inp("kamailio01", everyone, local=D)).kind == "verify"  # only the first issues -R
-    done = all_peers(file=f"{D}:reload", applied=D)
+    # no verify before the reload: the others wait for it (their verify clock has not started)
+    w = plan_next(inp("kamailio01", everyone, local=D))
+    assert w.kind == "wait" and "kamailio03 to issue corosync-cfgtool -R" in w.reason and w.in_progress
+    reloaded = peers(**{n: PeerChange(file=f"{D}:reload", driven=f"{RID}:reload" if n == "kamailio03"
+                                      else None) for n in NODES})
+    assert plan_next(inp("kamailio03", reloaded, local=D)).kind == "verify"
+    assert plan_next(inp("kamailio01", reloaded, local=D)).kind == "verify"  # only the first issues -R
+    done = all_peers(file=f"{D}:reload", applied=D, driven=f"{RID}:healthy")
     assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"
 
 
@@ -216,8 +225,12 @@ def test_after_the_last_node_the_driver_checks_health_once() -> None:
     done = all_peers(file=f"{D}:reload", applied=D)
     a = plan_next(inp("kamailio03", done, local=D))
     assert a.kind == "check-health" and a.in_progress
-    assert plan_next(inp("kamailio01", done, local=D)).kind == "nothing"  # only the driver judges
-    assert plan_next(inp("kamailio03", done, local=D, health_checked=True)).kind == "nothing"
+    w = plan_next(inp("kamailio01", done, local=D))  # only the driver judges
+    assert w.kind == "wait" and "kamailio03 to check" in w.reason
+    checked = peers(**{n: PeerChange(file=f"{D}:reload", applied=D, driven=f"{RID}:healthy"
+                                     if n == "kamailio03" else None) for n in NODES})
+    assert plan_next(inp("kamailio03", checked, local=D)).kind == "nothing"
+    assert plan_next(inp("kamailio01", checked, local=D)).kind == "nothing"
 
 
 def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None:
@@ -228,11 +241,13 @@ def test_bad_reload_every_node_that_wrote_restores_and_reloads_at_once() -> None
     # restored locally, the CIB not told yet: report; then nothing, and nothing retried
     assert plan_next(inp("kamailio01", wrote, local=OLD, bad=True, previous_digest=OLD)).kind == "report"
     a = plan_next(inp("kamailio01", peers(), local=OLD, bad=True, previous_digest=OLD))
-    assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
+    assert a.kind == "wait" and "kamailio03's final reload" in a.reason and a.in_progress
     # once every node reports its previous file, the driver reloads once more, once
     assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD)).kind == "reload"
-    assert plan_next(inp("kamailio03", peers(), local=OLD, bad=True, previous_digest=OLD,
-                         rollback_reloaded=True)).kind == "nothing"
+    done = peers(kamailio03={"driven": f"{RID}:rollback-reload"})
+    assert plan_next(inp("kamailio03", done, local=OLD, bad=True, previous_digest=OLD)).kind == "nothing"
+    a = plan_next(inp("kamailio01", done, local=OLD, bad=True, previous_digest=OLD))
+    assert a.kind == "nothing" and "marked bad" in a.reason and not a.in_progress
 
 
 def test_bad_rolling_restart_restores_one_node_at_a_time_in_order() -> None:
@@ -263,3 +278,118 @@ def test_a_node_that_restarted_but_lost_its_report_reports_instead_of_restarting
     rolling = peers(kamailio03={"file": f"{D}:rolling-restart"})
     assert plan_next(inp("kamailio03", rolling, local=D, cls="rolling-restart", restarted=True)).kind \
         == "report"
+
+
+# ------------------------------------------------------------------ the rollout's identity (issue 10)
+def test_a_rollout_is_named_by_the_revision_that_started_it_and_keeps_that_name() -> None:
+    # before anyone wrote: this pass's revision
+    assert inp("kamailio03", peers()).rollout == RID
+    # the first writer's START is everyone's, also for a node on a newer (CIB-only) revision
+    started = peers(kamailio03={"file": f"{D}:reload:aaaaaaaaaaaa"})
+    assert inp("kamailio01", started, revision="b" * 40).rollout == f"{D}.aaaaaaaaaaaa"
+    a = plan_next(inp("kamailio01", started, revision="b" * 40))
+    assert a.kind == "write-file" and a.rollout == f"{D}.aaaaaaaaaaaa"
+    # the earliest node in the order wins when two START values are seen
+    two = peers(kamailio03={"file": f"{D}:reload:aaaaaaaaaaaa"}, kamailio01={"file": f"{D}:reload:cccc"})
+    assert inp("kamailio02", two).rollout == f"{D}.aaaaaaaaaaaa"
+
+
+def test_a_revert_to_a_file_rolled_out_before_is_a_new_rollout() -> None:
+    # 3000 (D) -> 3250 (OLD here) -> 3000 again: the nodes' attributes name OLD, and the old reload and
+    # health check of D (by rollout D.first) do not count for the new one.
+    old_rollout = f"{D}.{'f' * 12}"
+    nodes = all_peers(file=f"{OLD}:reload:{'e' * 12}", applied=OLD, driven=f"{old_rollout}:healthy")
+    first = inp("kamailio03", nodes, revision="9" * 40)
+    assert first.rollout == f"{D}.{'9' * 12}" != old_rollout
+    assert plan_next(first).kind == "write-file"
+    written = all_peers(file=f"{D}:reload:{'9' * 12}", applied=OLD, driven=f"{old_rollout}:reload")
+    assert plan_next(inp("kamailio03", written, local=D, revision="9" * 40)).kind == "reload"
+    assert plan_next(inp("kamailio01", written, local=D, revision="9" * 40)).kind == "wait"
+
+
+def test_a_node_whose_file_differs_from_what_every_node_runs_writes_it_back() -> None:
+    # A rollout to OLD2 reverted after kamailio03 wrote its file, before any reload: every node still runs
+    # D, but kamailio03's file is the other one. Not "nothing": it writes D back (in order, no reload
+    # needed since no runtime moved), so its file is what it runs.
+    nodes = peers(kamailio03={"file": f"{'2' * 16}:reload:x"}, kamailio01={"applied": D, "file": f"{D}:"},
+                  kamailio02={"applied": D, "file": f"{D}:"})
+    nodes[2] = nodes[2].model_copy(update={"applied": D})
+    a = plan_next(inp("kamailio03", nodes, local="2" * 16))
+    assert a.kind == "write-file" and a.change_class == "reload"
+    back = all_peers(applied=D, file=f"{D}:reload:{REV[:12]}")
+    assert plan_next(inp("kamailio03", back, local=D)).kind == "check-health"
+
+
+# ------------------------------------------------------------------ a driver that does not act
+def test_a_reload_the_driver_does_not_issue_is_taken_over_by_the_next_node_in_the_order() -> None:
+    written = all_peers(file=f"{D}:reload:{REV[:12]}")
+    early = plan_next(inp("kamailio01", written, stalled_for=29, takeover_after=30, local=D))
+    assert early.kind == "wait" and "kamailio03" in early.reason
+    a = plan_next(inp("kamailio01", written, stalled_for=30, takeover_after=30, local=D))
+    assert (a.kind, a.takeover_from) == ("reload", "kamailio03")
+    assert "no corosync-cfgtool -R 30s after every node had the new file" in a.reason
+    # the node after it waits twice as long (the first stand-in may be dead too)
+    assert plan_next(inp("kamailio02", written, stalled_for=59, takeover_after=30, local=D)).kind == "wait"
+    a = plan_next(inp("kamailio02", written, stalled_for=60, takeover_after=30, local=D))
+    assert (a.kind, a.takeover_from) == ("reload", "kamailio03")
+    # the driver itself, back (restarted), issues it whatever the clock says
+    a = plan_next(inp("kamailio03", written, stalled_for=90, takeover_after=30, local=D))
+    assert (a.kind, a.takeover_from) == ("reload", None)
+    # never past the gate
+    assert plan_next(inp("kamailio01", written, stalled_for=90, quorate=False, local=D)).kind == "wait"
+    # once any node says it reloaded (or checked the health after it), nobody reloads again
+    for step in ("reload", "healthy"):
+        done = peers(**{n: PeerChange(file=f"{D}:reload:{REV[:12]}",
+                                      driven=f"{RID}:{step}" if n == "kamailio01" else None) for n in NODES})
+        assert plan_next(inp("kamailio02", done, stalled_for=90, local=D)).kind == "verify"
+        assert plan_next(inp("kamailio03", done, stalled_for=90, local=D)).kind == "verify"
+
+
+def test_health_check_cluster_restart_and_final_rollback_reload_are_taken_over_too() -> None:
+    ran = all_peers(file=f"{D}:reload:{REV[:12]}", applied=D)
+    assert plan_next(inp("kamailio01", ran, local=D, stalled_for=10, takeover_after=30)).kind == "wait"
+    a = plan_next(inp("kamailio01", ran, local=D, stalled_for=31, takeover_after=30))
+    assert (a.kind, a.takeover_from) == ("check-health", "kamailio03")
+
+    restart = all_peers(file=f"{D}:cluster-restart:{REV[:12]}")
+    assert plan_next(inp("kamailio01", restart, local=D, stalled_for=10)).kind == "wait"
+    a = plan_next(inp("kamailio01", restart, local=D, stalled_for=30))
+    assert (a.kind, a.takeover_from) == ("cluster-restart", "kamailio03")
+
+    restored = peers()  # every node reports its previous file again
+    assert plan_next(inp("kamailio01", restored, stalled_for=10, local=OLD, bad=True,
+                         previous_digest=OLD)).kind == "wait"
+    a = plan_next(inp("kamailio01", restored, stalled_for=30, local=OLD, bad=True, previous_digest=OLD))
+    assert (a.kind, a.takeover_from, a.rollout) == ("reload", "kamailio03", RID)
+
+
+def test_a_node_that_does_not_write_its_file_abandons_the_rollout() -> None:
+    # kamailio03 wrote, kamailio01's agent is dead: nobody can write kamailio01's file for it.
+    nodes = peers(kamailio03={"file": f"{D}:reload:{REV[:12]}"})
+    assert plan_next(inp("kamailio02", nodes, stalled_for=29)).kind == "wait"
+    a = plan_next(inp("kamailio02", nodes, stalled_for=30))
+    assert a.kind == "abandon" and "kamailio01 did not write the new file" in a.reason
+    assert "no reload was issued" in a.reason
+    assert plan_next(inp("kamailio03", nodes, local=D, stalled_for=59)).kind == "wait"  # its turn: 2x
+    assert plan_next(inp("kamailio03", nodes, local=D, stalled_for=60)).kind == "abandon"
+    # the late node itself, back, just writes
+    assert plan_next(inp("kamailio01", nodes, stalled_for=600)).kind == "write-file"
+    # a node that is down pauses the rollout, it does not abandon it
+    down = peers(kamailio03={"file": f"{D}:reload:{REV[:12]}"}, kamailio01={"online": False})
+    a = plan_next(inp("kamailio02", down, stalled_for=600))
+    assert a.kind == "wait" and "kamailio01" in a.reason
+
+
+def test_a_rolling_restart_has_no_driver_to_take_over() -> None:
+    nodes = peers(kamailio03={"file": f"{D}:rolling-restart:{REV[:12]}"})
+    a = plan_next(inp("kamailio01", nodes, cls="rolling-restart", stalled_for=600))
+    assert a.kind == "wait" and "kamailio03" in a.reason
+
+
+def test_bad_cluster_restart_every_node_that_wrote_restores_and_restarts_at_once() -> None:
+    # The nodes came back alone (another authkey, another network): out of the cluster, none waits.
+    wrote = all_peers(file=f"{D}:cluster-restart:{REV[:12]}", restart=D, online=False)
+    for n in NODES:
+        a = plan_next(inp(n, wrote, local=D, cls="cluster-restart", bad=True, previous_digest=OLD,
+                          quorate=False))
+        assert (a.kind, a.restart) == ("restore", True)
