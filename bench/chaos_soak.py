@@ -355,10 +355,12 @@ class Soak:
         time.sleep(5)  # observers record the last writes
         poller.stop.set()
         poller.join(timeout=5)
-        evidence = self.collect(poller, converged_at is not None)
+        evidence = self.collect(poller, converged_at is not None).model_copy(
+            update={"start": start, "healed": healed, "converged_at": converged_at, "seed": self.seed,
+                    "minutes": self.minutes})
         EVIDENCE.mkdir(parents=True, exist_ok=True)
         (EVIDENCE / "evidence.json").write_text(evidence.model_dump_json(indent=1))
-        return self.report(evidence, start, healed, converged_at)
+        return self.report(evidence)
 
     def cheap_converged(self, poller: MarkerPoller) -> bool:
         head = self.repo.head()
@@ -445,8 +447,8 @@ class Soak:
                            markers=poller.samples, agent_exits=exits, final=finals, converged=converged)
 
     # ------------------------------------------------------------------ the table
-    def report(self, ev: sc.Evidence, start: float, healed: float, converged_at: float | None
-               ) -> dict[str, Any]:
+    def report(self, ev: sc.Evidence) -> dict[str, Any]:
+        start, healed, converged_at = ev.start, ev.healed, ev.converged_at
         verdicts = sc.check(ev, start)
         rollbacks = sc.auto_rollbacks(ev, start)
         kinds: dict[str, int] = {}
@@ -457,6 +459,10 @@ class Soak:
             faults[f.kind] = faults.get(f.kind, 0) + 1
         latency = [p.live_at - p.pushed_at for p in ev.pushes if p.kind == "valid" and p.live_at is not None]
         not_live = [p.sha[:12] for p in ev.pushes if p.kind == "valid" and p.live_at is None]
+        # Pushes that went live with no fault active or healed within 30 s of them: the undisturbed path.
+        quiet = [p.live_at - p.pushed_at for p in ev.pushes if p.kind == "valid" and p.live_at is not None
+                 and not any(f.started - 1 <= p.live_at and p.pushed_at <= (f.healed or healed) + 30
+                             for f in ev.faults)]
         edits_ok = sum(1 for h in ev.hand_edits if h.ok)
         skipped = [e for e in ev.events if e.kind == "error" and e.details.get("skipped")]
         refused = {e.sha for e in ev.events if e.kind == "refused" and e.sha}
@@ -473,7 +479,14 @@ class Soak:
             "convergence_seconds_after_heal": round(converged_at - healed, 1) if converged_at else None,
             "apply_latency_seconds": {"median": round(statistics.median(latency), 2),
                                       "max": round(max(latency), 2), "n": len(latency)} if latency else None,
+            "apply_latency_quiet_seconds": {"median": round(statistics.median(quiet), 2),
+                                            "max": round(max(quiet), 2), "n": len(quiet)} if quiet else None,
             "valid_pushes_never_live": not_live,
+            "agents": {n.node: {"running": n.agent_running, "restarts": n.agent_restarts} for n in ev.final},
+            "agent_exits": [x.line for x in ev.agent_exits],
+            "fault_timeline": [{"kind": f.kind, "node": f.node, "at": round(f.started - start, 1),
+                                "healed_at": round(f.healed - start, 1) if f.healed else None}
+                               for f in ev.faults],
             "invariants": [v.model_dump() for v in verdicts],
             "cib_writes_seen_in_logs": len(ev.writes), "audit_events": len(ev.events),
             "notes": self.notes,
@@ -485,6 +498,7 @@ class Soak:
 
 def markdown(r: dict[str, Any]) -> str:
     lat = r["apply_latency_seconds"] or {}
+    quiet = r["apply_latency_quiet_seconds"] or {}
     rows = [
         ("duration", f"{r['duration_seconds']} s of chaos ({r['minutes']} min, seed {r['seed']})"),
         ("pushes", f"{r['pushes_total']}: " + ", ".join(f"{k} {v}" for k, v in sorted(r["pushes"].items()))
@@ -497,6 +511,11 @@ def markdown(r: dict[str, Any]) -> str:
         ("apply latency (push to live, valid CIB pushes)",
          f"median {lat.get('median')} s, max {lat.get('max')} s (n={lat.get('n')}; "
          f"never live: {len(r['valid_pushes_never_live'])})"),
+        ("apply latency, no fault within 30 s", f"median {quiet.get('median')} s, max {quiet.get('max')} s "
+         f"(n={quiet.get('n')})"),
+        ("agents at the end (restarts since boot)", ", ".join(
+            f"{n} {'up' if a['running'] else 'DOWN'} ({a['restarts']})" for n, a in r["agents"].items())
+         + f"; exits seen: {len(r['agent_exits'])}"),
     ]
     out = ["# Chaos soak\n", "| measure | value |", "|---|---|"]
     out += [f"| {a} | {b} |" for a, b in rows]
@@ -527,7 +546,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--recheck", type=Path, metavar="EVIDENCE",
+                    help="judge a saved evidence.json again (no sandbox) and rewrite the results")
     args = ap.parse_args()
+    if args.recheck:
+        ev = sc.Evidence.model_validate_json(args.recheck.read_text())
+        soak = Soak(None, None, ev.seed, ev.minutes)  # no cluster needed to judge
+        soak.notes.append(f"re-judged from {args.recheck}")
+        result = soak.report(ev)
+        print(markdown(result))
+        return
     shutil.rmtree(REPO, ignore_errors=True)
     shutil.rmtree(EVIDENCE, ignore_errors=True)
     desired = Desired()

@@ -138,7 +138,11 @@ class Evidence(BaseModel):
     agent_exits: list[AgentExit]
     final: list[NodeFinal]
     converged: bool
-    # Agent kills the soak made (kind agent-kill), to tell an expected restart from a crash.
+    start: float = 0.0  # the chaos began
+    healed: float = 0.0  # the final heal
+    converged_at: float | None = None
+    seed: int = 0
+    minutes: float = 0.0
 
 
 class Verdict(BaseModel):
