@@ -137,6 +137,7 @@ class Soak:
         self.counter = 0
         self.notes: list[str] = []
         self.stickiness_id = "rsc-options-resource-stickiness"
+        self.evidence_path = EVIDENCE / "evidence.json"
 
     # ------------------------------------------------------------------ helpers
     def unique(self, base: int) -> int:
@@ -458,10 +459,17 @@ class Soak:
         for f in ev.faults:
             faults[f.kind] = faults.get(f.kind, 0) + 1
         latency = [p.live_at - p.pushed_at for p in ev.pushes if p.kind == "valid" and p.live_at is not None]
-        not_live = [p.sha[:12] for p in ev.pushes if p.kind == "valid" and p.live_at is None]
-        # Pushes that went live with no fault active or healed within 30 s of them: the undisturbed path.
+        # A valid push never live: superseded (the next push came before any pass took it) or lost.
+        not_live = []
+        for i, p in enumerate(ev.pushes):
+            if p.kind == "valid" and p.live_at is None:
+                nxt = ev.pushes[i + 1] if i + 1 < len(ev.pushes) else None
+                not_live.append(f"{p.sha[:12]} at t+{p.pushed_at - start:.1f}s ({p.what}): "
+                                + (f"next push {nxt.pushed_at - p.pushed_at:.1f}s later" if nxt else "last")
+                                + f"; {sc.near_fault(ev.faults, p.pushed_at)}")
+        # Pushes with no fault active from 10 s before the push until live: the undisturbed path.
         quiet = [p.live_at - p.pushed_at for p in ev.pushes if p.kind == "valid" and p.live_at is not None
-                 and not any(f.started - 1 <= p.live_at and p.pushed_at <= (f.healed or healed) + 30
+                 and not any(f.started <= p.live_at and p.pushed_at - 10 <= (f.healed or healed)
                              for f in ev.faults)]
         edits_ok = sum(1 for h in ev.hand_edits if h.ok)
         skipped = [e for e in ev.events if e.kind == "error" and e.details.get("skipped")]
@@ -490,7 +498,7 @@ class Soak:
             "invariants": [v.model_dump() for v in verdicts],
             "cib_writes_seen_in_logs": len(ev.writes), "audit_events": len(ev.events),
             "notes": self.notes,
-            "evidence": str(EVIDENCE / "evidence.json"), "logs": f"{STATE}/nodes/*/",
+            "evidence": str(self.evidence_path), "logs": f"{STATE}/nodes/*/",
         }
         write("chaos_soak", result, markdown(result))
         return result
@@ -511,8 +519,8 @@ def markdown(r: dict[str, Any]) -> str:
         ("apply latency (push to live, valid CIB pushes)",
          f"median {lat.get('median')} s, max {lat.get('max')} s (n={lat.get('n')}; "
          f"never live: {len(r['valid_pushes_never_live'])})"),
-        ("apply latency, no fault within 30 s", f"median {quiet.get('median')} s, max {quiet.get('max')} s "
-         f"(n={quiet.get('n')})"),
+        ("apply latency, no fault from 10 s before the push until live",
+         f"median {quiet.get('median')} s, max {quiet.get('max')} s (n={quiet.get('n')})"),
         ("agents at the end (restarts since boot)", ", ".join(
             f"{n} {'up' if a['running'] else 'DOWN'} ({a['restarts']})" for n, a in r["agents"].items())
          + f"; exits seen: {len(r['agent_exits'])}"),
@@ -552,7 +560,7 @@ def main() -> None:
     if args.recheck:
         ev = sc.Evidence.model_validate_json(args.recheck.read_text())
         soak = Soak(None, None, ev.seed, ev.minutes)  # no cluster needed to judge
-        soak.notes.append(f"re-judged from {args.recheck}")
+        soak.evidence_path = args.recheck
         result = soak.report(ev)
         print(markdown(result))
         return

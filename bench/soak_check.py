@@ -278,13 +278,28 @@ def no_write_without_quorum(ev: Evidence, start: float) -> Verdict:
             continue
         what = "Starting Pacemaker" if last and "Starting" in last.line else "Quorum lost"
         since = f"{(w.time - last.time) * 1000:.0f} ms after `{what}`" if last else "before any quorum line"
-        event = next((e for e in ev.events if e.node == w.node and e.cib_version_after == w.version
-                      and not e.observed), None)
+        event = own_write_event(ev.events, w)
+        detail = ""
+        if event is not None:
+            stage = (event.details.get("timings") or {}).get("write")
+            detail = f"; audit {event.trail}#{event.id} {event.kind} of {str(event.sha)[:12]}"
+            if isinstance(stage, int | float) and last is not None:
+                began = event.time - float(stage)
+                detail += (f", its write stage ({stage:.2f}s, guard {event.details.get('guard_seconds')}s) "
+                           f"began {last.time - began:.2f}s before that line")
         v.append(f"{w.node} wrote CIB {w.version} at {_when(w.time, start)}, {since} "
-                 f"({near_fault(ev.faults, w.time)})"
-                 + (f"; audit {event.trail}#{event.id} {event.kind} {str(event.sha)[:12]}" if event else "")
-                 + f"; log: {w.line[:160]}")
+                 f"({near_fault(ev.faults, w.time)}){detail}")
     return Verdict(name="no write without quorum", ok=not v, checked=len(ev.writes), violations=v)
+
+
+def own_write_event(events: Sequence[Event], w: CibWrite) -> Event | None:
+    """The writer's own audit event of a logged write: same node, same admin_epoch.epoch (the event
+    keeps the version re-read after the write, status updates may have bumped num_updates), recorded
+    within 10 s after it."""
+    prefix = w.version.rsplit(".", 1)[0] + "."
+    found = [e for e in events if e.node == w.node and e.trail == w.node and not e.observed
+             and (e.cib_version_after or "").startswith(prefix) and w.time - 1 <= e.time <= w.time + 10]
+    return min(found, key=lambda e: e.time) if found else None
 
 
 def no_stale_revision(ev: Evidence, start: float) -> Verdict:
@@ -371,9 +386,22 @@ def hand_edits_recorded(ev: Evidence, start: float) -> Verdict:
     edits = [h for h in ev.hand_edits if h.ok]
     for h in edits:
         needle = f'"{h.token}"'
-        if not any(needle in t and e.time >= h.started - 1 for e, t in texts):
-            v.append(f"hand edit on {h.node} at {_when(h.started, start)} ({h.how}) recorded in no trail "
-                     f"({near_fault(ev.faults, h.started)})")
+        if any(needle in t and e.time >= h.started - 1 for e, t in texts):
+            continue
+        # Not recorded as drift: did a write overwrite it (its diff has the edit's value as the old one)?
+        old = f'"old": "{h.token}"'
+        over = next((e for e in sorted(ev.events, key=lambda e: e.time)
+                     if e.kind in ("apply", "drift-corrected", "auto-rollback", "rollback") and not e.observed
+                     and old in json.dumps(e.diff)), None)
+        why = "recorded in no trail"
+        if over is not None:
+            push = next((p for p in ev.pushes if p.sha == over.sha), None)
+            pending = (f"; {push.sha[:12]} was pushed {h.started - push.pushed_at:.1f}s before the edit"
+                       if push and push.pushed_at < h.started else "")
+            why = (f"overwritten by {over.trail}#{over.id} {over.kind} at {_when(over.time, start)} "
+                   f"(its diff has old={h.token}){pending}, with no drift event")
+        v.append(f"hand edit on {h.node} at {_when(h.started, start)} ({h.how}): {why} "
+                 f"({near_fault(ev.faults, h.started)})")
     return Verdict(name="every hand edit recorded", ok=not v, checked=len(edits), violations=v)
 
 

@@ -83,6 +83,14 @@ def test_a_write_after_quorum_lost_is_a_violation_with_its_delay() -> None:
     assert not v.ok and v.checked == 2
     assert len(v.violations) == 1
     assert "0.9.0" in v.violations[0] and "8 ms after `Quorum lost`" in v.violations[0]
+    # With the writer's own event: how long before the loss its write stage began (a patch held across
+    # the membership change).
+    late = writes[1].time
+    own = event("kamailio02", 5, late + 0.2, "apply", C, node="kamailio02", guard_seconds=0.04,
+                timings={"write": 9.0}).model_copy(update={"cib_version_after": "0.9.3"})
+    v = sc.no_write_without_quorum(healthy(writes=writes, quorum=quorum, events=[own]), T0)
+    assert "audit kamailio02#5 apply of cccccccccccc" in v.violations[0]
+    assert "write stage (9.00s, guard 0.04s) began 8.79s before that line" in v.violations[0]
 
 
 def test_an_older_revision_applied_after_a_newer_one_is_stale() -> None:
@@ -122,6 +130,14 @@ def test_an_unrecorded_hand_edit_and_a_drift_no_edit_explains_fail() -> None:
     failed = lost.model_copy(update={"token": "50003", "ok": False})
     v = sc.hand_edits_recorded(ev.model_copy(update={"hand_edits": [*ev.hand_edits, lost, failed]}), T0)
     assert not v.ok and v.checked == 2 and "t+8.0s" in v.violations[0]
+    assert "recorded in no trail" in v.violations[0]
+    # An apply of a push made before the edit overwrote it: named, with the push's lead.
+    over = event("kamailio01", 8, T0 + 9, "apply", C).model_copy(update={"diff": [
+        {"kind": "rsc_default", "id": "rsc-options", "action": "changed",
+         "details": [{"field": "resource-stickiness", "old": "50002", "new": "1003"}]}]})
+    v = sc.hand_edits_recorded(ev.model_copy(update={"hand_edits": [lost], "events": [*ev.events, over]}), T0)
+    assert "overwritten by kamailio01#8 apply at t+9.0s (its diff has old=50002); cccccccccccc was pushed " \
+           "6.0s before the edit, with no drift event" in v.violations[0]
     false = event("kamailio03", 7, T0 + 20, "drift-detected", C, node="kamailio03",
                   origin={"update-client": "cibadmin", "update-origin": "kamailio01"})
     v = sc.no_false_drift(ev.model_copy(update={"events": [*ev.events, false]}), T0)
