@@ -556,9 +556,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--recheck", type=Path, metavar="EVIDENCE",
                     help="judge a saved evidence.json again (no sandbox) and rewrite the results")
+    ap.add_argument("--logs", type=Path, metavar="NODES_DIR",
+                    help="with --recheck: parse the pacemaker and agent logs again from NODES_DIR/NODE/")
     args = ap.parse_args()
     if args.recheck:
         ev = sc.Evidence.model_validate_json(args.recheck.read_text())
+        if args.logs:
+            year = time.gmtime(ev.start).tm_year
+            writes, quorum, exits = [], [], []
+            for n in NODES:
+                w, q = sc.parse_pacemaker_log(n, (args.logs / n / "var-log-pacemaker" / "pacemaker.log")
+                                              .read_text(errors="replace"), year)
+                writes += w
+                quorum += q
+                exits += sc.parse_agent_log(n, (args.logs / n / "logs" / "agent.out").read_text(
+                    errors="replace"))
+            ev = ev.model_copy(update={"writes": writes, "quorum": quorum, "agent_exits": exits})
         soak = Soak(None, None, ev.seed, ev.minutes)  # no cluster needed to judge
         soak.evidence_path = args.recheck
         result = soak.report(ev)

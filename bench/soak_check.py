@@ -52,6 +52,9 @@ class CibWrite(BaseModel):
     time: float
     version: str
     line: str
+    # When the node's CIB forwarded the request to the cluster (`Forwarding cib_apply_diff ... to all`):
+    # a cut node's message layer can hold it until the membership changes, and then apply it alone.
+    forwarded: float | None = None
 
 
 class QuorumChange(BaseModel):
@@ -167,15 +170,26 @@ def pcmk_time(stamp: str, year: int) -> float:
 def parse_pacemaker_log(node: str, text: str, year: int) -> tuple[list[CibWrite], list[QuorumChange]]:
     writes: list[CibWrite] = []
     quorum: list[QuorumChange] = []
+    forwards: list[float] = []  # requests forwarded since the last completed write
     for line in text.splitlines():
         m = _PCMK_TIME.match(line)
         if not m:
             continue
         if "pacemaker-based" in line:
+            t = pcmk_time(m.group("ts"), year)
+            if "Forwarding cib_apply_diff operation" in line and "origin=local/cibadmin/" in line:
+                forwards.append(t)
+                continue
+            if "Starting Pacemaker" in line or "(main)" in line:
+                forwards.clear()  # a restarted CIB forgets what it had queued
             w = _WRITE.search(line)
             if w and w.group("origin") == node:
-                writes.append(CibWrite(node=node, time=pcmk_time(m.group("ts"), year),
-                                       version=w.group("version"), line=line.strip()))
+                # The agent's patches are one at a time (a refused one completes with an error and is
+                # not a write): the latest forward is this one's.
+                recent = [f for f in forwards if t - f <= 120]
+                writes.append(CibWrite(node=node, time=t, version=w.group("version"), line=line.strip(),
+                                       forwarded=recent[-1] if recent else None))
+                forwards.clear()
         elif "pacemaker-controld" in line and ("Quorum lost" in line or "Quorum acquired" in line) \
                 and "abort_transition_graph" not in line:
             quorum.append(QuorumChange(node=node, time=pcmk_time(m.group("ts"), year),
@@ -287,6 +301,10 @@ def no_write_without_quorum(ev: Evidence, start: float) -> Verdict:
                 began = event.time - float(stage)
                 detail += (f", its write stage ({stage:.2f}s, guard {event.details.get('guard_seconds')}s) "
                            f"began {last.time - began:.2f}s before that line")
+        if w.forwarded is not None and last is not None:
+            held = ("held across the membership change: " if w.forwarded < last.time else "")
+            detail = (f"; {held}forwarded to the cluster {last.time - w.forwarded:.2f}s before that line"
+                      + detail)
         v.append(f"{w.node} wrote CIB {w.version} at {_when(w.time, start)}, {since} "
                  f"({near_fault(ev.faults, w.time)}){detail}")
     return Verdict(name="no write without quorum", ok=not v, checked=len(ev.writes), violations=v)

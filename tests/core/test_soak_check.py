@@ -21,6 +21,8 @@ operation for section 'all': OK (rc=0, origin=kamailio01/cibadmin/2, version=0.6
 Dec 02 00:54:12.383 kamailio02 pacemaker-controld [32] (quorum_notification_cb) warning: Quorum lost | m=1
 Dec 02 00:54:12.387 kamailio02 pacemaker-controld [32] (abort_transition_graph) info: Transition 2 aborted: \
 Quorum lost | source=crm_update_quorum:446 complete=true
+Dec 02 00:54:03.500 kamailio02 pacemaker-based [27] (cib_process_request) info: Forwarding cib_apply_diff \
+operation for section 'all' to all (origin=local/cibadmin/2)
 Dec 02 00:54:12.391 kamailio02 pacemaker-based [27] (cib_process_request) info: Completed cib_apply_diff \
 operation for section 'all': OK (rc=0, origin=kamailio02/cibadmin/9, version=0.9.0)
 Dec 02 00:54:22.279 kamailio02 pacemaker-controld [32] (quorum_notification_cb) \tnotice: Quorum acquired | x
@@ -83,6 +85,7 @@ def test_a_write_after_quorum_lost_is_a_violation_with_its_delay() -> None:
     assert not v.ok and v.checked == 2
     assert len(v.violations) == 1
     assert "0.9.0" in v.violations[0] and "8 ms after `Quorum lost`" in v.violations[0]
+    assert "held across the membership change: forwarded to the cluster 8.88s before" in v.violations[0]
     # With the writer's own event: how long before the loss its write stage began (a patch held across
     # the membership change).
     late = writes[1].time
