@@ -329,7 +329,9 @@ class Soak:
                    threading.Thread(target=self.chaos, daemon=True)]
         for t in threads:
             t.start()
-        self.stop.wait(self.minutes * 60)
+        end = start + self.minutes * 60
+        while time.time() < end:  # in slices: Ctrl-C (KeyboardInterrupt) still tears the sandbox down
+            time.sleep(min(1.0, max(0.0, end - time.time())))
         self.stop.set()
         for t in threads:
             t.join(timeout=300)
