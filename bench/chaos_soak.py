@@ -138,6 +138,7 @@ class Soak:
         self.notes: list[str] = []
         self.stickiness_id = "rsc-options-resource-stickiness"
         self.evidence_path = EVIDENCE / "evidence.json"
+        self.name = "chaos_soak"  # bench/results/NAME.{json,md}
 
     # ------------------------------------------------------------------ helpers
     def unique(self, base: int) -> int:
@@ -502,7 +503,7 @@ class Soak:
             "notes": self.notes,
             "evidence": str(self.evidence_path), "logs": f"{STATE}/nodes/*/",
         }
-        write("chaos_soak", result, markdown(result))
+        write(self.name, result, markdown(result))
         return result
 
 
@@ -558,6 +559,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--recheck", type=Path, metavar="EVIDENCE",
                     help="judge a saved evidence.json again (no sandbox) and rewrite the results")
+    ap.add_argument("--name", default="chaos_soak", help="with --recheck: bench/results/NAME.{json,md}")
     ap.add_argument("--logs", type=Path, metavar="NODES_DIR",
                     help="with --recheck: parse the pacemaker and agent logs again from NODES_DIR/NODE/")
     args = ap.parse_args()
@@ -575,7 +577,7 @@ def main() -> None:
                     errors="replace"))
             ev = ev.model_copy(update={"writes": writes, "quorum": quorum, "agent_exits": exits})
         soak = Soak(None, None, ev.seed, ev.minutes)  # no cluster needed to judge
-        soak.evidence_path = args.recheck
+        soak.evidence_path, soak.name = args.recheck, args.name
         result = soak.report(ev)
         print(markdown(result))
         return
