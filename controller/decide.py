@@ -259,8 +259,8 @@ def decide(inp: DecideInput) -> Decision:
         return done("refuse", held, _held_drift(inp, suspended=marker.suspended), rollout=rolling_back)
     waits = _waits(inp) if cib.changes or not accepted else []
     if waits:
-        return done("wait", waits, rollout=accepted)
-    return done("apply", rollout=True, record=not accepted and not cib.changes)
+        return done("wait", waits, _overwritten_drift(inp), rollout=accepted)
+    return done("apply", rollout=True, record=not accepted and not cib.changes, drift=_overwritten_drift(inp))
 
 
 def _waits(inp: DecideInput) -> list[Reason]:
@@ -289,6 +289,15 @@ def _held_drift(inp: DecideInput, *, suspended: bool) -> Drift | None:
         return None
     return Drift(target="last-write", changes=changes,
                  correct=inp.drift_mode == "correct" and not suspended and not _waits(inp))
+
+
+def _overwritten_drift(inp: DecideInput) -> Drift | None:
+    """A new revision goes over a hand edit made since the last ha-gitops write: the edit is recorded (with
+    who made it) before the apply replaces it, so no hand edit vanishes unrecorded. Not corrected: the
+    apply itself replaces it."""
+    if inp.marker.kind == "stop-first":
+        return None  # the writer's own state between its stop-first write and the deletion
+    return _held_drift(inp, suspended=True)
 
 
 def decide_rollback(target: etree._Element, live: etree._Element, status: ClusterStatus, marker: Marker, *,

@@ -30,7 +30,7 @@ def decision_text(d: Decision) -> str:
         towards = "the desired state" if d.drift.target == "head" else "the configuration the last " \
             "ha-gitops write left"
         lines.append(f"Drift: {len(d.drift.changes)} object(s) edited by hand; "
-                     + (f"corrected towards {towards}" if d.drift.correct else "recorded, not corrected"))
+                     + (f"corrected towards {towards}" if d.drift.correct else _uncorrected(d)))
         lines += [f"  ~ {c.kind} {c.id} ({c.action})" for c in d.drift.changes]
     lines.append("")
     return "\n".join(lines) + render_plan_text(d.plan)
@@ -50,9 +50,15 @@ def decision_markdown(d: Decision) -> str:
         out += ["", "</details>"]
     if d.drift is not None:
         out += ["", f"**Drift**: {len(d.drift.changes)} object(s) edited by hand, "
-                + ("corrected" if d.drift.correct else "recorded, not corrected")]
+                + ("corrected" if d.drift.correct else _uncorrected(d))]
     out.append("")
     return "\n".join(out) + render_plan_markdown(d.plan)
+
+
+def _uncorrected(d: Decision) -> str:
+    if d.verdict in ("apply", "wait"):  # a new revision goes over it
+        return "recorded; the apply of this revision replaces it"
+    return "recorded, not corrected"
 
 
 def _md(text: str) -> str:

@@ -204,6 +204,45 @@ def test_concurrent_hand_edit_during_an_apply_is_neither_lost_nor_fought_blindly
              30, "the hand edit undone")
 
 
+def test_a_hand_edit_a_pending_push_goes_over_is_recorded_first(env: tuple[Sandbox, GitRepo]) -> None:
+    """A push waits for the DC's agent (killed: back 5 s later, as systemd would); an operator edits by
+    hand meanwhile. The apply replaces the edit (it is not in git), and the trails say who made it."""
+    import time
+
+    sb, repo = env
+    leader = dc(sb)
+    others = [n for n in NODES if n != leader]
+    logs = {n: sb.layout.node_dir(n) / "logs" / "agent.out" for n in others}
+    sizes = {n: logs[n].stat().st_size for n in others}
+    sb.kill(leader, "agent")
+    sha = set_stickiness_in_git(repo, 190, "stickiness 190 (pending while the writer is down)")
+
+    def fetched(node: str) -> bool:  # the observer's pass after the push: it knows the new revision
+        with logs[node].open("rb") as f:
+            f.seek(sizes[node])
+            return any(b"pass (" in line and b"push" in line for line in f)
+
+    wait_for(lambda: all(fetched(n) for n in others), 20, "the observers' passes on the push")
+    started = time.time()
+    sb.exec(others[0], ["crm_attribute", "-t", "crm_config", "-n", "batch-limit", "-v", "37"], check=True)
+    wait_for(lambda: stickiness(sb) == "190", 60, "the pending push applied")
+    assert time.time() - started < 30
+
+    def recorded() -> dict[str, Any] | None:
+        for node in NODES:
+            for e in audit(sb, node):
+                if e["kind"] == "drift-detected" and '"37"' in json.dumps(e["diff"]) \
+                        and e["details"]["origin"]["update-client"] == "crm_attribute":
+                    return e
+        return None
+
+    ev = wait_for(recorded, 30, "the hand edit recorded as drift")
+    assert ev["details"]["origin"]["update-origin"] == others[0]
+    assert ev["commit"]["sha"] == sha  # recorded against the revision that replaced it
+    wait_for(lambda: sb.exec("kamailio01", ["crm_attribute", "-t", "crm_config", "-n", "batch-limit",
+                                            "-G", "-q"]).returncode != 0, 30, "the apply replaced it")
+
+
 def test_agent_killed_between_write_and_record_converges_without_half_events(
         env: tuple[Sandbox, GitRepo]) -> None:
     sb, repo = env

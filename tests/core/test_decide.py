@@ -284,6 +284,28 @@ def test_drift_while_the_head_is_refused_is_corrected_towards_the_last_write() -
     assert run(live=last, last_write=last.find("configuration"), findings=bad).drift is None
 
 
+def test_a_hand_edit_a_new_revision_goes_over_is_recorded_not_lost() -> None:
+    """Made after the last write while a newer commit waits for its apply: the apply replaces it, so it
+    is recorded first (with who made it), never silently overwritten (the chaos soak found 8 in 15 min)."""
+    from controller.decision_render import decision_markdown, decision_text
+
+    last = live_cib("42")  # what the last ha-gitops write left (an older revision, stickiness 42)
+    live = _hand_edited(last)
+    d = run(live=live, last_write=last.find("configuration"))
+    assert d.verdict == "apply"
+    assert d.drift is not None and (d.drift.target, d.drift.correct) == ("last-write", False)
+    assert [c.kind for c in d.drift.changes] == ["property"]
+    assert "recorded; the apply of this revision replaces it" in decision_text(d)
+    assert "recorded; the apply of this revision replaces it" in decision_markdown(d)
+    # An observer waits for the DC's agent, and records it too.
+    observed = run(live=live, last_write=last.find("configuration"), role="observer")
+    assert observed.verdict == "wait" and observed.drift is not None and not observed.drift.correct
+    # No hand edit since the last write, or the writer's own stop-first state: nothing to record.
+    assert run(live=last, last_write=last.find("configuration")).drift is None
+    stop_first = run(live=live, last_write=last.find("configuration"), marker=Marker(kind="stop-first"))
+    assert stop_first.drift is None
+
+
 # ------------------------------------------------------------------------------------------------ values
 def test_a_saved_plan_holds_only_while_nothing_moved() -> None:
     from controller.decide import stale_plan
