@@ -40,6 +40,7 @@ from controller.cluster.cib_writer import (
     WriteGuard,
     WriteOutcome,
     cib_version,
+    claim_generation,
     configuration_text,
     updated_by,
     write_configuration,
@@ -437,9 +438,19 @@ class Reconciler:
                               duration=round(time.monotonic() - started, 3), timings=timer.durations)
         if self.store.get_state("observe-failed", scope=self.node) is not None:
             self.store.delete_state("observe-failed", scope=self.node)
-        became_writer = status.dc == self.node and self._last_dc not in (None, self.node) and role is None
-        self._last_dc = status.dc
+        # Becoming the writer: a takeover (or this agent's start on the DC). A pass during the election,
+        # with no DC, does not make the next one forget who wrote before.
+        became_writer = status.dc == self.node and self._last_dc != self.node and role is None
+        if status.dc is not None:
+            self._last_dc = status.dc
         role = role or ("writer" if status.dc == self.node else "observer")
+        if became_writer and not dry_run:
+            try:
+                before, after = claim_generation(self.cluster, guard=WriteGuard(node=self.node))
+                log.info("became the writer: CIB %s -> %s, so this partition's configuration wins a "
+                         "rejoin over a write a lost partition may have landed", before, after)
+            except HaGitopsError as exc:  # not the quorate DC after all: the pass's own guard says so
+                log.warning("became the writer, but could not raise the CIB epoch: %s", exc)
         if became_writer and self.refresh_source is not None and not dry_run:
             # Taking over from another DC: write the newest revision, never a cached older one.
             fresh = self.refresh_source()

@@ -82,6 +82,11 @@ class LiveCluster:
                           dc_id=head.get("dc-uuid") if head is not None else None,
                           seconds=round(time.monotonic() - started, 4))
 
+    def set_epoch(self, epoch: int) -> None:
+        """Set the configuration epoch (cibadmin --modify on the <cib> element: Pacemaker takes it as
+        given, where a patch's target version is recomputed as epoch + 1)."""
+        self.runner.run(["cibadmin", "--modify", "--xml-text", f'<cib epoch="{int(epoch)}"/>'], timeout=60)
+
     def patch(self, patch_xml: str) -> None:
         """Apply a v2 patchset atomically (all of it or nothing)."""
         self.runner.run(["cibadmin", "--patch", "--xml-pipe"], input=patch_xml, timeout=60)

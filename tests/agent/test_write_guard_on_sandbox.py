@@ -217,6 +217,55 @@ def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_succ
              and all(sb.cluster(n).status().quorate for n in NODES), 120, "every node on the commit")
 
 
+def test_a_write_held_in_a_cut_partition_never_wins_the_rejoin(cluster: tuple[Sandbox, GitRepo]) -> None:
+    """The soak's stale revision: the DC is cut while its patch is in flight; the patch is held until
+    corosync sees the cut, then lands in the DC's partition of one. The majority's new DC applies a newer
+    commit. Before, both CIBs were one epoch ahead and the tie at heal could go to the minority: the older
+    revision came back on every node. Now the new writer claims two epochs on takeover, so the majority's
+    configuration wins, and the minority's write is recorded as lost (or was skipped), never a success."""
+    sb, repo = cluster
+    settled(sb, repo)
+    old = dc(sb)
+    majority = [n for n in NODES if n != old]
+    base = int(stickiness(sb, old))
+    older, newer = str(base + 21), str(base + 22)
+
+    def commit(value: str) -> str:
+        return repo.commit({CRM: re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}",
+                                        repo.read(CRM))}, f"stickiness {value}")
+
+    try:
+        sb.cut(old)
+        x = commit(older)  # the cut DC's agent takes it at once: its guard still sees quorum
+        time.sleep(4)
+        y = commit(newer)
+        elected = wait_for(lambda: new_dc(sb, majority), 60, "a new DC in the majority")
+        wait_for(lambda: marker_at(sb, elected, y), 90, "the newer commit applied in the majority")
+        mine = wait_for(lambda: [e for e in audit(sb, old) if (e["commit"] or {}).get("sha") == x
+                                 and e["kind"] in ("apply", "error")] or None, 60, "the cut DC's record")
+        assert not any(e["outcome"] == "success" for e in mine), [e["summary"] for e in mine]
+    finally:
+        sb.heal(old)
+    seen: dict[str, list[str]] = {n: [] for n in NODES}
+
+    def converged() -> bool:
+        for n in NODES:
+            try:
+                rev = read_marker(sb.cluster(n).read_cib()).revision or ""
+            except HaGitopsError:
+                return False
+            if not seen[n] or seen[n][-1] != rev:
+                seen[n].append(rev)
+        return all(s and s[-1] == y for s in seen.values()) and all(stickiness(sb, n) == newer for n in NODES)
+
+    wait_for(converged, 120, "every node on the newer commit")
+    time.sleep(5)
+    assert converged(), seen
+    # No node went back to the older revision once the newer one was there.
+    for n, revs in seen.items():
+        assert x not in revs[revs.index(y):] if y in revs else True, (n, revs)
+
+
 # ------------------------------------------------------------------ the audit store failing (item 5)
 def trail_files(sb: Sandbox, node: str) -> list[str]:
     db = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
