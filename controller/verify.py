@@ -155,11 +155,11 @@ def _fencing_predicted(impact: Impact | None) -> set[str]:
 
 
 def _acted_on(impact: Impact | None) -> set[str]:
-    """Nodes the change was predicted to stop, move or restart something on (a failed stop there
-    escalates to fencing: that fencing is the change's)."""
+    """Nodes the change was predicted to act on: a failed action there (a start or stop with
+    on-fail=fence) escalates to fencing, and that fencing is the change's."""
     if impact is None:
         return set()
-    return {n for r in impact.resources if r.action in ("stop", "move", "restart", "demote") for n in r.nodes}
+    return {n for r in impact.resources for n in r.nodes}
 
 
 def window_faults(ev: VerifyEvidence) -> tuple[list[str], list[str]]:

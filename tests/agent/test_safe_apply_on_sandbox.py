@@ -140,7 +140,10 @@ def test_a_node_lost_during_verify_is_not_blamed_on_the_change(env: tuple[Sandbo
     # The writer pauses between its write and its verify, long enough for corosync to notice the loss.
     set_fault(sb, {"after-write": 12})
     try:
-        sha = repo.commit({CRM: repo.read(CRM) + "primitive verify-dummy ocf:pacemaker:Dummy\n"},
+        # The Dummy starts away from the victim: a node the change acts on that is fenced is the change's
+        # (an on-fail=fence escalation), a node it does not touch is a fault.
+        sha = repo.commit({CRM: repo.read(CRM) + "primitive verify-dummy ocf:pacemaker:Dummy\n"
+                           f"location verify-dummy-not-{victim} verify-dummy -inf: {victim}\n"},
                           "add a Dummy (its verify will see a node die)")
         wait_for(lambda: read_marker(sb.cluster(writer).read_cib()).revision == sha, 60, "the write")
         sb.poweroff(victim)  # inside the verify window

@@ -117,13 +117,17 @@ def test_predicted_fencing_is_not_a_problem_unpredicted_fencing_is_a_fault() -> 
     assert v.outcome == "inconclusive" and v.left == ["kamailio02"]
 
 
-def test_fencing_of_a_node_the_change_stopped_something_on_is_the_change() -> None:
-    # A failed stop escalates to fencing: the change asked for the stop.
-    impact = Impact(resources=[ResourceImpact(resource="KAMAILIO01", action="stop", pacemaker_action="stop",
-                                              nodes=["kamailio01"])])
-    fence = FenceEvent(target="kamailio01", action="reboot", status="success")
-    v = judge(evidence(status(), fences=[fence], impact=impact))
-    assert v.outcome == "failed" and [p.kind for p in v.blamed] == ["fenced"]
+def test_fencing_of_a_node_the_change_acted_on_is_the_change() -> None:
+    # A failed stop, or a start with on-fail=fence, escalates to fencing: the change asked for it.
+    for action in ("stop", "start"):
+        impact = Impact(resources=[ResourceImpact(resource="KAMAILIO01", action=action,
+                                                  pacemaker_action=action, nodes=["kamailio01"])])
+        fence = FenceEvent(target="kamailio01", action="reboot", status="success")
+        v = judge(evidence(status(), fences=[fence], impact=impact))
+        assert v.outcome == "failed" and [p.kind for p in v.blamed] == ["fenced"], action
+    # The same change, a fencing elsewhere: a fault.
+    fence = FenceEvent(target="kamailio02", action="reboot", status="success")
+    assert judge(evidence(status(), fences=[fence], impact=impact)).outcome == "inconclusive"
 
 
 def test_quorum_lost_with_nodes_leaving_is_a_fault_alone_it_is_blamed() -> None:
