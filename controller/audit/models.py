@@ -35,6 +35,8 @@ class EventKind(StrEnum):
     VERIFY = "verify"
     SUSPEND = "suspend"
     RESUME = "resume"
+    FIRST_CONTACT = "first-contact"  # agents met a cluster ha-gitops never wrote (the plan, what they did)
+    ADOPT = "adopt"  # `ha-gitops adopt`: an operator confirmed the first write (who, from where)
 
 
 class Outcome(StrEnum):
