@@ -342,7 +342,8 @@ class Reconciler:
                  expect: Decision | None = None, dry_run: bool = False, adopt: bool = False) -> PassResult:
         """One pass. `role`: "operator" for a CLI verb (writes from this node), else the DC's agent is the
         writer. `expect`: a saved plan (`apply --plan`) the decision must equal. `dry_run`: decide only
-        (what `plan` prints), record and write nothing. `adopt`: `ha-gitops adopt` (first contact confirmed)."""
+        (what `plan` prints), record and write nothing. `adopt`: `ha-gitops adopt` confirmed the first
+        write (controller.decide's first-contact gate)."""
         # Work that does not depend on each other runs side by side, so a push is live sooner: observing
         # the cluster with loading the desired state; predicting the impact with validating it.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ha-gitops-pass") as pool:
@@ -492,7 +493,9 @@ class Reconciler:
                          "target": decision.drift.target, "verdict": decision.verdict,
                          "reasons": decision.codes}))
 
-        if decision.first_contact and desired is not None and (leader or not self.shared_audit):
+        # (`adopt` records its own event: who confirmed the first write.)
+        if decision.first_contact and desired is not None and trigger != "adopt" \
+                and (leader or not self.shared_audit):
             self._record_first_contact(decision, desired, trigger, events)
         verdict = decision.verdict
         if _writes(decision, leader, status):

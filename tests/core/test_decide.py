@@ -326,8 +326,8 @@ def test_an_observer_does_not_predict_and_does_not_refuse_for_it() -> None:
 def live_with_extra_resource() -> etree._Element:
     """A running cluster holding a resource git does not know (a hand-copied export that missed it)."""
     live = live_cib()
-    etree.SubElement(live.find("configuration/resources"), "primitive", id="LEGACY", type="Dummy",
-                     provider="pacemaker", **{"class": "ocf"})
+    etree.SubElement(live.find("configuration/resources"), "primitive",
+                     {"id": "LEGACY", "class": "ocf", "provider": "pacemaker", "type": "Dummy"})
     return live
 
 
