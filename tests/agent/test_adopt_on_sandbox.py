@@ -160,10 +160,11 @@ def _agent(sb: Sandbox, node: str) -> dict:
     return json.loads(out).get("agent") or {}
 
 
-def _agents(sb: Sandbox, *args: str) -> None:
+def _agents(sb: Sandbox, *args: str, expect: int = 0) -> str:
     r = run([*HA_GITOPS, "sandbox", "agents", *args, "--state-dir", str(sb.layout.root)], timeout=120,
             check=False)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == expect, r.stdout + r.stderr
+    return r.stdout + r.stderr
 
 
 def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> None:
@@ -174,10 +175,14 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
     repo = GitRepo.create(repo_dir, reference_files(FOLDER), "kamailio, as someone wrote it down")
     _agents(sb, "start", "--repo", str(repo_dir), "--path", FOLDER)
     try:
+        assert all(n.agent for n in sb.status().nodes)  # one agent per node, supervised as with `up --agents`
+        assert "already running" in _agents(sb, "start", "--repo", str(repo_dir), expect=2)
         writer = dc(sb)
         state = wait_for(lambda: (a := _agent(sb, writer)).get("outcome") == "waiting-for-adopt" and a, 90,
                          "the DC's agent waiting for adopt")
         assert "ha-gitops adopt" in state["message"] and "HAND-01" in state["message"]
+        code, text, _ = cli(sb, writer, "status", "--config", AGENT_TOML)
+        assert code == 0 and "waiting-for-adopt" in text
         first = next(e for e in audit(sb, writer) if e["kind"] == "first-contact")
         assert first["outcome"] == "skipped" and "waiting for `ha-gitops adopt`" in first["summary"]
         assert read_marker(sb.cluster("kamailio01").read_cib()).revision is None  # nothing written
@@ -204,7 +209,7 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         wait_for(lambda: _agent(sb, writer).get("outcome") == "no-change", 60, "the writer at rest")
     finally:
         _agents(sb, "stop")
-    assert not any(sb.status().nodes[i].agent for i in range(len(NODES)))
+    assert not any(n.agent for n in sb.status().nodes)
 
 
 def test_first_contact_that_deletes_nothing_is_applied_by_the_agents(sb: Sandbox) -> None:

@@ -18,6 +18,7 @@ from controller.cib.export import cluster_toml_skeleton, configuration_only, sec
 from controller.cib.marker import MARKER_SET_ID, Marker, with_marker
 from controller.cib.normalize import MANAGED_CIB_ATTRIBUTES
 from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.cli.adoption import residual_changes
 from controller.desired.crm import configuration_to_crm
 from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
@@ -64,6 +65,19 @@ def test_export_then_plan_finds_no_difference(path: Path, fmt: str, tmp_path: Pa
     assert "ha-gitops" not in text and "dc-version" not in text  # the marker, managed fields left out
     changes = cib_plan(load_desired(tmp_path), live).changes
     assert changes == [], [c.model_dump() for c in changes]
+    assert residual_changes(tmp_path, live) == []  # what export itself checks and says
+
+
+def test_export_names_what_crmsh_does_not_read_back(tmp_path: Path) -> None:
+    """crmsh prints a one-expression rule's boolean-op="or" as nothing: read back, the rule lost it, and
+    the diff sees it. Export names those objects (it exits 1); the XML export keeps them."""
+    live = _live(SCHEDULER / "clone-anon-failcount.xml")
+    _export(live, tmp_path, "crm")
+    lost = {(c.kind, c.id) for c in residual_changes(tmp_path, live)}
+    assert ("constraint", "pingd-group01") in lost
+    (tmp_path / "cib.crm").unlink()
+    _export(live, tmp_path, "xml")
+    assert residual_changes(tmp_path, live) == []
 
 
 def test_export_leaves_out_what_the_cluster_writes() -> None:
