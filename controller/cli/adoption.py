@@ -106,6 +106,7 @@ def adopt_cmd(config: str | None, folder: str | None, yes: bool, fmt: str) -> No
 
     from controller.audit.store import AuditStore
     from controller.decision_render import decision_text
+    from controller.errors import HaGitopsError
     from controller.wiring import build_reconciler
 
     settings = _settings(config)
@@ -114,7 +115,11 @@ def adopt_cmd(config: str | None, folder: str | None, yes: bool, fmt: str) -> No
         desired = _desired_input(settings, folder, Path(work))
         seen = rec.run_pass(desired, trigger="adopt", role="operator", dry_run=True, adopt=True).decision
         assert seen is not None
+        if not seen.first_contact:
+            raise HaGitopsError("this cluster is already managed by ha-gitops (it carries the marker): the "
+                                "agents follow git; `ha-gitops plan` shows what they do")
         if fmt == "text":
+            out.print("Adopting this cluster (ha-gitops never wrote it): the plan", markup=False)
             sys.stdout.write(decision_text(seen))
         if seen.verdict == "refuse" or seen.verdict == "wait":
             if fmt == "json":

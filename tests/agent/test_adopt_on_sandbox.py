@@ -167,12 +167,26 @@ def _agents(sb: Sandbox, *args: str, expect: int = 0) -> str:
     return r.stdout + r.stderr
 
 
-def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> None:
-    live = sb.cluster("kamailio01").read_cib()
-    assert read_marker(live).revision is None and live.find(".//primitive[@id='HAND-01']") is not None
+def _hand_resource(sb: Sandbox) -> None:
+    """HAND-01, made by hand (the first test made it; made here when a test runs alone)."""
+    if sb.cluster("kamailio01").read_cib().find(".//primitive[@id='HAND-01']") is None:
+        ok(sb.exec("kamailio01", ["crm", "configure", "primitive", "HAND-01", "ocf:pacemaker:Dummy"]))
+
+
+def _repo() -> GitRepo:
+    """The reference files as someone wrote them down: without HAND-01."""
     repo_dir = sandbox_repo_dir(NAME)
+    if (repo_dir / ".git").is_dir():
+        return GitRepo(repo_dir)
     shutil.rmtree(repo_dir, ignore_errors=True)
-    repo = GitRepo.create(repo_dir, reference_files(FOLDER), "kamailio, as someone wrote it down")
+    return GitRepo.create(repo_dir, reference_files(FOLDER), "kamailio, as someone wrote it down")
+
+
+def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> None:
+    _hand_resource(sb)
+    assert read_marker(sb.cluster("kamailio01").read_cib()).revision is None
+    repo = _repo()
+    repo_dir = repo.path
     _agents(sb, "start", "--repo", str(repo_dir), "--path", FOLDER)
     try:
         assert all(n.agent for n in sb.status().nodes)  # one agent per node, supervised as with `up --agents`
@@ -205,8 +219,10 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         assert live.find(".//primitive[@id='HAND-01']") is None and live.find(".//*[@id='loc-hand']") is None
         adopted = next(e for e in audit(sb, other) if e["kind"] == "adopt")
         assert adopted["details"]["user"] == "root" and adopted["commit"]["sha"] == repo.head()
-        # The agents follow git from here on: nothing left to do.
+        # The agents follow git from here on: nothing left to do, and nothing left to adopt.
         wait_for(lambda: _agent(sb, writer).get("outcome") == "no-change", 60, "the writer at rest")
+        code, out, err = cli(sb, other, "adopt", "--yes", "--config", AGENT_TOML)
+        assert code == 2 and "already managed" in err, out + err
     finally:
         _agents(sb, "stop")
     assert not any(n.agent for n in sb.status().nodes)
@@ -219,7 +235,7 @@ def test_first_contact_that_deletes_nothing_is_applied_by_the_agents(sb: Sandbox
     ok(sb.exec(n, ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n", "resource-stickiness",
                    "-v", "50"]))
     assert read_marker(sb.cluster(n).read_cib()).revision is None
-    repo = GitRepo(sandbox_repo_dir(NAME))
+    repo = _repo()
     _agents(sb, "start", "--repo", str(repo.path), "--path", FOLDER)
     try:
         wait_for(lambda: read_marker(sb.cluster(n).read_cib()).revision == repo.head(), 90,
