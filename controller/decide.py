@@ -193,13 +193,12 @@ def decide(inp: DecideInput) -> Decision:
     findings = list(inp.findings)
     errors = [f for f in findings if f.severity == "error"]
     plan = Plan(cluster=inp.state.name if inp.state else inp.cluster_name, revision=inp.revision)
+    first = never_managed(inp.marker)
 
     def done(verdict: Verdict, reasons: Sequence[Reason] = (), drift: Drift | None = None,
              rollout: bool = False, record: bool = False) -> Decision:
         return Decision(verdict=verdict, reasons=list(reasons), plan=plan, drift=drift, basis=basis,
                         rollout=rollout, findings=findings, record_revision=record, first_contact=first)
-
-    first = never_managed(inp.marker)
 
     if inp.state is not None:  # the rollout's identity, also for a refusal (events are found by it)
         basis.corosync_desired_digest = text_digest(inp.state.corosync_text)
