@@ -21,7 +21,8 @@ SECRETS_HINT = ("keep them out of git: move them into an encrypted secrets file 
 
 @main.command("export")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The folder to write (created; files already there are replaced).")
+              help="The folder to write (created; corosync.conf and cib.* there are replaced, "
+                   "a cluster.toml is kept).")
 @click.option("--format", "cib_format", type=click.Choice(["crm", "xml"]), default="crm", show_default=True,
               help="cib.crm (crmsh's own `configure show`) or cib.xml (the <configuration> element).")
 @click.option("--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -55,15 +56,19 @@ def export_cmd(out_dir: Path, cib_format: str, fmt: str) -> None:
         (out_dir / "cib.crm").write_text(configuration_to_crm(stripped))
     else:
         (out_dir / "cib.xml").write_bytes(to_bytes(configuration_only(stripped)) + b"\n")
-    (out_dir / "cluster.toml").write_text(cluster_toml_skeleton(stripped))
+    policy = out_dir / "cluster.toml"
+    kept = policy.exists()  # a policy someone wrote is never replaced by the skeleton
+    if not kept:
+        policy.write_text(cluster_toml_skeleton(stripped))
     lost = [f"{c.kind} {c.id} ({c.action})" for c in residual_changes(out_dir, live)]
     hints = secret_hints(stripped, is_secret_name)
     files = ["corosync.conf", f"cib.{cib_format}", "cluster.toml"]
     if fmt == "json":
-        print_json({"out": str(out_dir), "files": files, "secrets": [h.model_dump() for h in hints],
-                    "not_round_tripped": lost})
+        print_json({"out": str(out_dir), "files": files, "cluster_toml_kept": kept,
+                    "secrets": [h.model_dump() for h in hints], "not_round_tripped": lost})
     else:
-        out.print(f"exported {', '.join(files)} to {out_dir}", markup=False)
+        out.print(f"exported {', '.join(files)} to {out_dir}"
+                  + (" (the cluster.toml already there was kept)" if kept else ""), markup=False)
         for h in hints:
             err.print(f"warning: {h.text()}", markup=False)
         if hints:

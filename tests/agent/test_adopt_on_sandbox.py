@@ -102,6 +102,12 @@ def test_export_then_plan_is_a_no_op_after_hand_changes(sb: Sandbox) -> None:
     # The skeleton is a valid (empty) policy, naming the cluster's own resources.
     toml = (shared(sb, "export-crm") / "cluster.toml").read_text()
     assert '# protect = ["PROXY01", "fencing", "HAND-01"]' in toml
+    # Exported again into a folder that has a policy of its own: the policy is kept, in force for plan.
+    out = shared(sb, "export-crm")
+    (out / "cluster.toml").write_text('[settle]\ntimeout = "60s"\n')
+    code, stdout, stderr = cli(sb, "kamailio02", "export", "--out", str(out), "--output", "json")
+    assert code == 0 and json.loads(stdout)["cluster_toml_kept"], stdout + stderr
+    assert (out / "cluster.toml").read_text() == '[settle]\ntimeout = "60s"\n'
 
 
 def _corpus_part(name: str) -> etree._Element:
