@@ -17,7 +17,7 @@ from lxml import etree
 from controller.cib.document import as_cib
 from controller.cib.marker import Marker
 from controller.cluster.models import ClusterStatus, NodeState
-from controller.decide import DecideInput, Decision, decide
+from controller.decide import DecideInput, Decision, decide, never_managed
 from controller.desired.findings import Finding
 from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
@@ -371,3 +371,8 @@ def test_first_contact_waits_on_every_node_and_for_apply_once() -> None:
     assert observer.verdict == "wait" and observer.codes[0] == "first-contact"
     once = run(live=live_with_extra_resource(), role="operator")  # `apply --once` is not `adopt`
     assert (once.verdict, once.codes) == ("wait", ["first-contact"])
+
+
+def test_a_marker_with_any_value_is_a_managed_cluster() -> None:
+    assert never_managed(Marker()) and never_managed(Marker(suspended=False))  # `resume` on a new cluster
+    assert not never_managed(Marker(suspended=True)) and not never_managed(Marker(revision=REV))
