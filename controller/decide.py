@@ -19,8 +19,11 @@ Rules, in order (the README's "What the agent does with a revision" says the sam
    corosync.conf cluster restart), an impact that could not be predicted, a corosync.conf change the
    caller cannot roll out: `refuse`, every reason listed; drift against the last ha-gitops write is still
    recorded and (unless suspended) corrected towards that write;
-5. no DC, no quorum, not the writer: `wait` (the corosync.conf rollout still takes its own steps);
-6. otherwise `apply`: the CIB patch, then the corosync.conf rollout, in `plan.steps` order.
+5. first contact (no marker: ha-gitops never wrote this cluster) and the revision deletes an object:
+   `wait` for `ha-gitops adopt` (`adopt` set); deleting nothing, it goes on (`first_contact` set, so the
+   pass records a `first-contact` event);
+6. no DC, no quorum, not the writer: `wait` (the corosync.conf rollout still takes its own steps);
+7. otherwise `apply`: the CIB patch, then the corosync.conf rollout, in `plan.steps` order.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ ReasonCode = Literal[
     "no-quorum",       # the cluster is not quorate: nothing is written
     "not-writer",      # another node's agent (the DC's) writes the CIB
     "stale-plan",      # `apply --plan`: the live CIB or the revision moved since the plan was made
+    "first-contact",   # a cluster ha-gitops never managed, and the revision deletes: `ha-gitops adopt`
 ]
 Role = Literal["writer", "observer", "operator"]
 DriftMode = Literal["correct", "report", "off"]
@@ -68,6 +72,9 @@ DriftMode = Literal["correct", "report", "off"]
 # revision still runs (it is what rolls the corosync.conf back), the others hold everything.
 _ROLLOUT_RUNS_DESPITE: frozenset[str] = frozenset({"bad-revision"})
 _WAITS: frozenset[str] = frozenset({"no-dc", "no-quorum", "not-writer"})
+# Settings, not objects: a removed cluster option or default goes back to Pacemaker's default (a change),
+# it deletes nothing. Everything else removed (a resource, a constraint, a node, a tag, ...) is a deletion.
+_SETTING_KINDS: frozenset[str] = frozenset({"property", "rsc_default", "op_default"})
 
 
 class Reason(BaseModel):
@@ -113,6 +120,7 @@ class Decision(BaseModel):
     # corosync.conf out only for a revision the writer accepted (so a refusal on the DC holds every node).
     record_revision: bool = False
     findings: list[Finding] = Field(default_factory=list)  # every validation finding (warnings too)
+    first_contact: bool = False  # the cluster carries no marker: ha-gitops never wrote it
 
     @property
     def exit_code(self) -> int:
@@ -152,6 +160,17 @@ class DecideInput:
     role: Role = "writer"
     can_rollout: bool = True  # agents run on every node to roll corosync.conf out
     cluster_name: str = "cluster"
+    adopt: bool = False  # `ha-gitops adopt`: the operator confirmed the first write, deletions included
+
+
+def never_managed(marker: Marker) -> bool:
+    """No ha-gitops marker at all in the CIB: a cluster met for the first time."""
+    return not marker.nvpairs()
+
+
+def deletions(changes: Sequence[ObjectChange]) -> list[ObjectChange]:
+    """The objects a change removes (cluster options and defaults going back to default are not)."""
+    return [c for c in changes if c.action == "removed" and c.kind not in _SETTING_KINDS]
 
 
 def live_version(live: etree._Element) -> str:
@@ -174,11 +193,12 @@ def decide(inp: DecideInput) -> Decision:
     findings = list(inp.findings)
     errors = [f for f in findings if f.severity == "error"]
     plan = Plan(cluster=inp.state.name if inp.state else inp.cluster_name, revision=inp.revision)
+    first = never_managed(inp.marker)
 
     def done(verdict: Verdict, reasons: Sequence[Reason] = (), drift: Drift | None = None,
              rollout: bool = False, record: bool = False) -> Decision:
         return Decision(verdict=verdict, reasons=list(reasons), plan=plan, drift=drift, basis=basis,
-                        rollout=rollout, findings=findings, record_revision=record)
+                        rollout=rollout, findings=findings, record_revision=record, first_contact=first)
 
     if inp.state is not None:  # the rollout's identity, also for a refusal (events are found by it)
         basis.corosync_desired_digest = text_digest(inp.state.corosync_text)
@@ -257,6 +277,13 @@ def decide(inp: DecideInput) -> Decision:
         # The corosync.conf rollout of a bad revision still runs: it is what puts the old file back.
         rolling_back = marker.corosync_bad == rev and all(r.code in _ROLLOUT_RUNS_DESPITE for r in held)
         return done("refuse", held, _held_drift(inp, suspended=marker.suspended), rollout=rolling_back)
+    deleted = deletions(cib.changes)
+    if first and deleted and not inp.adopt:
+        names = ", ".join(f"{c.kind} {c.id}" for c in deleted[:5]) + (" ..." if len(deleted) > 5 else "")
+        reasons = [Reason(code="first-contact", message=f"ha-gitops never managed this cluster and the "
+                          f"revision deletes {len(deleted)} object(s) ({names}): nothing is written until "
+                          "`ha-gitops adopt` (on any node) confirms it")]
+        return done("wait", reasons + _waits(inp))
     waits = _waits(inp) if cib.changes or not accepted else []
     if waits:
         return done("wait", waits, _overwritten_drift(inp), rollout=accepted)

@@ -16,10 +16,16 @@ _VERDICT_TEXT = {
     "refuse": "the agent would REFUSE this revision: nothing of it is applied",
     "wait": "the agent would apply this revision once the cluster allows it",
 }
+_FIRST_CONTACT_WAIT = "ha-gitops never managed this cluster and the revision deletes: the agents wait for " \
+    "`ha-gitops adopt`"
+
+
+def _verdict_text(d: Decision) -> str:
+    return _FIRST_CONTACT_WAIT if "first-contact" in d.codes else _VERDICT_TEXT.get(d.verdict, d.verdict)
 
 
 def decision_text(d: Decision) -> str:
-    lines = [f"Decision: {d.verdict} ({_VERDICT_TEXT[d.verdict]}); exit {d.exit_code}"]
+    lines = [f"Decision: {d.verdict} ({_verdict_text(d)}); exit {d.exit_code}"]
     for r in d.reasons:
         lines.append("  " + r.text().replace("\n", "\n  "))
     warnings = [f for f in d.findings if f.severity == "warning"]
@@ -38,7 +44,7 @@ def decision_text(d: Decision) -> str:
 
 def decision_markdown(d: Decision) -> str:
     icon = {"refuse": "⛔", "no-change": "✅", "wait": "⏳"}.get(d.verdict, "📝")
-    out = [f"{icon} **{d.verdict}**: {_VERDICT_TEXT[d.verdict]} (exit {d.exit_code})", ""]
+    out = [f"{icon} **{d.verdict}**: {_verdict_text(d)} (exit {d.exit_code})", ""]
     for r in d.reasons:
         out.append(f"- `{r.code}`: {_md(r.message)}")
         out += [f"  - `{f.where()}`: {_md(f.message)}" for f in r.findings if f.severity == "error"]

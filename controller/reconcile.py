@@ -68,12 +68,13 @@ from controller.verify import ChangeScope, VerifyEvidence, VerifyVerdict, change
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
-                  "bad-revision"]
+                  "bad-revision", "waiting-for-adopt"]
 # The pass outcome a refusal is reported as, by its most telling reason.
 _REFUSED_AS: list[tuple[str, Outcome]] = [("suspended", "suspended"), ("pinned", "pinned"),
                                           ("bad-revision", "bad-revision")]
 _WAIT_AS: dict[str, Outcome] = {"no-quorum": "no-quorum", "no-dc": "waiting-for-dc",
-                                "not-writer": "waiting-for-dc", "no-source": "no-source"}
+                                "not-writer": "waiting-for-dc", "no-source": "no-source",
+                                "first-contact": "waiting-for-adopt"}
 # Summaries of refusal events, by first reason (`audit log` reads them).
 _REFUSAL_SUMMARY = {
     "invalid": "invalid desired state ({n} error(s)); live cluster untouched",
@@ -400,19 +401,20 @@ class Reconciler:
     # ------------------------------------------------------------------ the pass
     def run_pass(self, desired: DesiredInput | None, *, trigger: str = "manual",
                  role: Role | None = None, timer: StageTimer | None = None,
-                 expect: Decision | None = None, dry_run: bool = False) -> PassResult:
+                 expect: Decision | None = None, dry_run: bool = False, adopt: bool = False) -> PassResult:
         """One pass. `role`: "operator" for a CLI verb (writes from this node), else the DC's agent is the
         writer. `expect`: a saved plan (`apply --plan`) the decision must equal. `dry_run`: decide only
-        (what `plan` prints), record and write nothing."""
+        (what `plan` prints), record and write nothing. `adopt`: `ha-gitops adopt` confirmed the first
+        write (controller.decide's first-contact gate)."""
         # Work that does not depend on each other runs side by side, so a push is live sooner: observing
         # the cluster with loading the desired state; predicting the impact with validating it.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ha-gitops-pass") as pool:
             return self._run_pass(desired, trigger=trigger, role=role, timer=timer or StageTimer(), pool=pool,
-                                  expect=expect, dry_run=dry_run)
+                                  expect=expect, dry_run=dry_run, adopt=adopt)
 
     def _run_pass(self, desired: DesiredInput | None, *, trigger: str, role: Role | None,
                   timer: StageTimer, pool: ThreadPoolExecutor, expect: Decision | None,
-                  dry_run: bool) -> PassResult:
+                  dry_run: bool, adopt: bool = False) -> PassResult:
         started = time.monotonic()
         self._fences = None  # read afresh by each pass that may write
         observed = pool.submit(self._observe, timer)
@@ -496,7 +498,7 @@ class Reconciler:
             now=self.now(), live_corosync=live_corosync, impact=impact, impact_error=impact_error,
             source_refusal=desired.refusal if desired else None, last_write=self._last_write(marker),
             drift_mode=self.drift_mode, role=role,
-            can_rollout=self.corosync is not None or role == "observer"))
+            can_rollout=self.corosync is not None or role == "observer", adopt=adopt))
         if expect is not None:
             moved = stale_plan(expect, decision)
             if moved:
@@ -563,6 +565,10 @@ class Reconciler:
                          "target": decision.drift.target, "verdict": decision.verdict,
                          "reasons": decision.codes}))
 
+        # (`adopt` records its own event: who confirmed the first write.)
+        if decision.first_contact and desired is not None and trigger != "adopt" \
+                and (leader or not self.shared_audit):
+            self._record_first_contact(decision, desired, trigger, events)
         verdict = decision.verdict
         if _writes(decision, leader, status):
             self._store_ready(desired)  # never apply what cannot be recorded
@@ -604,6 +610,25 @@ class Reconciler:
         return self._write_and_verify(kind, cib.wanted, desired, state, live, status, trigger, events, timer,
                                       rev=rev, digest=cib.digest, impact=decision.plan.impact,
                                       result=result, decision=decision)
+
+    def _record_first_contact(self, decision: Decision, desired: DesiredInput, trigger: str,
+                              events: list[int]) -> None:
+        """Once per revision and verdict: a cluster never managed, the plan, and what the agents do."""
+        waits = "first-contact" in decision.codes
+        if not waits and decision.verdict not in ("apply", "no-change"):
+            return  # not for this pass to say (no quorum, another node's agent writes)
+        if not self._once("first-contact", f"{decision.plan.revision}:{waits}"):
+            return
+        events.append(self._record(
+            node=self.node, kind="first-contact", outcome="skipped" if waits else "success",
+            commit=desired.commit, diff=[c.model_dump() for c in decision.plan.cib_changes] or None,
+            summary=(f"first contact: the revision deletes; waiting for `ha-gitops adopt` "
+                     f"({len(decision.plan.cib_changes)} change(s))" if waits else
+                     f"first contact: the revision deletes nothing; applied as planned "
+                     f"({len(decision.plan.cib_changes)} change(s))"),
+            details={"trigger": trigger, "verdict": decision.verdict, "reasons": decision.codes,
+                     "plan": decision.plan.model_dump(mode="json", include={"cib_changes", "steps",
+                                                                            "corosync_changes"})}))
 
     def _record_refusal(self, decision: Decision, desired: DesiredInput, trigger: str,
                         events: list[int]) -> None:

@@ -36,7 +36,8 @@ SANDBOX_FIXTURES = frozenset({"sandbox", "whole_sandbox"})
 SLOW_FILES = frozenset({"tests/cib/test_cib_corpus_pairs.py", "tests/desired/test_desired_crm_corpus.py",
                         "tests/desired/test_warm_crm.py", "tests/desired/test_desired_invalid.py",
                         "tests/desired/test_desired_load.py", "tests/audit/test_audit_cli.py",
-                        "tests/source/test_source_watchers.py", "tests/audit/test_audit_masking_corpus.py"})
+                        "tests/source/test_source_watchers.py", "tests/audit/test_audit_masking_corpus.py",
+                        "tests/desired/test_export_corpus.py"})
 
 
 def _uses_root(func: object) -> bool:

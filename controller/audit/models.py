@@ -38,6 +38,8 @@ class EventKind(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     GAP = "gap"  # events this trail misses and could not backfill: when, and what says so
+    FIRST_CONTACT = "first-contact"  # agents met a cluster ha-gitops never wrote (the plan, what they did)
+    ADOPT = "adopt"  # `ha-gitops adopt`: an operator confirmed the first write (who, from where)
 
 
 class Outcome(StrEnum):

@@ -133,7 +133,8 @@ def _print_result(result: Any, fmt: str) -> None:
 # What `apply` exits with: 0 carried out (or nothing to do), 2 error, 3 refused (nothing applied).
 APPLY_EXIT = {"no-change": 0, "applied": 0, "drift-corrected": 0, "drift-reported": 0, "drift-ignored": 0,
               "refused": 3, "suspended": 3, "pinned": 3, "bad-revision": 3, "rolled-back": 2, "error": 2,
-              "no-quorum": 2, "waiting-for-dc": 2, "no-source": 2}
+              "no-quorum": 2, "waiting-for-dc": 2, "no-source": 2,
+              "waiting-for-adopt": 3}
 
 
 @main.command("apply")

@@ -29,6 +29,14 @@ def _sandbox(state_dir: str | None) -> Any:
     return Sandbox(state_dir)
 
 
+def _agents_spec(repo: str, branch: str, repo_path: str) -> Any:
+    from controller.sandbox.topology import SandboxAgents
+
+    local = Path(repo.removeprefix("file://"))
+    url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
+    return SandboxAgents(repo_url=url, branch=branch, path=repo_path)
+
+
 @main.group()
 def sandbox() -> None:
     """A real 3-node Pacemaker/Corosync cluster on this machine, in Linux namespaces (needs root)."""
@@ -53,15 +61,11 @@ def sandbox() -> None:
 def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
                fencing_network: str, state_dir: str | None, fmt: str) -> None:
     """Start one node per corosync nodelist entry; return once quorate with a DC."""
-    from controller.sandbox.topology import SandboxAgents
-
     spec = None
     if agents:
         if not repo:
             raise click.UsageError("--agents needs --repo URL")
-        local = Path(repo.removeprefix("file://"))
-        url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
-        spec = SandboxAgents(repo_url=url, branch=branch, path=repo_path)
+        spec = _agents_spec(repo, branch, repo_path)
     result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec,
                                     fencing_network="oob" if fencing_network == "oob" else "cluster")
     if fmt == "json":
@@ -187,3 +191,30 @@ def sandbox_kill(node: str, service: str, state_dir: str | None) -> None:
               markup=False)
 
 # ---- end sandbox
+
+
+@sandbox.group("agents")
+def sandbox_agents() -> None:
+    """Start or stop the ha-gitops agents of a running sandbox (e.g. to rehearse adopting a cluster)."""
+
+
+@sandbox_agents.command("start")
+@click.option("--repo", required=True, metavar="URL", help="The git repository to follow.")
+@click.option("--branch", default="main", show_default=True, help="The branch to follow.")
+@click.option("--path", "repo_path", default=".", show_default=True,
+              help="The cluster folder inside the repository.")
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_agents_start(repo: str, branch: str, repo_path: str, state_dir: str | None) -> None:
+    """One agent per node, as `sandbox up --agents` starts them, on the cluster as it is now."""
+    started = _sandbox(state_dir).agents_start(_agents_spec(repo, branch, repo_path))
+    out.print(f"agents started on {', '.join(started) or 'no node (all powered off)'}", markup=False)
+
+
+@sandbox_agents.command("stop")
+@SANDBOX_DIR_OPTION
+@handles_errors
+def sandbox_agents_stop(state_dir: str | None) -> None:
+    """Stop every node's agent (a clean stop: not restarted); the cluster keeps running."""
+    stopped = _sandbox(state_dir).agents_stop()
+    out.print(f"agents stopped on {', '.join(stopped) or 'no node'}", markup=False)

@@ -16,6 +16,7 @@ mapped through the element id they mention.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -25,6 +26,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
+
+from lxml import etree
 
 from controller.cib.xml import parse_xml_bytes, to_bytes
 from controller.command import Result, run
@@ -36,7 +39,7 @@ from controller.desired.crm_syntax import (
     crm_statements,
 )
 from controller.desired.findings import Finding, Severity
-from controller.errors import CommandError
+from controller.errors import CommandError, HaGitopsError
 from controller.limits import TimeBudget, crm_budget
 
 # cache key -> the budget a conversion of that text ran out of, in this process. A pass converts on every
@@ -216,3 +219,39 @@ def _store(path: Path, xml: bytes, findings: list[Finding]) -> None:
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the new entry
     except OSError:
         pass  # an unwritable cache only costs speed
+
+
+def configuration_to_crm(cib: etree._Element, *, budget: TimeBudget | None = None) -> str:
+    """The reverse of crm_to_configuration: crmsh's own `configure show` of a <cib>, offline.
+
+    `crm configure show` runs with CIB_file pointing at a copy of `cib` in a scratch directory (never the
+    live cluster), in the same environment as the conversion. Its budget grows with the CIB as the
+    conversion's does with the text (crm_budget of the XML, which is larger: a wider margin)."""
+    cib = copy.deepcopy(cib)
+    # What the schema requires of a <cib> and an export leaves out (the version, <status>).
+    for name in ("admin_epoch", "epoch", "num_updates"):
+        cib.set(name, cib.get(name) or "0")
+    if cib.find("status") is None:
+        etree.SubElement(cib, "status")
+    xml = to_bytes(cib).decode()
+    budget = budget or crm_budget(xml)
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as tmp:
+        tmpdir = Path(tmp)
+        cib_file = tmpdir / "cib.xml"
+        cib_file.write_text(xml)
+        # crmsh prints passw* values as "****" by default (core.obscure_pattern): an export must keep them.
+        conf = tmpdir / ".config" / "crm" / "crm.conf"
+        conf.parent.mkdir(parents=True)
+        conf.write_text("[core]\nobscure_pattern =\n")
+        try:
+            result = run(["crm", "configure", "show"], timeout=budget.seconds,
+                         env={**_crm_env(tmpdir), "CIB_file": str(cib_file)}, check=False)
+        except CommandError as exc:
+            if exc.timeout is None:
+                raise
+            raise HaGitopsError(budget.timeout_message("crmsh's `configure show`")) from exc
+    stderr = _ANSI.sub("", result.stderr).strip()
+    if result.returncode != 0 or not result.stdout.strip():
+        raise HaGitopsError(f"crm configure show failed (exit {result.returncode}): "
+                            f"{stderr or 'no output'}")
+    return _ANSI.sub("", result.stdout).rstrip("\n") + "\n"

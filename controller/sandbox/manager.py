@@ -28,6 +28,7 @@ from controller.sandbox.network import SandboxNetwork
 from controller.sandbox.topology import (
     POWER_SWITCH_PORT,
     FencingNetwork,
+    NodeSpec,
     SandboxAgents,
     SandboxSpec,
     build_spec,
@@ -163,10 +164,7 @@ class Sandbox:
                 raise SandboxError(f"{tool} not found: run `make setup` (installs pacemaker, corosync, ...)")
         spec = build_spec(cluster_dir).model_copy(update={"fencing_network": fencing_network})
         if agents is not None:
-            for private in ("/tmp/", "/run/", "/dev/shm/"):
-                if agents.repo_url.removeprefix("file://").startswith(private):
-                    raise SandboxError(f"repository {agents.repo_url} is under {private}, which is private "
-                                       "to each node: put it where the nodes see it (e.g. /var/tmp)")
+            _check_repo(agents)
             spec = spec.model_copy(update={"agents": agents})
         if self.supervisor_alive():
             raise SandboxError(f"a sandbox is already running in {self.layout.root}; "
@@ -312,6 +310,56 @@ class Sandbox:
         """The IPv4 addresses NODE's interfaces hold, read from outside (so also when it is off)."""
         return self.net.addresses(self.spec().node(node).index)
 
+    # ------------------------------------------------------------ agents on a running sandbox
+    def agents_start(self, agents: SandboxAgents) -> list[str]:
+        """Install and start an agent on every powered node of a running sandbox, exactly as `up --agents`
+        does (same agent.toml, same systemd-like supervision); nodes powered on later start theirs too.
+        Returns the nodes whose agent was started."""
+        from controller.sandbox.supervisor import write_agent_config
+
+        _check_repo(agents)
+        spec = self.spec()
+        if not self.supervisor_alive():
+            raise SandboxError(f"no sandbox running in {self.layout.root} (`ha-gitops sandbox up` first)")
+        if spec.agents is not None:
+            raise SandboxError("agents are already running (`ha-gitops sandbox agents stop` first)")
+        spec = spec.model_copy(update={"agents": agents})
+        self.layout.spec.write_text(spec.model_dump_json(indent=1))
+        started = []
+        for node in spec.nodes:
+            unit = self._set_node_agent(node, write_agent_config(self.layout, spec, node))
+            if unit is not None:
+                self.node_request(node.name, {"op": "set-agent", **unit})
+                started.append(node.name)
+        return started
+
+    def agents_stop(self) -> list[str]:
+        """Stop and remove every node's agent (a clean stop: no restart); the cluster keeps running."""
+        from controller.sandbox.supervisor import write_agent_config
+
+        spec = self.spec().model_copy(update={"agents": None})
+        self.layout.spec.write_text(spec.model_dump_json(indent=1))
+        stopped = []
+        for node in spec.nodes:
+            write_agent_config(self.layout, spec, node)
+            if self._set_node_agent(node, {}) is not None:
+                self.node_request(node.name, {"op": "set-agent", "argv": None}, timeout=60)
+                stopped.append(node.name)
+        return stopped
+
+    def _set_node_agent(self, node: NodeSpec, unit: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the node's agent into its node.json (read by its init at every boot); the running init's
+        request, or None when the node is powered off (it reads node.json when it comes back)."""
+        path = self.layout.node_dir(node.name) / "node.json"
+        node_json = {k: v for k, v in json.loads(path.read_text()).items()
+                     if k not in ("agent_argv", "agent_restart")}
+        path.write_text(json.dumps({**node_json, **unit}))
+        try:
+            self.init_pid(node.name)
+        except SandboxError:
+            return None
+        return {"argv": unit.get("agent_argv"), "restart": unit.get("agent_restart")}
+
     # ------------------------------------------------------------ failure injection
     def kill(self, node: str, service: str) -> dict[str, Any]:
         return self.node_request(node, {"op": "kill", "service": service})
@@ -349,6 +397,13 @@ class Sandbox:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if str(self.layout.root) in line.split()[4] or f"hgs-{self.layout.tag}-" in line.split()[4]]
         return {"processes": procs, "netns": self.net.namespaces(), "mounts": mounts}
+
+
+def _check_repo(agents: SandboxAgents) -> None:
+    for private in ("/tmp/", "/run/", "/dev/shm/"):
+        if agents.repo_url.removeprefix("file://").startswith(private):
+            raise SandboxError(f"repository {agents.repo_url} is under {private}, which is private "
+                               "to each node: put it where the nodes see it (e.g. /var/tmp)")
 
 
 def _answer(line: str) -> dict[str, Any]:

@@ -278,6 +278,22 @@ class Services:
             self._start_agent_locked()
             return {"ok": True}
 
+    def set_agent(self, argv: list[str] | None, restart: dict[str, Any] | None) -> dict[str, Any]:
+        """`sandbox agents start|stop` on a running node: install (and start) or stop and remove the agent,
+        as `systemctl enable --now` / `disable --now` would."""
+        if argv is None:
+            self.stop(30, ("agent",))
+            with self.lock:
+                self.agent_argv = None
+                self.agent_restarts = 0
+            return {"ok": True}
+        with self.lock:
+            self.agent_argv = list(argv)
+            self.agent_policy = str((restart or {}).get("restart", "no"))
+            self.agent_restart_sec = float((restart or {}).get("restart_sec", 0.1))
+            self._start_agent_locked()
+        return {"ok": True}
+
 
 def reap_forever() -> None:
     """As PID 1, reap orphans (resource agents double-fork) so no zombie piles up."""
@@ -325,6 +341,8 @@ def _handle(conn: socket.socket, services: Services) -> None:
                                      tuple(req.get("services", ("pacemaker", "corosync"))))
             elif op == "start-agent":
                 resp = services.start_agent()
+            elif op == "set-agent":
+                resp = services.set_agent(req.get("argv"), req.get("restart"))
             elif op == "kill":
                 resp = services.kill(str(req.get("service")))
             elif op == "status":

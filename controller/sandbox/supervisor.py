@@ -122,12 +122,21 @@ def prepare_node_dir(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> None:
     os.chown(cib, uid, gid)
     cib.chmod(0o600)
     node_json: dict[str, Any] = {"name": node.name, "address": node.address}
-    if spec.agents is not None:
-        (d / "etc-ha-gitops" / "agent.toml").write_text(agent_toml(spec, node, layout))
-        node_json["agent_argv"] = [sys.executable, "-m", "controller.cli", "agent", "--config",
-                                   "/etc/ha-gitops/agent.toml"]
-        node_json["agent_restart"] = agent_restart_policy()
+    node_json.update(write_agent_config(layout, spec, node))
     (d / "node.json").write_text(json.dumps(node_json))
+
+
+def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dict[str, Any]:
+    """The node's agent.toml for spec.agents, and what its init needs to run the agent (node.json keys:
+    agent_argv, agent_restart); no agents: none, and any agent.toml left from before is removed."""
+    toml = layout.node_dir(node.name) / "etc-ha-gitops" / "agent.toml"
+    if spec.agents is None:
+        toml.unlink(missing_ok=True)
+        return {}
+    toml.write_text(agent_toml(spec, node, layout))
+    return {"agent_argv": [sys.executable, "-m", "controller.cli", "agent", "--config",
+                           "/etc/ha-gitops/agent.toml"],
+            "agent_restart": agent_restart_policy()}
 
 
 def _toml_str(value: str) -> str:

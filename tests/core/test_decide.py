@@ -17,7 +17,7 @@ from lxml import etree
 from controller.cib.document import as_cib
 from controller.cib.marker import Marker
 from controller.cluster.models import ClusterStatus, NodeState
-from controller.decide import DecideInput, Decision, decide
+from controller.decide import DecideInput, Decision, decide, never_managed
 from controller.desired.findings import Finding
 from controller.desired.load import load_desired
 from controller.desired.policy import parse_policy
@@ -342,3 +342,59 @@ def test_an_observer_does_not_predict_and_does_not_refuse_for_it() -> None:
                            live=live_cib("42"), status=status(), marker=Marker(), now=NOON,
                            live_corosync=CORO, impact=None, role="observer"))
     assert (d.verdict, d.codes) == ("wait", ["not-writer"])
+
+
+# ------------------------------------------------------------------------------------------- first contact
+def live_with_extra_resource() -> etree._Element:
+    """A running cluster holding a resource git does not know (a hand-copied export that missed it)."""
+    live = live_cib()
+    etree.SubElement(live.find("configuration/resources"), "primitive",
+                     {"id": "LEGACY", "class": "ocf", "provider": "pacemaker", "type": "Dummy"})
+    return live
+
+
+def test_first_contact_that_deletes_waits_for_adopt() -> None:
+    d = run(live=live_with_extra_resource())  # no marker: ha-gitops never wrote this cluster
+    assert (d.verdict, d.codes, d.exit_code, d.first_contact) == ("wait", ["first-contact"], 1, True)
+    assert "resource LEGACY" in d.reasons[0].message and "ha-gitops adopt" in d.reasons[0].message
+    assert not d.rollout and not d.record_revision
+    assert [(c.id, c.action) for c in d.plan.cib_changes] == [("LEGACY", "removed")]  # the plan is shown
+
+
+def test_adopt_applies_the_deleting_first_contact() -> None:
+    d = run(live=live_with_extra_resource(), role="operator", adopt=True)
+    assert (d.verdict, d.codes, d.first_contact) == ("apply", [], True)
+
+
+def test_first_contact_that_deletes_nothing_is_applied_and_marked_first_contact() -> None:
+    d = run()  # only resource-stickiness differs
+    assert (d.verdict, d.first_contact) == ("apply", True)
+    same = run(live=live_cib())  # nothing differs: the revision is recorded (the marker written)
+    assert (same.verdict, same.first_contact, same.record_revision) == ("no-change", True, True)
+
+
+def test_a_removed_cluster_option_is_not_a_deletion_on_first_contact() -> None:
+    live = live_cib()
+    etree.SubElement(live.find("configuration/crm_config/cluster_property_set"), "nvpair",
+                     id="o-dc-deadtime", name="dc-deadtime", value="2s")
+    d = run(live=live)
+    assert {c.kind for c in d.plan.cib_changes} == {"property"}  # dc-deadtime goes back to its default
+    assert (d.verdict, d.first_contact) == ("apply", True)
+
+
+def test_a_managed_cluster_deletes_without_adopt() -> None:
+    d = run(live=live_with_extra_resource(), marker=Marker(revision="b" * 40, event="e0", kind="apply"))
+    assert (d.verdict, d.first_contact) == ("apply", False)
+    assert d.plan.removed_resources == ["LEGACY"]
+
+
+def test_first_contact_waits_on_every_node_and_for_apply_once() -> None:
+    observer = run(live=live_with_extra_resource(), role="observer", impact=None)
+    assert observer.verdict == "wait" and observer.codes[0] == "first-contact"
+    once = run(live=live_with_extra_resource(), role="operator")  # `apply --once` is not `adopt`
+    assert (once.verdict, once.codes) == ("wait", ["first-contact"])
+
+
+def test_a_marker_with_any_value_is_a_managed_cluster() -> None:
+    assert never_managed(Marker()) and never_managed(Marker(suspended=False))  # `resume` on a new cluster
+    assert not never_managed(Marker(suspended=True)) and not never_managed(Marker(revision=REV))
