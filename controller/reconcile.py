@@ -34,6 +34,7 @@ from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
     QUORUM_ONLY,
     ConvergeFailed,
+    LandedLost,
     LostLeadership,
     PatchRejected,
     SkipReason,
@@ -42,6 +43,7 @@ from controller.cluster.cib_writer import (
     cib_version,
     claim_generation,
     configuration_text,
+    pending_changes,
     updated_by,
     write_configuration,
     write_marker_only,
@@ -256,7 +258,10 @@ class Reconciler:
         skipped = cause if isinstance(cause, LostLeadership) else None
         failure = Failure.of(stage, message, reason=skipped.reason if skipped else None)
         details = {**fields.pop("details", {}), **(skipped.details() if skipped else {}), **failure.details()}
-        if skipped is not None:
+        if isinstance(skipped, LandedLost):
+            fields["cib_version_after"] = skipped.version_after
+            summary = f"{what} lost the race: written as {_RACED_WHY[skipped.reason]}"
+        elif skipped is not None:
             fields.pop("patch", None)  # nothing was patched: no patch in the trail to mistake for one
             summary = f"{what} skipped: {_SKIPPED_WHY[skipped.reason]}; nothing written"
         failure.event = self._record(node=self.node, kind="error", outcome="failure",
@@ -709,6 +714,7 @@ class Reconciler:
             # "Before" is the configuration before this change, not the intermediate stop.
             outcome.config_before, outcome.version_before = configuration_text(live), cib_version(live)
         faults.pause("after-write")
+        self._record_meanwhile(live, outcome, rev, kind, desired, trigger, events)
         if outcome.lost_race is not None:
             return self._record_lost_race(kind, rev, desired, outcome, event_id, trigger, events, result)
         with timer.stage("record"):
@@ -733,6 +739,28 @@ class Reconciler:
                       + ("; verify inconclusive, re-checked once the cluster is whole"
                          if self.pending_check is not None else ""),
                       changes=changes or len(outcome.objects))
+
+    def _record_meanwhile(self, live: etree._Element, outcome: WriteOutcome, rev: str, kind: str,
+                          desired: DesiredInput, trigger: str, events: list[int]) -> None:
+        """A hand edit made between this pass's read and the write's own read is replaced by the write:
+        recorded as drift first (who made it, what), so no hand edit vanishes with only the write's diff
+        to show it. Only when the configuration epoch moved (status updates bump num_updates only)."""
+        seen, read = cib_version(live).rsplit(".", 1)[0], outcome.version_before.rsplit(".", 1)[0]
+        if seen == read:
+            return
+        first = as_cib(parse_xml_bytes(outcome.config_before.encode(), source="the CIB the write read"))
+        meanwhile = pending_changes(live, first)
+        if not meanwhile:
+            return
+        origin = outcome.updated_by_before
+        events.append(self._record(
+            node=self.node, kind="drift-detected", outcome="success", commit=desired.commit,
+            summary=f"changed while this pass ran: {len(meanwhile)} object(s), written by "
+                    f"{origin.get('update-user')} via {origin.get('update-client')} on "
+                    f"{origin.get('update-origin')}; replaced by the {kind} of {rev[:12]}",
+            cib_version_before=cib_version(live), cib_version_after=outcome.version_before,
+            diff=[c.model_dump() for c in meanwhile],
+            details={"origin": origin, "trigger": trigger, "meanwhile": True, "replaced_by": kind}))
 
     def _record_lost_race(self, kind: str, rev: str, desired: DesiredInput, outcome: WriteOutcome,
                           event_id: str, trigger: str, events: list[int],

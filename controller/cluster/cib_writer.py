@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 from pydantic import BaseModel, Field
@@ -65,6 +65,20 @@ class LostLeadership(HaGitopsError):
         """For the audit event: what the guard saw, so the trail says why the write was not made."""
         return {"skipped": True, "attempt": self.attempt,
                 "leadership": self.seen.model_dump() if self.seen is not None else None}
+
+
+class LandedLost(LostLeadership):
+    """A write that landed, but the guard asked right after it said this node had lost the right to
+    write meanwhile (a patch held across a membership change): written, maybe only in a minority
+    partition; never a success."""
+
+    def __init__(self, message: str, *, version_after: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.version_after = version_after
+
+    def details(self) -> dict[str, object]:
+        return {**super().details(), "skipped": False,
+                "lost_race": {"reason": self.reason, "message": str(self)}}
 
 
 class WriteGuard(BaseModel):
@@ -255,7 +269,14 @@ def write_marker_only(cluster: LiveCluster, marker: Callable[[Marker], Marker], 
                 continue
             raise PatchRejected(f"the CIB refused the marker update: {exc.stderr.strip() or exc}",
                                 patch.patch_xml()) from exc
-        if read_marker(cluster.read_cib()) == new:
+        after = cluster.read_cib()
+        if read_marker(after) == new:
+            try:  # asked again: a marker write can be held across a membership change too
+                guard.check(cluster, attempt=attempt, patch_xml=patch.patch_xml())
+            except LostLeadership as lost:
+                raise LandedLost(f"the marker update landed, but {lost}", reason=lost.reason, attempt=attempt,
+                                 patch_xml=patch.patch_xml(), seen=lost.seen,
+                                 version_after=cib_version(after)) from lost
             return new
     raise ConvergeFailed(f"could not update the ha-gitops marker after {max_attempts} attempts")
 
