@@ -207,6 +207,11 @@ def _was_on(before: ClusterStatus, resource: str, nodes: Iterable[str]) -> bool:
 def judge(ev: VerifyEvidence) -> VerifyVerdict:
     """Attribute each health problem after a change (see the module text) and give the verdict."""
     left, faults = window_faults(ev)
+    anyway = ev.impact.baseline if ev.impact is not None else []
+    if anyway:
+        # crm_simulate's baseline: what the cluster was about to do without the change (a recovery still
+        # under way). A write made then is judged once the cluster is whole, not blamed for it.
+        faults = [*faults, f"{len(anyway)} action(s) the cluster was taking anyway"]
     left_set = set(left)
     fenced_ok = _fencing_predicted(ev.impact)
     acted_on = _acted_on(ev.impact)

@@ -186,3 +186,18 @@ def test_failed_action_resource_from_the_op_key() -> None:
     assert rsc("KAMAILIO01_monitor_30000") == "KAMAILIO01"
     assert rsc("my_db_migrate_to_0") == "my_db"
     assert rsc("IP_HA_01_start_0") == "IP_HA_01"
+
+
+def test_a_write_made_while_the_cluster_was_recovering_is_judged_once_whole() -> None:
+    # The soak's last false blame: PROXY01 was being moved back after a fault when a valid change was
+    # written (crm_simulate's baseline showed the move); it was Stopped when the verify looked.
+    moving = Impact(baseline=[ResourceImpact(resource="IP-HA-01", parent="PROXY01", containers=["PROXY01"],
+                                             action="move", pacemaker_action="move",
+                                             nodes=["kamailio02", "kamailio01"])])
+    scope = ChangeScope(resources=frozenset({"IP-HA-01", "KAMAILIO01", "PROXY01"}))
+    v = judge(evidence(status(proxy_on=None), impact=moving, scope=scope))
+    assert v.outcome == "inconclusive" and not v.blamed
+    assert "1 action(s) the cluster was taking anyway" in v.faults
+    # Re-checked once whole: still down is the change's.
+    assert judge(evidence(status(proxy_on=None), impact=moving, scope=scope, whole=True)).outcome == "failed"
+    assert judge(evidence(status(), impact=moving, scope=scope, whole=True)).outcome == "healthy"
