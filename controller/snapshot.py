@@ -53,8 +53,8 @@ from controller.desired.substitute import Substitution
 from controller.errors import InputError
 from controller.observed import ClusterStatus, QuorumInfo, parse_crm_mon, parse_quorumtool
 
-FORMAT = 1
-KIND = "ha-gitops-snapshot"
+FORMAT: Literal[1] = 1
+KIND: Literal["ha-gitops-snapshot"] = "ha-gitops-snapshot"
 
 
 class SnapshotAgents(BaseModel):
