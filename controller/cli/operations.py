@@ -72,8 +72,13 @@ def _render_decision(decision: Any, fmt: str) -> None:
               help="Also save the plan (decision, basis and desired files) for `apply --plan FILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
               show_default=True, help="text, markdown (for a pull-request comment) or json.")
+@click.option("--live", "live_file", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Plan against this snapshot (`ha-gitops snapshot --out FILE` on a node) instead of the "
+                   "cluster: anywhere, no cluster needed; the node's settings come with it.")
 @handles_errors
-def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str) -> None:
+def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str,
+             live_file: Path | None) -> None:
     """What the agent would do with the desired state, decided exactly as the agent decides it.
 
     Exit 0 no change, 1 changes the agent would apply, 2 error, 3 changes the agent would refuse
@@ -86,7 +91,10 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
     settings = _settings(config)
     # What the DC's agent would decide: the same function, the same inputs, nothing written.
     with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
-        rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings, Path(work)))
+        if live_file is not None:
+            settings, rec = _snapshot_reconciler(config, live_file, Path(work))
+        else:
+            rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings, Path(work)))
         desired = _desired_input(settings, folder, Path(work))
         result = rec.run_pass(desired, trigger="plan", role="writer", dry_run=True)
         decision = result.decision
@@ -100,6 +108,35 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
             out_file.write_text(saved.model_dump_json(indent=2) + "\n")
     _render_decision(decision, fmt)
     sys.exit(decision.exit_code)
+
+
+def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tuple[Any, Any]:
+    """The plan's reconciler over a snapshot: the node's settings (node name, drift mode, substitutions)
+    and the configuration its last write left, a cluster that can only be read, nothing of this machine's
+    cluster (if it has one) consulted."""
+    from controller.audit.store import AuditStore
+    from controller.cli.common import err
+    from controller.cluster.adapter import LiveCluster
+    from controller.cluster.snapshot import SnapshotCluster
+    from controller.settings import load_settings
+    from controller.snapshot import load_snapshot
+    from controller.wiring import build_reconciler
+
+    snap = load_snapshot(live_file)
+    node = snap.settings
+    settings = load_settings(config, overrides={
+        "node_name": node.node_name, "drift_mode": node.drift_mode,
+        "substitute": [s.model_dump() for s in node.substitute]})
+    store = AuditStore(f"sqlite:///{work / 'snapshot-trail.db'}")
+    if snap.last_write is not None:
+        store.set_state("last-write", snap.last_write.model_dump(), scope=node.node_name)
+    here = LiveCluster().tool_versions()  # the local tools' --version: no cluster is asked
+    for tool, theirs in snap.versions.model_dump(exclude={"ha_gitops"}).items():
+        if theirs and here.get(tool) != theirs:
+            err.print(f"warning: the snapshot was taken with {tool} {theirs}, this machine has "
+                      f"{here.get(tool) or 'none'}: the plan may differ from the node's", markup=False)
+    return settings, build_reconciler(settings, cluster=SnapshotCluster(snap, source=str(live_file)),
+                                      store=store, rollout=True)
 
 
 def _read_only_store(settings: Any, work: Path) -> Any:
