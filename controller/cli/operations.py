@@ -76,9 +76,12 @@ def _render_decision(decision: Any, fmt: str) -> None:
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Plan against this snapshot (`ha-gitops snapshot --out FILE` on a node) instead of the "
                    "cluster: anywhere, no cluster needed; the node's settings come with it.")
+@click.option("--base", "base_rev", default=None, metavar="REV",
+              help="Compare --dir (a folder in a git work tree) with the same folder at git revision REV "
+                   "instead of the cluster: what a pull request changes; no cluster needed.")
 @handles_errors
 def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str,
-             live_file: Path | None) -> None:
+             live_file: Path | None, base_rev: str | None) -> None:
     """What the agent would do with the desired state, decided exactly as the agent decides it.
 
     Exit 0 no change, 1 changes the agent would apply, 2 error, 3 changes the agent would refuse
@@ -89,6 +92,13 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
     from controller.wiring import build_reconciler
 
     settings = _settings(config)
+    if base_rev is not None:
+        if folder is None or live_file is not None or out_file is not None:
+            raise click.UsageError("--base REV compares --dir DIR with DIR at REV: it needs --dir, and takes "
+                                   "neither --live nor --out (there is no cluster state to apply it to)")
+        decision = _plan_against_base(settings, Path(folder), base_rev)
+        _render_decision(decision, fmt)
+        sys.exit(decision.exit_code)
     # What the DC's agent would decide: the same function, the same inputs, nothing written.
     with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
         if live_file is not None:
@@ -108,6 +118,28 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
             out_file.write_text(saved.model_dump_json(indent=2) + "\n")
     _render_decision(decision, fmt)
     sys.exit(decision.exit_code)
+
+
+def _plan_against_base(settings: Any, folder: Path, base_rev: str) -> Any:
+    import tempfile
+    from datetime import UTC, datetime
+
+    from controller.base_plan import plan_against_base
+    from controller.cluster.agents import local_agents
+    from controller.cluster.corosync_test import local_corosync_check
+    from controller.desired.validate import validate_state
+    from controller.source.worktree import folder_at
+
+    agents, coro = local_agents(), local_corosync_check()
+
+    def validate(state: Any) -> Any:
+        return validate_state(state, agents=agents, substitutions=settings.substitute, corosync_check=coro)
+
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-base-") as work:
+        sha = folder_at(folder, base_rev, Path(work) / "base")
+        return plan_against_base(folder.resolve(), Path(work) / "base", revision=None,
+                                 base_label=f"{base_rev} ({sha[:12]})", validator=validate,
+                                 substitutions=settings.substitute, now=datetime.now(UTC))
 
 
 def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tuple[Any, Any]:
