@@ -108,6 +108,7 @@ def _cib_of(path: Path) -> etree._Element:
     if path.suffix != ".crm":
         return load_cib(path)
     from controller.desired.crm import crm_to_configuration
+    from controller.desired.crm_syntax import CrmConversionError
     from controller.errors import InputError
 
     try:
@@ -116,7 +117,11 @@ def _cib_of(path: Path) -> etree._Element:
         raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text: {exc.reason}", file=str(path)) from exc
-    return load_cib_bytes(crm_to_configuration(text, source=str(path)).configuration, source=str(path))
+    try:
+        conv = crm_to_configuration(text, source=str(path))
+    except CrmConversionError as exc:  # crmsh rejected the text: an input error like malformed XML
+        raise InputError(f"crmsh cannot read it: {exc}", file=str(path)) from exc
+    return load_cib_bytes(conv.configuration, source=str(path))
 
 
 # ---- end cib
