@@ -103,6 +103,7 @@ def test_the_offline_plan_is_the_plan_on_the_node(cluster: tuple[Sandbox, GitRep
     assert snap["settings"]["substitute"][0]["match_class"] == "systemd"  # the node's agent.toml
     assert snap["versions"]["pacemaker"] and snap["versions"]["crmsh"]
     assert snap["cmap"].get("runtime.config.totem.token")
+    assert snap["last_write"]["event"]  # the initial sync's configuration, from the DC's trail
 
     conf = repo.read(f"{FOLDER}/corosync.conf")
     token = re.search(r"token: \d+", conf)
