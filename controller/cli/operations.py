@@ -162,6 +162,11 @@ def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tup
     store = AuditStore(f"sqlite:///{work / 'snapshot-trail.db'}")
     if snap.last_write is not None:
         store.set_state("last-write", snap.last_write.model_dump(), scope=node.node_name)
+    from datetime import UTC, datetime
+
+    age = (datetime.now(UTC) - snap.taken_at).total_seconds()
+    err.print(f"planning against the snapshot of {snap.node} taken {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC "
+              f"({age / 60:.0f} min ago), not the live cluster", markup=False)
     here = LiveCluster().tool_versions()  # the local tools' --version: no cluster is asked
     for tool, theirs in snap.versions.model_dump(exclude={"ha_gitops"}).items():
         if theirs and here.get(tool) != theirs:
