@@ -93,10 +93,10 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
 
     settings = _settings(config)
     if base_rev is not None:
-        if folder is None or live_file is not None or out_file is not None:
-            raise click.UsageError("--base REV compares --dir DIR with DIR at REV: it needs --dir, and takes "
+        if live_file is not None or out_file is not None:
+            raise click.UsageError("--base REV compares the desired folder with itself at REV: it takes "
                                    "neither --live nor --out (there is no cluster state to apply it to)")
-        decision = _plan_against_base(settings, Path(folder), base_rev)
+        decision = _plan_against_base(settings, Path(folder) if folder else None, base_rev)
         _render_decision(decision, fmt)
         sys.exit(decision.exit_code)
     # What the DC's agent would decide: the same function, the same inputs, nothing written.
@@ -120,7 +120,9 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
     sys.exit(decision.exit_code)
 
 
-def _plan_against_base(settings: Any, folder: Path, base_rev: str) -> Any:
+def _plan_against_base(settings: Any, folder: Path | None, base_rev: str) -> Any:
+    """--dir DIR (in a git work tree) against DIR at REV; without --dir, the configured repository's branch
+    tip against its folder at REV."""
     import tempfile
     from datetime import UTC, datetime
 
@@ -136,10 +138,39 @@ def _plan_against_base(settings: Any, folder: Path, base_rev: str) -> Any:
         return validate_state(state, agents=agents, substitutions=settings.substitute, corosync_check=coro)
 
     with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-base-") as work:
-        sha = folder_at(folder, base_rev, Path(work) / "base")
-        return plan_against_base(folder.resolve(), Path(work) / "base", revision=None,
+        revision = None
+        if folder is not None:
+            sha = folder_at(folder, base_rev, Path(work) / "base")
+            head = folder.resolve()
+        else:
+            head, revision, sha = _repo_folders(settings, base_rev, Path(work))
+        return plan_against_base(head, Path(work) / "base", revision=revision,
                                  base_label=f"{base_rev} ({sha[:12]})", validator=validate,
                                  substitutions=settings.substitute, now=datetime.now(UTC))
+
+
+def _repo_folders(settings: Any, base_rev: str, work: Path) -> tuple[Path, str, str]:
+    """The configured branch's tip and the folder at `base_rev`, exported from the agent's kind of clone
+    (work/head, work/base): (head folder, head sha, base sha)."""
+    from controller.errors import HaGitopsError
+    from controller.source.git import GitSource
+    from controller.source.models import SourceConfig
+
+    settings.require_repo("plan --base")
+    source = GitSource(SourceConfig.from_settings(settings.model_copy(update={"cache_dir": work / "cache"})))
+    try:
+        sync = source.sync(force=True)
+        if sync.revision is None:
+            raise HaGitopsError(f"no revision of {settings.branch} from {settings.repo_url}: {sync.error}")
+        base = source.resolve(base_rev)
+        if base is None:
+            raise HaGitopsError(f"--base {base_rev}: no such revision in {settings.repo_url} (fetched: the "
+                                f"branch {settings.branch} and its history)")
+        head = source.export(sync.revision.sha, work / "head")
+        source.export(base, work / "base")
+        return head, sync.revision.sha, base
+    finally:
+        source.close()
 
 
 def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tuple[Any, Any]:

@@ -16,9 +16,9 @@ from tests.conftest import REFERENCE
 HA_GITOPS = str(Path(sys.executable).with_name("ha-gitops"))
 
 
-def ha(*args: str, cwd: Path) -> Result:
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(cwd)}  # no agent.toml of this machine
-    return run([HA_GITOPS, *args], timeout=180, check=False, cwd=str(cwd), env=env)
+def ha(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(cwd)}
+    return run([HA_GITOPS, *args], timeout=180, check=False, cwd=str(cwd), env={**base, **(env or {})})
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -31,7 +31,7 @@ def work_tree(tmp_path: Path) -> Path:
     """A git work tree whose desired/kamailio is the reference cluster, committed."""
     tree = tmp_path / "repo"
     shutil.copytree(REFERENCE, tree / "desired" / "kamailio")
-    git(tree.parent, "init", "-q", str(tree))
+    git(tree.parent, "init", "-q", "-b", "main", str(tree))
     git(tree, "add", "-A")
     git(tree, "commit", "-qm", "base")
     return tree
@@ -88,8 +88,29 @@ def test_a_pull_request_the_agents_would_refuse_exits_3(work_tree: Path) -> None
 def test_a_bad_base_is_an_error(work_tree: Path) -> None:
     r = ha("plan", "--dir", "desired/kamailio", "--base", "no-such-rev", cwd=work_tree)
     assert r.returncode == 2 and "no-such-rev" in r.stderr
-    r = ha("plan", "--base", "HEAD", cwd=work_tree)
-    assert r.returncode == 2 and "needs --dir" in r.stderr
+    r = ha("plan", "--base", "HEAD", cwd=work_tree, env={"HA_GITOPS_CONFIG": str(work_tree / "none.toml")})
+    assert r.returncode == 2, r.stdout + r.stderr
+    (work_tree / "none.toml").write_text("")
+    r = ha("plan", "--base", "HEAD", cwd=work_tree, env={"HA_GITOPS_CONFIG": str(work_tree / "none.toml")})
+    assert r.returncode == 2 and "repo_url is not set" in r.stderr, r.stderr
+
+
+def test_the_configured_repository_tip_against_a_revision(work_tree: Path, tmp_path: Path) -> None:
+    """Without --dir: the branch the agents follow, its tip against REV (a clone of its own)."""
+    edit(work_tree / "desired" / "kamailio" / "cib.crm", "resource-stickiness=100", "resource-stickiness=120")
+    git(work_tree, "commit", "-qam", "stickiness 120")
+    (tmp_path / "agent.toml").write_text(f'repo_url = "{work_tree}"\nbranch = "main"\n'
+                                         'path = "desired/kamailio"\n')
+    env = {"HA_GITOPS_CONFIG": str(tmp_path / "agent.toml")}
+    r = ha("plan", "--base", "HEAD~1", "--format", "json", cwd=tmp_path, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    assert data["basis"]["revision"] == git(work_tree, "rev-parse", "HEAD")
+    assert [c["id"] for c in data["plan"]["cib_changes"]] == ["resource-stickiness"]
+    r = ha("plan", "--base", "main", "--format", "json", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = ha("plan", "--base", "nope", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "no such revision" in r.stderr, r.stderr
 
 
 def test_cib_diff_reads_crm_files(tmp_path: Path) -> None:
