@@ -109,6 +109,10 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
         result = rec.run_pass(desired, trigger="plan", role="writer", dry_run=True)
         decision = result.decision
         assert decision is not None
+        if live_file is not None:  # a pull-request comment says what it was planned against
+            snap = rec.cluster.snapshot
+            decision.plan.notes.append(f"planned off the cluster, against the snapshot of {snap.node} taken "
+                                       f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC")
         if out_file is not None:
             source = PlanSource(sha=desired.sha, author=desired.author, message=desired.message,
                                 signature=desired.signature, refusal=desired.refusal,

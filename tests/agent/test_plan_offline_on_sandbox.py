@@ -81,6 +81,8 @@ def assert_same(node: tuple[int, dict[str, Any]], host: tuple[int, dict[str, Any
     for key in SAME_PLAN:
         assert off["plan"][key] == on["plan"][key], key
     assert off["basis"] == on["basis"]  # the same revision, live CIB version and corosync.conf
+    assert off["plan"]["notes"] == [*on["plan"]["notes"], off["plan"]["notes"][-1]]
+    assert off["plan"]["notes"][-1].startswith("planned off the cluster, against the snapshot of")
     assert [f for f in off["findings"] if f["severity"] == "error"] == \
         [f for f in on["findings"] if f["severity"] == "error"]
 
