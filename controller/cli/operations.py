@@ -77,8 +77,9 @@ def _render_decision(decision: Any, fmt: str) -> None:
               help="Plan against this snapshot (`ha-gitops snapshot --out FILE` on a node) instead of the "
                    "cluster: anywhere, no cluster needed; the node's settings come with it.")
 @click.option("--base", "base_rev", default=None, metavar="REV",
-              help="Compare --dir (a folder in a git work tree) with the same folder at git revision REV "
-                   "instead of the cluster: what a pull request changes; no cluster needed.")
+              help="Compare --dir (a folder in a git work tree; without --dir the configured repository's "
+                   "branch tip) with the same folder at git revision REV instead of the cluster: what a "
+                   "pull request changes; no cluster needed.")
 @handles_errors
 def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str,
              live_file: Path | None, base_rev: str | None) -> None:
@@ -181,6 +182,8 @@ def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tup
     """The plan's reconciler over a snapshot: the node's settings (node name, drift mode, substitutions)
     and the configuration its last write left, a cluster that can only be read, nothing of this machine's
     cluster (if it has one) consulted."""
+    from datetime import UTC, datetime
+
     from controller.audit.store import AuditStore
     from controller.cli.common import err
     from controller.cluster.adapter import LiveCluster
@@ -197,8 +200,6 @@ def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tup
     store = AuditStore(f"sqlite:///{work / 'snapshot-trail.db'}")
     if snap.last_write is not None:
         store.set_state("last-write", snap.last_write.model_dump(), scope=node.node_name)
-    from datetime import UTC, datetime
-
     age = (datetime.now(UTC) - snap.taken_at).total_seconds()
     err.print(f"planning against the snapshot of {snap.node} taken {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC "
               f"({age / 60:.0f} min ago), not the live cluster", markup=False)
