@@ -48,6 +48,9 @@ def test_changes_are_planned_with_their_class_and_no_impact(tmp_path: Path) -> N
     assert [(c.id, c.action) for c in d.plan.cib_changes] == [("d2", "added")]
     assert [(c.path, c.change_class) for c in d.plan.corosync_changes] == [("totem.token", "reload")]
     assert d.plan.impact is None and "not with a cluster" in d.plan.notes[0]
+    from controller.decision_render import decision_markdown
+
+    assert "- **Note**: compared with the desired state at main, not with a cluster" in decision_markdown(d)
     assert [s.kind for s in d.plan.steps] == ["cib-patch", "corosync-write", "corosync-reload"]
 
 
