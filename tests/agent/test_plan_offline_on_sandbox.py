@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from controller.sandbox.manager import Sandbox
 from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, cli, dc
 from tests.conftest import REPO as CHECKOUT
 from tests.conftest import sandbox_repo_dir
-from tests.helpers import HA_GITOPS, GitRepo
+from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -87,7 +88,26 @@ def assert_same(node: tuple[int, dict[str, Any]], host: tuple[int, dict[str, Any
         [f for f in on["findings"] if f["severity"] == "error"]
 
 
+def settled(sb: Sandbox) -> None:
+    """No transition running and the configuration epoch still for a few seconds: right after start-up
+    the cluster and the agents' first passes still write, and a plan is as of the CIB it read."""
+    node = dc(sb)
+
+    def epoch() -> str:
+        head = sb.cluster(node).read_cib_head()
+        return f"{head.get('admin_epoch')}.{head.get('epoch')}"
+
+    def still() -> bool:
+        sb.exec(node, ["crm_resource", "--wait", "--timeout=60s"], timeout=90)
+        before = epoch()
+        time.sleep(3)
+        return epoch() == before
+
+    wait_for(still, 120, "the cluster settled")
+
+
 def take_snapshot(sb: Sandbox) -> dict[str, Any]:
+    settled(sb)
     SNAPSHOT.unlink(missing_ok=True)
     code, out, err = cli(sb, dc(sb), "snapshot", "--config", AGENT_TOML, "--out", str(SNAPSHOT))
     assert code == 0, out + err
