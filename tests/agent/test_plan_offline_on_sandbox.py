@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import time
@@ -44,6 +45,8 @@ def cluster() -> Iterator[tuple[Sandbox, GitRepo]]:
                         message="kamailio, PROXY01 protected") as env:
         yield env
     SNAPSHOT.unlink(missing_ok=True)
+    for name in ("both", "same", "vip"):
+        shutil.rmtree(REPO.parent / f"{REPO.name}-{name}", ignore_errors=True)
 
 
 def folder_with(repo: GitRepo, name: str, change: dict[str, tuple[str, str]]) -> Path:
