@@ -209,8 +209,7 @@ def decide(inp: DecideInput) -> Decision:
         held.append(Reason(code="signature", message=inp.source_refusal))
     unloaded = inp.state is None and not inp.source_refusal  # a refused commit is not even loaded
     if errors or unloaded or (inp.state is not None and inp.cib is None):
-        held.append(Reason(code="invalid", message=f"invalid desired state ({len(errors)} error(s)); "
-                           "nothing of this revision is applied", findings=errors))
+        held.append(_invalid(errors))
     if held:
         return done("refuse", held, _held_drift(inp, suspended=inp.marker.suspended))
 
@@ -288,6 +287,48 @@ def decide(inp: DecideInput) -> Decision:
     if waits:
         return done("wait", waits, _overwritten_drift(inp), rollout=accepted)
     return done("apply", rollout=True, record=not accepted and not cib.changes, drift=_overwritten_drift(inp))
+
+
+def _invalid(errors: Sequence[Finding]) -> Reason:
+    return Reason(code="invalid", message=f"invalid desired state ({len(errors)} error(s)); nothing of this "
+                  "revision is applied", findings=list(errors))
+
+
+def decide_against_base(*, revision: str | None, base: str, state: DesiredState | None,
+                        findings: Sequence[Finding], cib: CibPlan | None, base_corosync: str | None,
+                        now: datetime) -> Decision:
+    """`plan --base REV`: the head desired state against the desired state at REV instead of a cluster
+    (`cib` was diffed against REV's configuration, `base_corosync` is REV's corosync.conf). The rules
+    that need no cluster are the same as decide's: invalid is refused, the corosync.conf change class and
+    its policy, the deletions allowed; those that need one (the predicted impact: protect, max_restarts,
+    allow_fencing; quorum, the DC, drift, the marker's switches) are left to `plan` on a node or
+    `plan --live SNAPSHOT`, and a note says so."""
+    findings = list(findings)
+    errors = [f for f in findings if f.severity == "error"]
+    if revision is None and state is not None:
+        revision = f"digest:{state.digest[:16]}"  # a folder as on disk, like `plan --dir`
+    basis = Basis(revision=revision)
+    if state is None or cib is None or errors:
+        plan = Plan(cluster=state.name if state else "cluster", revision=revision)
+        return Decision(verdict="refuse", reasons=[_invalid(errors)], plan=plan, basis=basis,
+                        findings=findings)
+    basis.desired_digest, basis.config_digest = state.digest, cib.digest
+    basis.corosync_desired_digest = text_digest(state.corosync_text)
+    coro, coro_class = corosync_part(state, base_corosync)
+    plan = plan_of(state.name, revision, cib, coro, coro_class)
+    plan.notes.append(f"compared with the desired state at {base}, not with a cluster: no impact predicted; "
+                      "the rules that need the cluster (protect, max_restarts, allow_fencing, quorum, "
+                      "drift) are checked by `plan` on a node or `plan --live SNAPSHOT`")
+    violations = check_disruption(Impact(), state.policy, now, changes=cib.changes)
+    restart = check_corosync_restart(coro_class, state.policy, now)
+    if restart is not None:
+        violations.append(restart)
+    if violations:
+        return Decision(verdict="refuse", plan=plan, basis=basis, findings=findings, reasons=[
+            Reason(code="policy", message="refused by the disruption policy (cluster.toml)",
+                   violations=violations)])
+    return Decision(verdict="apply" if plan.changed else "no-change", plan=plan, basis=basis,
+                    findings=findings)
 
 
 def _waits(inp: DecideInput) -> list[Reason]:

@@ -223,6 +223,9 @@ def render_plan_markdown(plan: Plan) -> str:
         out += ["#### Substituted", ""]
         out += [f"- `{s.resource}`: `{s.original}` runs as `{s.replacement}` ({s.reason})"
                 for s in plan.substitutions]
+        out.append("")
+    # What the plan was made against, what it could not predict: a reviewer must see it too.
+    out += [f"- **Note**: {n}" for n in plan.notes]
     return "\n".join(out).rstrip() + "\n"
 
 

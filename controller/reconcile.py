@@ -486,8 +486,9 @@ class Reconciler:
                 # Likely to be written: predict while crm_verify runs; used only if the state is valid.
                 impact_future = pool.submit(self._timed_predict, live, state, timer)
                 # What fencing the cluster remembers before the write, read meanwhile: a fence during
-                # verify is then named (and the write does not wait for the read).
-                self._fences = pool.submit(fence_history, self.cluster.runner)
+                # verify is then named (and the write does not wait for the read). A plan writes nothing.
+                if not dry_run:
+                    self._fences = pool.submit(fence_history, self.cluster.runner)
             findings = [*findings, *self._findings(state, timer)]
         impact: Impact | None = None
         impact_error: str | None = None

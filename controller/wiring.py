@@ -11,8 +11,6 @@ from collections.abc import Callable
 
 from controller.audit.store import AuditStore
 from controller.cluster.adapter import LiveCluster
-from controller.cluster.agents import PacemakerAgents
-from controller.cluster.corosync_test import CorosyncTest
 from controller.desired.crm import CrmRunner
 from controller.desired.findings import Finding
 from controller.desired.state import DesiredState
@@ -23,9 +21,10 @@ from controller.settings import AgentSettings
 
 def node_validator(settings: AgentSettings, cluster: LiveCluster) -> Validator:
     """Validation as it must be on a node: the agents that will run (substitutions applied) exist here,
-    and `corosync -t` accepts the file next to this node's /etc/corosync."""
-    agents = PacemakerAgents(cluster.runner)
-    corosync_check = CorosyncTest(cluster.runner)
+    and `corosync -t` accepts the file next to this node's /etc/corosync. Off the cluster (a snapshot)
+    the agents are the node's, as the snapshot lists them."""
+    agents = cluster.agent_catalog()
+    corosync_check = cluster.corosync_check()
 
     def validate(state: DesiredState) -> list[Finding]:
         return validate_state(state, agents=agents, substitutions=settings.substitute,

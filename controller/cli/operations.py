@@ -72,8 +72,17 @@ def _render_decision(decision: Any, fmt: str) -> None:
               help="Also save the plan (decision, basis and desired files) for `apply --plan FILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
               show_default=True, help="text, markdown (for a pull-request comment) or json.")
+@click.option("--live", "live_file", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Plan against this snapshot (`ha-gitops snapshot --out FILE` on a node) instead of the "
+                   "cluster: anywhere, no cluster needed; the node's settings come with it.")
+@click.option("--base", "base_rev", default=None, metavar="REV",
+              help="Compare --dir (a folder in a git work tree; without --dir the configured repository's "
+                   "branch tip) with the same folder at git revision REV instead of the cluster: what a "
+                   "pull request changes; no cluster needed.")
 @handles_errors
-def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str) -> None:
+def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt: str,
+             live_file: Path | None, base_rev: str | None) -> None:
     """What the agent would do with the desired state, decided exactly as the agent decides it.
 
     Exit 0 no change, 1 changes the agent would apply, 2 error, 3 changes the agent would refuse
@@ -84,13 +93,27 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
     from controller.wiring import build_reconciler
 
     settings = _settings(config)
+    if base_rev is not None:
+        if live_file is not None or out_file is not None:
+            raise click.UsageError("--base REV compares the desired folder with itself at REV: it takes "
+                                   "neither --live nor --out (there is no cluster state to apply it to)")
+        decision = _plan_against_base(settings, Path(folder) if folder else None, base_rev)
+        _render_decision(decision, fmt)
+        sys.exit(decision.exit_code)
     # What the DC's agent would decide: the same function, the same inputs, nothing written.
     with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-") as work:
-        rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings, Path(work)))
+        if live_file is not None:
+            settings, rec = _snapshot_reconciler(config, live_file, Path(work))
+        else:
+            rec = build_reconciler(settings, rollout=True, store=_read_only_store(settings, Path(work)))
         desired = _desired_input(settings, folder, Path(work))
         result = rec.run_pass(desired, trigger="plan", role="writer", dry_run=True)
         decision = result.decision
         assert decision is not None
+        if live_file is not None:  # a pull-request comment says what it was planned against
+            snap = rec.cluster.snapshot
+            decision.plan.notes.append(f"planned off the cluster, against the snapshot of {snap.node} taken "
+                                       f"{snap.taken_at:%Y-%m-%d %H:%M:%S} UTC")
         if out_file is not None:
             source = PlanSource(sha=desired.sha, author=desired.author, message=desired.message,
                                 signature=desired.signature, refusal=desired.refusal,
@@ -100,6 +123,93 @@ def plan_cmd(config: str | None, folder: str | None, out_file: Path | None, fmt:
             out_file.write_text(saved.model_dump_json(indent=2) + "\n")
     _render_decision(decision, fmt)
     sys.exit(decision.exit_code)
+
+
+def _plan_against_base(settings: Any, folder: Path | None, base_rev: str) -> Any:
+    """--dir DIR (in a git work tree) against DIR at REV; without --dir, the configured repository's branch
+    tip against its folder at REV."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from controller.base_plan import plan_against_base
+    from controller.cluster.agents import local_agents
+    from controller.cluster.corosync_test import local_corosync_check
+    from controller.desired.validate import validate_state
+    from controller.source.worktree import folder_at
+
+    agents, coro = local_agents(), local_corosync_check()
+
+    def validate(state: Any) -> Any:
+        return validate_state(state, agents=agents, substitutions=settings.substitute, corosync_check=coro)
+
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-plan-base-") as work:
+        revision = None
+        if folder is not None:
+            sha = folder_at(folder, base_rev, Path(work) / "base")
+            head = folder.resolve()
+        else:
+            head, revision, sha = _repo_folders(settings, base_rev, Path(work))
+        return plan_against_base(head, Path(work) / "base", revision=revision,
+                                 base_label=f"{base_rev} ({sha[:12]})", validator=validate,
+                                 substitutions=settings.substitute, now=datetime.now(UTC))
+
+
+def _repo_folders(settings: Any, base_rev: str, work: Path) -> tuple[Path, str, str]:
+    """The configured branch's tip and the folder at `base_rev`, exported from the agent's kind of clone
+    (work/head, work/base): (head folder, head sha, base sha)."""
+    from controller.errors import HaGitopsError
+    from controller.source.git import GitSource
+    from controller.source.models import SourceConfig
+
+    settings.require_repo("plan --base")
+    source = GitSource(SourceConfig.from_settings(settings.model_copy(update={"cache_dir": work / "cache"})))
+    try:
+        sync = source.sync(force=True)
+        if sync.revision is None:
+            raise HaGitopsError(f"no revision of {settings.branch} from {settings.repo_url}: {sync.error}")
+        base = source.resolve(base_rev)
+        if base is None:
+            raise HaGitopsError(f"--base {base_rev}: no such revision in {settings.repo_url} (fetched: the "
+                                f"branch {settings.branch} and its history)")
+        head = source.export(sync.revision.sha, work / "head")
+        source.export(base, work / "base")
+        return head, sync.revision.sha, base
+    finally:
+        source.close()
+
+
+def _snapshot_reconciler(config: str | None, live_file: Path, work: Path) -> tuple[Any, Any]:
+    """The plan's reconciler over a snapshot: the node's settings (node name, drift mode, substitutions)
+    and the configuration its last write left, a cluster that can only be read, nothing of this machine's
+    cluster (if it has one) consulted."""
+    from datetime import UTC, datetime
+
+    from controller.audit.store import AuditStore
+    from controller.cli.common import err
+    from controller.cluster.adapter import LiveCluster
+    from controller.cluster.snapshot import SnapshotCluster
+    from controller.settings import load_settings
+    from controller.snapshot import load_snapshot
+    from controller.wiring import build_reconciler
+
+    snap = load_snapshot(live_file)
+    node = snap.settings
+    settings = load_settings(config, overrides={
+        "node_name": node.node_name, "drift_mode": node.drift_mode,
+        "substitute": [s.model_dump() for s in node.substitute]})
+    store = AuditStore(f"sqlite:///{work / 'snapshot-trail.db'}")
+    if snap.last_write is not None:
+        store.set_state("last-write", snap.last_write.model_dump(), scope=node.node_name)
+    age = (datetime.now(UTC) - snap.taken_at).total_seconds()
+    err.print(f"planning against the snapshot of {snap.node} taken {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC "
+              f"({age / 60:.0f} min ago), not the live cluster", markup=False)
+    here = LiveCluster().tool_versions()  # the local tools' --version: no cluster is asked
+    for tool, theirs in snap.versions.model_dump(exclude={"ha_gitops"}).items():
+        if theirs and here.get(tool) != theirs:
+            err.print(f"warning: the snapshot was taken with {tool} {theirs}, this machine has "
+                      f"{here.get(tool) or 'none'}: the plan may differ from the node's", markup=False)
+    return settings, build_reconciler(settings, cluster=SnapshotCluster(snap, source=str(live_file)),
+                                      store=store, rollout=True)
 
 
 def _read_only_store(settings: Any, work: Path) -> Any:

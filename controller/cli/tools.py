@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 from controller.cli.common import (
     FORMAT_OPTION,
@@ -76,11 +80,15 @@ def cib() -> None:
               show_default=True, help="xml: the v2 patchset for cibadmin --patch; text/json: per object.")
 @handles_errors
 def cib_diff(old: Path, new: Path, semantic: bool, fmt: str) -> None:
-    """Drop-in for `crm_diff -o OLD -n NEW` (whole <cib> or bare <configuration> files).
+    """Drop-in for `crm_diff -o OLD -n NEW` (whole <cib> or bare <configuration> files, or crm syntax:
+    a `.crm` file, e.g. a desired folder's cib.crm, read through crmsh as `plan` reads it).
     Exit 0: no change, 1: changes, 2: error."""
-    from controller.cib.diff import diff_files  # lazy: keeps `ha-gitops` startup fast
+    from controller.cib.diff import diff_cib, diff_files  # lazy: keeps `ha-gitops` startup fast
 
-    result = diff_files(old, new, semantic=semantic)
+    if old.suffix == ".crm" or new.suffix == ".crm":
+        result = diff_cib(_cib_of(old), _cib_of(new), semantic=semantic)
+    else:
+        result = diff_files(old, new, semantic=semantic)
     if fmt == "xml":
         sys.stdout.write(result.patch_xml())
     elif fmt == "json":
@@ -91,6 +99,29 @@ def cib_diff(old: Path, new: Path, semantic: bool, fmt: str) -> None:
         sys.stdout.write(render_text(result.objects()) or "no change\n")
     exit_without_teardown(1 if result.changed else 0)
 
+
+
+def _cib_of(path: Path) -> etree._Element:
+    """A CIB file as a <cib>: XML as it is, crm syntax converted by crmsh (offline, as `plan` does)."""
+    from controller.cib.document import load_cib, load_cib_bytes
+
+    if path.suffix != ".crm":
+        return load_cib(path)
+    from controller.desired.crm import crm_to_configuration
+    from controller.desired.crm_syntax import CrmConversionError
+    from controller.errors import InputError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc.reason}", file=str(path)) from exc
+    try:
+        conv = crm_to_configuration(text, source=str(path))
+    except CrmConversionError as exc:  # crmsh rejected the text: an input error like malformed XML
+        raise InputError(f"crmsh cannot read it: {exc}", file=str(path)) from exc
+    return load_cib_bytes(conv.configuration, source=str(path))
 
 
 # ---- end cib

@@ -7,8 +7,10 @@ stderr (controller/command.py), unless the method says the exit code is an answe
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from pydantic import BaseModel
@@ -17,6 +19,11 @@ from controller.cib.xml import parse_xml_bytes
 from controller.cluster.models import ClusterStatus, QuorumInfo, parse_crm_mon, parse_quorumtool
 from controller.cluster.runner import ToolRunner
 from controller.command import Result
+from controller.errors import CommandError
+
+if TYPE_CHECKING:
+    from controller.cluster.agents import PacemakerAgents
+    from controller.cluster.corosync_test import CorosyncTest
 
 # --run: the scheduler's actions, not executed. --simulate also executes the transition on a copy of the
 # CIB, which prints the same <actions> but grows faster than the square of what it starts (200 new primitives:
@@ -25,6 +32,10 @@ from controller.command import Result
 SIMULATE_ARGV = ("crm_simulate", "--run", "--xml-pipe", "--output-as=xml")
 # The <cib> element alone (its attributes: have-quorum, dc-uuid, the version), not the 100s of kB below it.
 CIB_HEAD_ARGV = ("cibadmin", "--query", "--local", "--xpath", "/cib", "--no-children")
+# "Pacemaker 2.1.5", "Corosync Cluster Engine, version '3.1.7'", "crm 4.4.0"
+VERSION_ARGV = {"pacemaker": ("pacemakerd", "--version"), "corosync": ("corosync", "-v"),
+                "crmsh": ("crm", "--version")}
+_VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
 
 
 class Leadership(BaseModel):
@@ -53,11 +64,14 @@ class LiveCluster:
 
     def read_cib(self, scope: str | None = None) -> etree._Element:
         """The whole CIB (or one section) as the cluster holds it now."""
+        return parse_xml_bytes(self.read_cib_text(scope).encode(), source="cibadmin --query")
+
+    def read_cib_text(self, scope: str | None = None) -> str:
+        """`cibadmin --query --local` as it prints it (a snapshot keeps it as is)."""
         argv = ["cibadmin", "--query", "--local"]
         if scope:
             argv += ["--scope", scope]
-        r = self.runner.run(argv, timeout=30)
-        return parse_xml_bytes(r.stdout.encode(), source="cibadmin --query")
+        return self.runner.run(argv, timeout=30).stdout
 
     def read_cib_head(self) -> etree._Element:
         """The <cib> element without its children: the version, have-quorum and dc-uuid, cheaply."""
@@ -103,13 +117,19 @@ class LiveCluster:
         return r.returncode == 0
 
     def status(self) -> ClusterStatus:
-        r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30)
-        return parse_crm_mon(r.stdout)
+        return parse_crm_mon(self.status_xml())
+
+    def status_xml(self) -> str:
+        """`crm_mon --one-shot --inactive --output-as=xml`, unparsed."""
+        return self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30).stdout
 
     def quorum(self) -> QuorumInfo:
+        return parse_quorumtool(self.quorum_text())
+
+    def quorum_text(self) -> str:
+        """`corosync-quorumtool -s`, unparsed."""
         # Exit 0 quorate, 2 not quorate (both are answers); anything else is an error.
-        r = self.runner.run(["corosync-quorumtool", "-s"], timeout=15, ok_codes=(0, 2))
-        return parse_quorumtool(r.stdout)
+        return self.runner.run(["corosync-quorumtool", "-s"], timeout=15, ok_codes=(0, 2)).stdout
 
     def cmap_get(self, key: str) -> str | None:
         r = self.runner.run(["corosync-cmapctl", "-g", key], timeout=15, check=False)
@@ -127,6 +147,32 @@ class LiveCluster:
             if sep:
                 out[key_type.split(" (")[0]] = value
         return out
+
+    def tool_versions(self) -> dict[str, str | None]:
+        """The versions of Pacemaker, Corosync and crmsh here (None: not installed or no answer)."""
+        found: dict[str, str | None] = {}
+        for name, argv in VERSION_ARGV.items():
+            try:
+                r = self.runner.run(list(argv), timeout=15, check=False)
+            except CommandError:  # not installed
+                found[name] = None
+                continue
+            m = _VERSION.search(r.stdout + r.stderr) if r.returncode == 0 else None
+            found[name] = m.group(1) if m else None
+        return found
+
+    # ------------------------------------------------------------------ validation on this node
+    def agent_catalog(self) -> PacemakerAgents:
+        """Which resource and fence agents exist, asked of this node's Pacemaker."""
+        from controller.cluster.agents import PacemakerAgents
+
+        return PacemakerAgents(self.runner)
+
+    def corosync_check(self) -> CorosyncTest | None:
+        """`corosync -t` on a candidate corosync.conf, run where this node's corosync is."""
+        from controller.cluster.corosync_test import CorosyncTest
+
+        return CorosyncTest(self.runner)
 
     # ------------------------------------------------------------------ corosync
     def reload_corosync(self, timeout: float = 30) -> str:

@@ -23,6 +23,7 @@ import threading
 from controller.cluster.runner import ToolRunner
 from controller.command import Result
 from controller.errors import CommandError
+from controller.snapshot import SnapshotAgents
 
 # crm_resource's exit code for "no such object" (CRM_EX_NOSUCH)
 NO_SUCH_AGENT = 105
@@ -118,11 +119,51 @@ class PacemakerAgents:
             what = "timed out" if exc.returncode is None and exc.timeout else f"failed ({exc.returncode})"
             return None, f"{' '.join(exc.argv)} {what}: {(exc.stderr or exc.stdout).strip()}"
 
+    # ---- the whole list, for a snapshot (plan off the cluster checks agents against it)
+
+    def _listed(self, what: str) -> list[str]:
+        r = self._run(["crm_resource", "--list-agents", what])
+        return sorted({a.strip() for a in r.stdout.splitlines() if a.strip()}) if r.returncode == 0 else []
+
+    def inventory(self) -> SnapshotAgents:
+        """Every agent this Pacemaker lists, by standard (and OCF provider)."""
+        standards = self.standards()
+        r = self._run(["crm_resource", "--list-ocf-providers"])
+        providers = [p.strip() for p in r.stdout.splitlines() if p.strip()] if r.returncode == 0 else []
+        return SnapshotAgents(
+            standards=standards, ocf={p: self._listed(f"ocf:{p}") for p in providers},
+            lsb=self._listed("lsb") if "lsb" in standards else [],
+            stonith=self._listed("stonith") if "stonith" in standards else [],
+            systemd=sorted(self._systemd()) if "systemd" in standards else None)
+
     @staticmethod
     def _no_systemd(standards: list[str]) -> str:
         return ("Pacemaker here offers no systemd class (crm_resource --list-standards: "
                 f"{', '.join(standards) or 'none'}): systemd is not PID 1 on this machine; "
                 "the nodes check it")
+
+
+class SnapshotAgentCatalog(PacemakerAgents):
+    """The same questions as PacemakerAgents, answered from the lists a node's snapshot holds: off the
+    cluster, an agent missing on the node is missing here too, whatever this machine has installed."""
+
+    def __init__(self, agents: SnapshotAgents) -> None:
+        super().__init__(ToolRunner())
+        self.agents = agents
+
+    def _run(self, argv: list[str]) -> Result:
+        raise AssertionError(f"a snapshot's agent catalog runs nothing ({' '.join(argv)})")
+
+    def standards(self) -> list[str]:
+        return list(self.agents.standards)
+
+    def _systemd(self) -> set[str]:
+        return set(self.agents.systemd or [])
+
+    def _metadata(self, agent: str) -> tuple[bool | None, str]:
+        standard, _, rest = agent.partition(":")
+        provider, type_ = rest.split(":", 1) if standard == "ocf" and ":" in rest else (None, rest)
+        return self.agents.has(standard, provider, type_), ""
 
 
 def local_agents() -> PacemakerAgents | None:

@@ -292,6 +292,17 @@ class GitSource:
                   timeout=self.config.git_timeout, ok_codes=(0, 1))
         return res.returncode == 0
 
+    def resolve(self, rev: str) -> str | None:
+        """The commit `rev` names in the clone (a sha, the branch, `main~1`; HEAD is the branch), or None."""
+        if rev.startswith("-"):
+            return None  # never an option to git
+        if rev == "HEAD" or rev.startswith(("HEAD~", "HEAD^")):
+            # The clone's HEAD is not the followed branch: HEAD means the branch's tip here.
+            rev = f"refs/heads/{self.config.branch}{rev[4:]}"
+        with self._lock:
+            out = self._git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}", check=False).strip()
+        return out or None
+
     def read_folder(self, sha: str) -> dict[str, bytes]:
         """The cluster folder's files at `sha` (any commit still in the repository): path -> content."""
         with self._lock:

@@ -41,6 +41,7 @@ PURE_CORE = [
     "controller.desired.findings",
     "controller.desired.checks",
     "controller.desired.agents",
+    "controller.snapshot",
 ]
 
 # Effects: processes, databases, git, and the shell half of controller/.
