@@ -262,12 +262,15 @@ def _agent_status_file(path: Path) -> dict[str, Any] | None:
 
 
 @main.command("rollback")
-@click.argument("event_id", type=int)
+@click.argument("event_id", metavar="ID")
 @CONFIG_OPTION
 @FORMAT_OPTION
 @handles_errors
-def rollback_cmd(event_id: int, config: str | None, fmt: str) -> None:
-    """Restore the configuration from before audit event ID; pin its revision until a newer commit."""
+def rollback_cmd(event_id: str, config: str | None, fmt: str) -> None:
+    """Restore the configuration from before audit event ID; pin its revision until a newer commit.
+
+    ID: the event's cluster-wide event id (8+ characters of it; the same on every node, `audit log`
+    shows it) or its number in this node's trail."""
     from controller.wiring import build_reconciler
 
     result = build_reconciler(_settings(config)).rollback(event_id)
