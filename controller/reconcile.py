@@ -353,7 +353,9 @@ class Reconciler:
             # A decision the writer announced through the marker history (a refusal, a failed verify):
             # its reasons are in the writer's trail, under the same event id.
             details["codes"] = list(e.codes)
-            what = f"{what} ({e.outcome}{': ' + ', '.join(e.codes) if e.codes else ''})"
+            why = f" ({', '.join(e.codes)})" if e.codes else ""
+            what = (f"revision {(rev or '-')[:12]} refused{why}" if kind == "refused" else
+                    f"{kind} of {(rev or '-')[:12]}: {e.outcome}{why}")
         if missed.current:
             # The marker's own write left the live configuration; a suspend or resume after it changed
             # no configuration.
@@ -1136,7 +1138,8 @@ class Reconciler:
                     "the CIB marker history, which keeps no configuration: roll it back on "
                     f"{target.node} (its writer), on a node that saw it live, or from a shared trail")
             raise HaGitopsError(f"event {event_id} ({target.kind}) has no configuration before it to "
-                                "return to")
+                                "return to" + (f" in this trail (roll it back on {target.node}, its "
+                                               "writer)" if target.node != self.node else ""))
         wanted = as_cib(parse_xml_bytes(target.config_before.encode(), source=f"audit event {event_id}"))
         live = self.cluster.read_cib()
         marker, status = read_marker(live), self.cluster.status()
