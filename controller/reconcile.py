@@ -840,12 +840,11 @@ class Reconciler:
             if check.kind == "apply":
                 events.append(self._auto_rollback(check.config_before, check.revision, check.commit,
                                                   check.event, blamed, announced=entry))
-            else:
-                self._announce(entry)
                 return result(
                     "rolled-back", f"unhealthy after the apply ({blamed[0].message}); previous "
                     f"configuration restored, {check.revision[:12]} marked bad",
                     failure=Failure.of("verify", blamed[0].message, event=verify_id or None))
+            self._announce(entry)
             return None
         if verdict.outcome == "inconclusive":
             self.store.set_state("verify-recheck", check.model_dump(mode="json"), scope=self.node)
