@@ -200,6 +200,7 @@ class Reconciler:
         self._own_event: str | None = None  # the marker event of this node's last write
         self._last_write_seen: tuple[str | None, etree._Element | None] = (None, None)
         self._history_seen: tuple[str | None, str | None] = (None, None)  # the marker last recorded from
+        self._left_to_judge: set[str] = set()  # announced refusals this node's own pass records
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -321,7 +322,11 @@ class Reconciler:
         recorded: list[int] = []
         if plan.gap is not None:
             recorded.append(self._record_gap(plan.gap, marker))
+        judging = False
         for missed in plan.record:
+            if self._judges_itself(missed.entry, commit):
+                judging = True  # looked at again next pass: recorded from the history if still missing
+                continue
             recorded.append(self._record_missed(missed, marker, live, before, config_now, commit))
             if missed.entry.writes_configuration:
                 # After a write it did not see live, what this node last saw is not the configuration
@@ -331,9 +336,19 @@ class Reconciler:
             self.store.set_state("seen-marker-event", marker.event, scope=self.node)
             if marker.event != self._own_event:
                 self._remember_write(marker.event, config_now)
-        if not plan.deferred:
+        if not plan.deferred and not judging:
             self._history_seen = key
         return [i for i in recorded if i]
+
+    def _judges_itself(self, entry: HistoryEntry, commit: CommitInfo | None) -> bool:
+        """A refusal of the revision this pass is about to judge, for reasons every node judges (invalid,
+        signature): this node's own record of it (the same event id, with the findings) is the better
+        one. Left once; recorded from the history afterwards if the pass did not record it."""
+        if entry.kind != "refused" or commit is None or entry.revision != commit.sha \
+                or not set(entry.codes) <= _JUDGED_BY_EVERY_NODE or entry.event in self._left_to_judge:
+            return False
+        self._left_to_judge.add(entry.event)
+        return True
 
     def _record_missed(self, missed: Missed, marker: Marker, live: etree._Element, before: str | None,
                        config_now: str, commit: CommitInfo | None) -> int:
@@ -1241,6 +1256,8 @@ def _substituted(decision: Decision | None) -> Details:
 
 
 _KINDS = frozenset(k.value for k in EventKind)
+# Refusal reasons every node's pass finds itself (the writer alone predicts the impact: policy).
+_JUDGED_BY_EVERY_NODE = frozenset({"invalid", "signature"})
 
 
 def _time_of(value: object) -> datetime | None:
