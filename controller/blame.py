@@ -133,9 +133,11 @@ def _by(e: TrailEvent) -> str | None:
     return f"{user or '?'} via {client or '?'} on {host or '?'}"
 
 
-def event_changes(e: TrailEvent, previous: TrailEvent | None) -> list[ObjectChange] | None:
+def event_changes(e: TrailEvent, previous: TrailEvent | None, between: frozenset[str] = frozenset()
+                  ) -> list[ObjectChange] | None:
     """What one event changed (None: a write whose changes this trail cannot know). `previous` is the
-    write recorded before it in this trail."""
+    write recorded before it in this trail, `between` the ids of the events after that which wrote no
+    configuration (a refusal, a switch: the marker history may name one as the event before)."""
     listed = _changes(e.diff)
     if e.kind == HAND_EDIT:
         return [_hand_edit(c) for c in listed or []]
@@ -145,7 +147,7 @@ def event_changes(e: TrailEvent, previous: TrailEvent | None) -> list[ObjectChan
         return config_changes(e.config_before, e.config_after)
     prev_event = e.details.get("marker_prev")
     if e.config_after is not None and previous is not None and previous.config_after is not None \
-            and prev_event is not None and previous.event_id == prev_event:
+            and prev_event is not None and (previous.event_id == prev_event or prev_event in between):
         return config_changes(previous.config_after, e.config_after)
     return None
 
@@ -161,12 +163,17 @@ def blame(events: Sequence[TrailEvent], wanted: str | None = None) -> Blame:
     last: dict[tuple[str, str], LastChange] = {}
     unknown: list[UnknownWrite] = []
     previous: TrailEvent | None = None
+    between: set[str] = set()  # since `previous`: events that wrote no configuration
     for e in sorted(events, key=lambda x: x.seq):
         if e.outcome != "success" or (e.kind not in WRITE_KINDS and e.kind != HAND_EDIT):
+            if e.event_id:
+                between.add(e.event_id)
             continue
-        found = event_changes(e, previous)
+        found = event_changes(e, previous, frozenset(between))
         if e.kind in WRITE_KINDS:
-            previous = e
+            previous, between = e, set()
+        else:  # a hand edit: the configuration the write before left is not the one before the next
+            previous = None
         if found is None:
             unknown.append(UnknownWrite(event_id=e.event_id, event=e.seq, kind=e.kind, node=e.node,
                                         time=_when(e), backfilled=bool(e.details.get("backfilled"))))

@@ -35,6 +35,7 @@ from controller.cib.marker import (
     announce,
     history_entries,
     previous_event,
+    previous_write,
     read_marker,
 )
 from controller.cib.xml import parse_xml_bytes
@@ -315,7 +316,7 @@ class Reconciler:
             # Just started: the configuration the last write it saw left (kept in the store), if that
             # write is the one just before the marker's (so `rollback` of it works here too).
             saved = self.store.get_state("last-write", scope=self.node) or {}
-            if saved.get("event") and saved.get("event") == previous_event(marker, marker.event):
+            if saved.get("event") and saved.get("event") == previous_write(marker, marker.event):
                 before = saved.get("config")
         plan = plan_backfill(marker, known, node=self.node, last_seen=last_seen, last_seen_at=None,
                              now=self.now(), shared=self.shared_audit)

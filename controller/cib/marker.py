@@ -218,3 +218,16 @@ def previous_event(marker: Marker, event: str) -> str | None:
         if e.event == event:
             return entries[i + 1].event if i + 1 < len(entries) else marker.history_before
     return None
+
+
+def previous_write(marker: Marker, event: str) -> str | None:
+    """The event of the configuration write before `event` in the marker's history, past the entries
+    that wrote none (a switch, a refusal, a failed verify); None: not known."""
+    entries = history_entries(marker)
+    at = next((i for i, e in enumerate(entries) if e.event == event), None)
+    if at is None:
+        return None
+    for e in entries[at + 1:]:
+        if e.writes_configuration:
+            return e.event
+    return marker.history_before

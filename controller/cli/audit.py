@@ -159,13 +159,10 @@ def blame_cmd(wanted: str | None, db_url: str | None, fmt: str) -> None:
     from rich.text import Text
 
     from controller.audit.masking import mask_json
-    from controller.audit.store import APPLYING_KINDS
-    from controller.blame import HAND_EDIT, blame
+    from controller.blame import blame
 
-    kinds = [k.value for k in APPLYING_KINDS] + [HAND_EDIT]
     with _audit_store(db_url) as store:
-        events = [_trail_event(e) for e in store.list(limit=None, kind=kinds, outcome="success",
-                                                      newest_first=False)]
+        events = [_trail_event(e) for e in store.list(limit=None, newest_first=False)]
     found = blame(events, wanted)
     # Computed from the real values, shown masked: a changed secret is named, its values are not.
     doc = mask_json(found.model_dump(mode="json"))

@@ -138,3 +138,17 @@ def test_a_record_only_write_changes_nothing_and_blame_output_masks_secrets() ->
     fields = {f["field"]: f for f in shown["objects"][0]["fields"]}
     assert fields["params.passwd"]["old"] == MASK and fields["params.passwd"]["new"] == MASK
     assert fields["params.ip"]["new"] == "10.9.9.9"  # not a secret
+
+
+def test_a_refusal_between_two_writes_does_not_hide_the_configuration_before() -> None:
+    """The marker history names the refusal as the event before the second write; what the first write
+    left is still the configuration before it. A hand edit between is not."""
+    first = event(1, config_before=config(), config_after=config(stickiness="200"))
+    refusal = event(2, "refused", outcome="refused", sha=SHA2)
+    second = event(3, sha=SHA3, config_after=config(stickiness="300"),
+                   details={"marker_prev": refusal.event_id})
+    st = blame([first, refusal, second], "resource-stickiness").objects[0]
+    assert (st.commit, [(f.old, f.new) for f in st.fields]) == (SHA3, [("200", "300")])
+    edit = event(2, "drift-detected", diff=[change("rsc_default", "resource-stickiness", value=("5", "200"))])
+    after_edit = second.model_copy(update={"details": {"marker_prev": first.event_id}})
+    assert [u.event for u in blame([first, edit, after_edit]).unknown] == [3]

@@ -18,6 +18,7 @@ from controller.cib.marker import (
     announce,
     history_entries,
     previous_event,
+    previous_write,
     push_history,
     read_marker,
     with_history,
@@ -179,5 +180,9 @@ def test_the_marker_write_is_seen_now_even_under_a_newer_refusal() -> None:
                                          outcome="refused", codes=("invalid",)))
     p = plan(m, {ev(1), ev(2)}, last_seen=ev(2))
     assert [(x.entry.event, x.current) for x in p.record] == [(ev(3), True), (ev(4), True)]
+    # The write before a write, past what wrote no configuration in between.
+    m5 = write(m, 5)
+    assert previous_event(m5, ev(5)) == ev(4) and previous_write(m5, ev(5)) == ev(3)
+    assert previous_write(m5, ev(1)) is None and previous_write(m5, "nope") is None
     p = plan(m, {ev(1)}, last_seen=ev(1))
     assert [(x.entry.event, x.current) for x in p.record] == [(ev(2), False), (ev(3), True), (ev(4), True)]
