@@ -223,7 +223,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
             "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
                       for n in st.nodes},
             "applied": marker.model_dump(), "agent": agent,
-            "last_event": {"id": last.id, "kind": last.kind, "summary": last.short_summary,
+            "last_event": {"id": last.id, "event_id": last.event_id, "kind": last.kind,
+                           "summary": last.short_summary,
                            "time": last.time.isoformat()} if last else None}
     if fmt == "json":
         print_json(data)
@@ -249,7 +250,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
         out.print(f"last failure: {failure.get('stage')} {failure.get('reason')} at {failure.get('time')}: "
                   f"{failure.get('message')}{event}", markup=False)
     if last:
-        out.print(f"last event: #{last.id} {last.kind} {last.short_summary}", markup=False)
+        out.print(f"last event: #{last.id} ({(last.event_id or '-')[:8]}) {last.kind} {last.short_summary}",
+                  markup=False)
 
 
 def _agent_status_file(path: Path) -> dict[str, Any] | None:
