@@ -369,7 +369,7 @@ def _overwritten_drift(inp: DecideInput) -> Drift | None:
 
 
 def decide_rollback(target: etree._Element, live: etree._Element, status: ClusterStatus, marker: Marker, *,
-                    event_id: int, pin: str | None) -> Decision:
+                    event_id: int | str, pin: str | None) -> Decision:
     """`ha-gitops rollback ID`: restore the configuration from before event ID (an operator's explicit
     choice: no disruption policy), only while the cluster is quorate; its revision is pinned."""
     changes = drift_against(live, target, None)

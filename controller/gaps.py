@@ -29,7 +29,7 @@ class Missed(BaseModel):
 
     entry: HistoryEntry
     prev: str | None
-    current: bool  # the newest in the history: seen now, not after the fact (not backfilled)
+    current: bool  # the marker's own write or newer: seen now, not after the fact (not backfilled)
     recovered: bool  # this node's own write, never recorded (its agent died after the write)
 
 
@@ -67,16 +67,19 @@ def plan_backfill(marker: Marker, known: Collection[str], *, node: str, last_see
     if not entries:
         return Backfill()
     prevs = [e.event for e in entries[1:]] + [marker.history_before]
+    # The marker's own write is the live configuration, seen now even when entries that wrote no
+    # configuration (a suspend, a refusal) came after it.
+    newest_write = next((i for i, e in enumerate(entries) if e.event == marker.event), 0)
     record: list[Missed] = []
     deferred = 0
-    for entry, prev in reversed(list(zip(entries, prevs, strict=True))):
+    for i, (entry, prev) in reversed(list(enumerate(zip(entries, prevs, strict=True)))):
         if entry.event in known:
             continue
         mine = entry.node == node
         if shared and not mine and (entry.time is None or now - entry.time < SHARED_GRACE):
             deferred += 1
             continue
-        record.append(Missed(entry=entry, prev=prev, current=entry is entries[0], recovered=mine))
+        record.append(Missed(entry=entry, prev=prev, current=i <= newest_write, recovered=mine))
     gap = None
     oldest, before = entries[-1], marker.history_before
     if last_seen is not None and oldest.event not in known and before is not None \

@@ -28,7 +28,16 @@ from controller.audit.models import CommitInfo, EventKind, NewEvent
 from controller.audit.store import CLUSTER_SCOPE, AuditError, AuditStore
 from controller.cib.document import as_cib
 from controller.cib.edit import with_target_role
-from controller.cib.marker import HISTORY_MAX, Marker, history_entries, previous_event, read_marker
+from controller.cib.marker import (
+    HISTORY_MAX,
+    HistoryEntry,
+    Marker,
+    announce,
+    history_entries,
+    previous_event,
+    previous_write,
+    read_marker,
+)
 from controller.cib.xml import parse_xml_bytes
 from controller.cluster.adapter import LiveCluster
 from controller.cluster.cib_writer import (
@@ -194,6 +203,7 @@ class Reconciler:
         self._own_event: str | None = None  # the marker event of this node's last write
         self._last_write_seen: tuple[str | None, etree._Element | None] = (None, None)
         self._history_seen: tuple[str | None, str | None] = (None, None)  # the marker last recorded from
+        self._left_to_judge: set[str] = set()  # announced refusals this node's own pass records
         self._validated: dict[str, list[Finding]] = {}  # digest -> findings (crm_verify is not free)
         self._last_config: str | None = None
         self._last_dc: str | None = None
@@ -307,22 +317,44 @@ class Reconciler:
         if self._own_event:
             known.add(self._own_event)
         last_seen = self.store.get_state("seen-marker-event", scope=self.node)
+        if before is None:
+            # Just started: the configuration the last write it saw left (kept in the store), if that
+            # write is the one just before the marker's (so `rollback` of it works here too).
+            saved = self.store.get_state("last-write", scope=self.node) or {}
+            if saved.get("event") and saved.get("event") == previous_write(marker, marker.event):
+                before = saved.get("config")
         plan = plan_backfill(marker, known, node=self.node, last_seen=last_seen, last_seen_at=None,
                              now=self.now(), shared=self.shared_audit)
         recorded: list[int] = []
         if plan.gap is not None:
             recorded.append(self._record_gap(plan.gap, marker))
+        judging = False
         for missed in plan.record:
-            # After a backfilled write, what this node last saw is not the configuration before the next.
+            if self._judges_itself(missed.entry, commit):
+                judging = True  # looked at again next pass: recorded from the history if still missing
+                continue
             recorded.append(self._record_missed(missed, marker, live, before, config_now, commit))
-            before = None
+            if missed.entry.writes_configuration:
+                # After a write it did not see live, what this node last saw is not the configuration
+                # before the next one (a refusal or a switch between changes no configuration).
+                before = None
         if last_seen != marker.event:
             self.store.set_state("seen-marker-event", marker.event, scope=self.node)
             if marker.event != self._own_event:
                 self._remember_write(marker.event, config_now)
-        if not plan.deferred:
+        if not plan.deferred and not judging:
             self._history_seen = key
         return [i for i in recorded if i]
+
+    def _judges_itself(self, entry: HistoryEntry, commit: CommitInfo | None) -> bool:
+        """A refusal of the revision this pass is about to judge, for reasons every node judges (invalid,
+        signature): this node's own record of it (the same event id, with the findings) is the better
+        one. Left once; recorded from the history afterwards if the pass did not record it."""
+        if entry.kind != "refused" or commit is None or entry.revision != commit.sha \
+                or not set(entry.codes) <= _JUDGED_BY_EVERY_NODE or entry.event in self._left_to_judge:
+            return False
+        self._left_to_judge.add(entry.event)
+        return True
 
     def _record_missed(self, missed: Missed, marker: Marker, live: etree._Element, before: str | None,
                        config_now: str, commit: CommitInfo | None) -> int:
@@ -337,18 +369,26 @@ class Reconciler:
         info = commit if commit is not None and commit.sha == rev else (
             CommitInfo(sha=rev) if rev and _is_sha(rev) else None)
         what = f"{e.kind}" + (f" of {rev[:12]}" if rev and kind not in ("suspend", "resume") else "")
+        outcome = e.outcome or "success"
+        if e.outcome is not None:
+            # A decision the writer announced through the marker history (a refusal, a failed verify):
+            # its reasons are in the writer's trail, under the same event id.
+            details["codes"] = list(e.codes)
+            why = f" ({', '.join(e.codes)})" if e.codes else ""
+            what = (f"revision {(rev or '-')[:12]} refused{why}" if kind == "refused" else
+                    f"{kind} of {(rev or '-')[:12]}: {e.outcome}{why}")
         if missed.current:
             # The marker's own write left the live configuration; a suspend or resume after it changed
             # no configuration.
             configs: dict[str, Any] = {"cib_version_after": cib_version(live), "config_before": before,
                                        "config_after": config_now} if e.event == marker.event else {}
             return self._record(
-                event_id=e.event, node=e.node or "unknown", kind=kind, outcome="success", commit=info,
+                event_id=e.event, node=e.node or "unknown", kind=kind, outcome=outcome, commit=info,
                 summary=f"{what} by {e.node} (observed on {self.node})", details=details, **configs)
         # An earlier write: only what the history keeps of it (no configuration, so no rollback to it).
         at = f" at {e.time:%Y-%m-%d %H:%M:%S}" if e.time else ""
         return self._record(
-            event_id=e.event, node=e.node or "unknown", kind=kind, outcome="success", commit=info,
+            event_id=e.event, node=e.node or "unknown", kind=kind, outcome=outcome, commit=info,
             summary=f"{what} by {e.node}{at} (backfilled on {self.node} from the CIB marker history)",
             details={**details, "backfilled": True, "source": "cib-marker-history",
                      **({"digest": e.digest} if e.digest else {})})
@@ -590,7 +630,7 @@ class Reconciler:
             return result("drift-reported", _message(decision), changes=changes)
         if verdict == "refuse":
             assert desired is not None
-            self._record_refusal(decision, desired, trigger, events)
+            self._record_refusal(decision, desired, trigger, events, announce=leader and status.quorate)
             outcome = next((o for code, o in _REFUSED_AS if code in decision.codes), "refused")
             if leader and status.quorate and marker.corosync_bad == rev and marker.revision == rev \
                     and marker.kind == "apply":
@@ -636,9 +676,26 @@ class Reconciler:
                      "plan": decision.plan.model_dump(mode="json", include={"cib_changes", "steps",
                                                                             "corosync_changes"})}))
 
+    def _announce(self, entry: HistoryEntry) -> bool:
+        """Put a decision that writes no configuration (a refusal, a failed verify) in the marker history,
+        so every node's trail records it under the same event id. A marker-only write, guarded like any;
+        when it is skipped or fails the event stays in this trail only (logged)."""
+        try:
+            write_marker_only(self.cluster, lambda m: announce(m, entry), guard=self._guard)
+            return True
+        except HaGitopsError as exc:
+            log.warning("%s of %s not announced to the other nodes: %s", entry.kind,
+                        (entry.revision or "-")[:12], exc)
+            return False
+
     def _record_refusal(self, decision: Decision, desired: DesiredInput, trigger: str,
-                        events: list[int]) -> None:
-        """Once per revision and set of reasons: the audit trail says what was refused and why."""
+                        events: list[int], *, announce: bool = False) -> None:
+        """Once per revision and set of reasons: the audit trail says what was refused and why.
+
+        Its event id is the revision's and the reasons' (uuid5), so every node that refuses the same
+        revision for the same reasons records the same event; the writer (`announce`) also puts it in
+        the marker history, for the nodes that cannot judge it themselves (a policy refusal needs the
+        impact only the writer predicts)."""
         codes = decision.codes
         if not self._once("refused", f"{decision.plan.revision}:{','.join(codes)}"):
             return
@@ -657,10 +714,16 @@ class Reconciler:
             details["digest"] = decision.basis.corosync_desired_digest
         if decision.plan.corosync_changes:
             details["corosync_class"] = decision.plan.corosync_class
+        rev = decision.plan.revision or ""
+        event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"ha-gitops:refused:{rev}:{','.join(codes)}"))
+        if announce:
+            details["announced"] = self._announce(HistoryEntry(
+                event=event_id, kind="refused", revision=rev or None, node=self.node, at=int(time.time()),
+                outcome="refused", codes=tuple(codes)))
         events.append(self._record(
-            node=self.node, kind="refused", outcome="refused", commit=desired.commit, summary=summary,
-            error=decision.refusal_text(), diff=[c.model_dump() for c in decision.plan.cib_changes] or None,
-            details=details))
+            event_id=event_id, node=self.node, kind="refused", outcome="refused", commit=desired.commit,
+            summary=summary, error=decision.refusal_text(),
+            diff=[c.model_dump() for c in decision.plan.cib_changes] or None, details=details))
 
     def _write_and_verify(self, kind: Literal["apply", "drift-corrected"], wanted: etree._Element,
                           desired: DesiredInput, state: DesiredState | None, live: etree._Element,
@@ -808,18 +871,25 @@ class Reconciler:
             self.store.delete_state("verify-recheck", scope=self.node)
         if verdict.outcome == "failed":
             blamed = verdict.blamed
+            failed = Failure.of("verify", "")
+            # Every node's trail holds the failed verify: announced in the marker history, with the
+            # auto-rollback that follows it (one write) or on its own.
+            entry = HistoryEntry(event=str(uuid.uuid4()), kind="verify", revision=check.revision,
+                                 node=self.node, at=int(time.time()), outcome="failure",
+                                 codes=(failed.reason,))
             verify_id = self._record(
-                node=self.node, kind="verify", outcome="failure", commit=check.commit,
+                event_id=entry.event, node=self.node, kind="verify", outcome="failure", commit=check.commit,
                 summary=f"cluster unhealthy after {what}{again}: " + "; ".join(p.message for p in blamed),
-                details={**details, **Failure.of("verify", "").details()})
+                details={**details, **failed.details()})
             events.append(verify_id)
             if check.kind == "apply":
                 events.append(self._auto_rollback(check.config_before, check.revision, check.commit,
-                                                  check.event, blamed))
+                                                  check.event, blamed, announced=entry))
                 return result(
                     "rolled-back", f"unhealthy after the apply ({blamed[0].message}); previous "
                     f"configuration restored, {check.revision[:12]} marked bad",
                     failure=Failure.of("verify", blamed[0].message, event=verify_id or None))
+            self._announce(entry)
             return None
         if verdict.outcome == "inconclusive":
             self.store.set_state("verify-recheck", check.model_dump(mode="json"), scope=self.node)
@@ -975,14 +1045,18 @@ class Reconciler:
                               fences=fenced, scope=scope or ChangeScope(everything=True), impact=impact)
 
     def _auto_rollback(self, config_before: str, rev: str, commit: CommitInfo | None, apply_event: int,
-                       problems: Sequence[HealthProblem]) -> int:
+                       problems: Sequence[HealthProblem], announced: HistoryEntry | None = None) -> int:
         """Restore the configuration from before the apply and mark the revision bad. A failure to restore
-        is recorded (stage auto-rollback) and the revision is still marked bad, so it is not retried."""
+        is recorded (stage auto-rollback) and the revision is still marked bad, so it is not retried.
+        `announced` (the failed verify) goes into the marker history in the same write."""
         wanted = as_cib(parse_xml_bytes(config_before.encode(), source="configuration before apply"))
         marker_event = str(uuid.uuid4())
 
+        def with_verify(m: Marker) -> Marker:
+            return announce(m, announced) if announced is not None else m
+
         def new_marker(live_marker: Marker) -> Marker:
-            return live_marker.model_copy(update={
+            return with_verify(live_marker).model_copy(update={
                 "event": marker_event, "kind": "auto-rollback", "applied_by": self.node, "digest": None,
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"), "bad": rev})
 
@@ -996,7 +1070,7 @@ class Reconciler:
             marked = not isinstance(exc, LostLeadership)
             if marked:
                 try:
-                    write_marker_only(self.cluster, lambda m: m.model_copy(update={"bad": rev}),
+                    write_marker_only(self.cluster, lambda m: with_verify(m).model_copy(update={"bad": rev}),
                                       guard=self._guard)
                 except HaGitopsError:
                     marked = False
@@ -1093,13 +1167,23 @@ class Reconciler:
             log.error("audit trail: %s", exc)
 
     # ------------------------------------------------------------------ rollback
-    def rollback(self, event_id: int) -> PassResult:
-        """Bring the configuration back to what it was before event `event_id`, and pin its revision."""
+    def rollback(self, ref: int | str) -> PassResult:
+        """Bring the configuration back to what it was before event `ref` (its number in this trail, or
+        its cluster-wide event id or 8+ characters of it), and pin its revision."""
         started = time.monotonic()
-        target = self.store.get(event_id)
+        target = self.store.find(ref)
+        # Named by its cluster-wide id in what is recorded: the same on every node.
+        event_id = f"{target.event_id[:8]} (#{target.id} on {self.node})" if target.event_id \
+            else str(target.id)
         if not target.config_before:
+            if target.backfilled:
+                raise HaGitopsError(
+                    f"event {event_id} ({target.kind} by {target.node}) was backfilled on this node from "
+                    "the CIB marker history, which keeps no configuration: roll it back on "
+                    f"{target.node} (its writer), on a node that saw it live, or from a shared trail")
             raise HaGitopsError(f"event {event_id} ({target.kind}) has no configuration before it to "
-                                "return to")
+                                "return to" + (f" in this trail (roll it back on {target.node}, its "
+                                               "writer)" if target.node != self.node else ""))
         wanted = as_cib(parse_xml_bytes(target.config_before.encode(), source=f"audit event {event_id}"))
         live = self.cluster.read_cib()
         marker, status = read_marker(live), self.cluster.status()
@@ -1129,10 +1213,12 @@ class Reconciler:
             raise self._failed("write", str(exc), desired=None,
                                summary=f"rollback to before event {event_id} failed; live cluster left as "
                                        "it was", patch=getattr(exc, "patch_xml", None),
-                               details={"target_event": event_id}, cause=exc,
+                               details={"target_event": target.id, "target_event_id": target.event_id},
+                               cause=exc,
                                what=f"rollback to before event {event_id}") from exc
         ev_id = self._record_write("rollback", None, outcome, marker_event, "rollback",
-                                {"target_event": event_id, "pinned": pin},
+                                {"target_event": target.id, "target_event_id": target.event_id,
+                                 "pinned": pin},
                                 summary=f"rollback to the configuration before event {event_id}"
                                         + (f"; {pin[:12]} pinned" if pin else ""))
         return PassResult(outcome="rolled-back", revision=pin, events=[ev_id] if ev_id else [],
@@ -1200,6 +1286,8 @@ def _substituted(decision: Decision | None) -> Details:
 
 
 _KINDS = frozenset(k.value for k in EventKind)
+# Refusal reasons every node's pass finds itself (the writer alone predicts the impact: policy).
+_JUDGED_BY_EVERY_NODE = frozenset({"invalid", "signature"})
 
 
 def _time_of(value: object) -> datetime | None:

@@ -20,8 +20,9 @@ token's timing (token: 3000), not a secret; a real secret there (a `key`, a `pas
 
 Masked: the value attribute of any element with a secret name attribute (nvpair), a patch's
 change-attr value for such an nvpair (found by the change-result or the nvpair id in the path), JSON
-keys and {"name": ..., "value"/"old"/"new"...} objects, `name=value` / `name: value` in free text; and
-then every literal secret value found that way is also blanked wherever else it appears in the event.
+keys and {"name" (or a diff's "field"): ..., "value"/"old"/"new"...} objects, `name=value` /
+`name: value` in free text; and then every literal secret value found that way is also blanked
+wherever else it appears in the event.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def mask_text(text: str | None, found: set[str] | None = None, *, corosync: bool
 def mask_json(value: Any, found: set[str] | None = None) -> Any:
     found = found if found is not None else set()
     if isinstance(value, dict):
-        name = value.get("name")
+        # {"name": ..., "value": ...} (an nvpair), or a diff's field change {"field": "params.passwd", ...}
+        name = value.get("name", value.get("field"))
         secret_pair = isinstance(name, str) and is_secret_name(name)
         out: dict[str, Any] = {}
         for k, v in value.items():

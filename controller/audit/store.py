@@ -268,9 +268,19 @@ class AuditStore:
 
     def find(self, ref: str | int) -> AuditEvent:
         """An event by its number in this trail, or by its cluster-wide event id (or a prefix of 8+)."""
-        if isinstance(ref, int) or ref.isdigit():
+        if isinstance(ref, int) or (ref.isdigit() and len(ref) < 8):
             return self.get(int(ref))
         ref = ref.lower()
+        if ref.isdigit():
+            # 8+ digits: an event id's first characters can all be digits (a number that large is not
+            # likely in one trail); the number only when no event id starts so.
+            try:
+                return self._by_prefix(ref)
+            except EventNotFound:
+                return self.get(int(ref))
+        return self._by_prefix(ref)
+
+    def _by_prefix(self, ref: str) -> AuditEvent:
         if len(ref) < 8:
             raise InputError(f"not an event number or event id (8+ characters): {ref!r}")
         with _db_errors(f"reading event {ref}"), Session(self._engine) as s:

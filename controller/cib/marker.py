@@ -93,11 +93,17 @@ def with_marker(cib: etree._Element, marker: Marker) -> etree._Element:
 HISTORY_MAX = 24
 HISTORY_MAX_BYTES = 4096
 _SAFE = ":-._/+@"  # kept as is in a field; everything else (',' ';' '%' spaces) is %-quoted
+SWITCH_KINDS = frozenset({"suspend", "resume"})  # entries that change the marker's switches only
 
 
 class HistoryEntry(BaseModel):
     """One write as the marker history keeps it. `event` is the cluster-wide event id (the uuid the
-    writer recorded its audit event under)."""
+    writer recorded its audit event under).
+
+    Also what the writer decided without writing configuration, so that every node's trail holds it
+    under the same id: a `refused` revision (outcome refused, `codes` its reason codes) and a failed
+    `verify` (outcome failure, `codes` its reason). Those carry `outcome`; a write or a switch does not
+    (success), and is encoded in six fields as before."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -107,20 +113,31 @@ class HistoryEntry(BaseModel):
     digest: str | None = None  # the first 16 hex digits of the marker's digest
     node: str | None = None
     at: int | None = None  # epoch seconds
+    outcome: str | None = None  # None: success (a write or a switch)
+    codes: tuple[str, ...] = ()  # why (refusal reason codes, a failure's reason), short
 
     def encode(self) -> str:
         fields = [self.event, self.kind, self.revision or "", self.digest or "", self.node or "",
                   "" if self.at is None else str(self.at)]
+        if self.outcome is not None:
+            fields += [self.outcome, "+".join(self.codes)]
         return ",".join(quote(f, safe=_SAFE) for f in fields)
 
     @classmethod
     def decode(cls, text: str) -> HistoryEntry | None:
         parts = [unquote(p) for p in text.split(",")]
-        if len(parts) != 6 or not parts[0] or not parts[1]:
+        if len(parts) not in (6, 8) or not parts[0] or not parts[1]:
             return None  # not ours, or cut: ignored rather than trusted
         at = int(parts[5]) if parts[5].isdigit() else None
+        outcome, codes = (parts[6] or None, tuple(c for c in parts[7].split("+") if c)) if len(parts) == 8 \
+            else (None, ())
         return cls(event=parts[0], kind=parts[1], revision=parts[2] or None, digest=parts[3] or None,
-                   node=parts[4] or None, at=at)
+                   node=parts[4] or None, at=at, outcome=outcome, codes=codes)
+
+    @property
+    def writes_configuration(self) -> bool:
+        """A write of the CIB's configuration (not a switch, a refusal or a verdict)."""
+        return self.outcome is None and self.kind not in SWITCH_KINDS
 
     @property
     def time(self) -> datetime | None:
@@ -172,18 +189,26 @@ def with_history(old: Marker, new: Marker) -> Marker:
     """The marker a write puts in the CIB: `new`, whose history gains the write when its event is new.
 
     One place for every writer (cib_writer calls it on each patch), so no write of an event can leave
-    the history without it."""
+    the history without it. `new` is made from `old` (the live marker); entries it pushed itself (a
+    failed verify announced with the auto-rollback that follows it) are kept, below the write's."""
     if not new.event or new.event == old.event:
         return new
-    base = new.model_copy(update={"history": old.history, "history_before": old.history_before,
-                                  "event": old.event})
+    base = new.model_copy(update={"event": old.event})
     prior = entry_of(old)
-    if prior is not None and prior.event not in {e.event for e in history_entries(old)}:
+    if prior is not None and prior.event not in {e.event for e in history_entries(base)}:
         # Written by an agent that kept no history: the write before this one is still named.
         base = push_history(base, prior)
     entry = entry_of(new)
     assert entry is not None
     return push_history(base, entry).model_copy(update={"event": new.event})
+
+
+def announce(marker: Marker, entry: HistoryEntry) -> Marker:
+    """`marker` with a non-configuration `entry` (a refusal, a failed verify) in its history, unless it
+    is there already: the marker's own write stays what it is."""
+    if any(e.event == entry.event for e in history_entries(marker)):
+        return marker
+    return push_history(marker, entry)
 
 
 def previous_event(marker: Marker, event: str) -> str | None:
@@ -193,3 +218,16 @@ def previous_event(marker: Marker, event: str) -> str | None:
         if e.event == event:
             return entries[i + 1].event if i + 1 < len(entries) else marker.history_before
     return None
+
+
+def previous_write(marker: Marker, event: str) -> str | None:
+    """The event of the configuration write before `event` in the marker's history, past the entries
+    that wrote none (a switch, a refusal, a failed verify); None: not known."""
+    entries = history_entries(marker)
+    at = next((i for i, e in enumerate(entries) if e.event == event), None)
+    if at is None:
+        return None
+    for e in entries[at + 1:]:
+        if e.writes_configuration:
+            return e.event
+    return marker.history_before

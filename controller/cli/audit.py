@@ -132,4 +132,66 @@ def audit_verify(db_url: str | None, fmt: str) -> None:
         out.print(f"{len(result.problems)} problem(s) in {result.checked} events", markup=False)
     sys.exit(0 if result.ok else 2)
 
+# ---- blame
+
+
+def _trail_event(e: Any) -> Any:
+    from controller.blame import TrailEvent
+
+    c = e.commit
+    return TrailEvent(seq=e.id, event_id=e.event_id, time=e.time, node=e.node, kind=e.kind,
+                      outcome=e.outcome, commit_sha=c.sha if c else None,
+                      commit_author=c.author if c else None, commit_message=c.message if c else None,
+                      diff=e.diff, config_before=e.config_before, config_after=e.config_after,
+                      details=e.details)
+
+
+@main.command("blame")
+@click.argument("wanted", metavar="[OBJECT]", required=False)
+@AUDIT_DB_OPTION
+@FORMAT_OPTION
+@handles_errors
+def blame_cmd(wanted: str | None, db_url: str | None, fmt: str) -> None:
+    """For each configuration object (or OBJECT: an id, or KIND:ID), the event that last changed it: its
+    cluster-wide event id, commit, author and time, from this node's audit trail. Exit 0, 1 OBJECT was
+    changed by no event of the trail, 2 error."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from controller.audit.masking import mask_json
+    from controller.blame import blame
+
+    with _audit_store(db_url) as store:
+        events = [_trail_event(e) for e in store.list(limit=None, newest_first=False)]
+    found = blame(events, wanted)
+    # Computed from the real values, shown masked: a changed secret is named, its values are not.
+    doc = mask_json(found.model_dump(mode="json"))
+    if fmt == "json":
+        print_json(doc)
+    elif not doc["objects"]:
+        out.print(f"no event in this trail changed {wanted}" if wanted else "no change in this trail",
+                  markup=False)
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("object", "change", "event", "commit", "author", "time (UTC)", "by"):
+            table.add_column(col, no_wrap=col not in ("author", "by"), overflow="fold")
+        for o in doc["objects"]:
+            by = o["by"] or f"{o['event_kind']} on {o['node']}"
+            table.add_row(Text(f"{o['kind']} {o['id']}" + (" *" if o["unsure_after"] else "")),
+                          Text(o["action"]), Text((o["event_id"] or str(o["event"]))[:8]),
+                          Text((o["commit"] or "-")[:10]), Text(o["author"] or "-"),
+                          Text(o["time"][:19].replace("T", " ")), Text(by))
+        out.print(table)
+        if wanted:
+            for o in doc["objects"]:
+                for f in o["fields"]:
+                    out.print(f"  {o['id']} {f['field']}: {f['old'] if f['old'] is not None else '-'} -> "
+                              f"{f['new'] if f['new'] is not None else '-'}", markup=False)
+    if doc["unknown"] and fmt != "json":
+        nodes = sorted({u["node"] for u in doc["unknown"]})
+        out.print(f"* {len(doc['unknown'])} write(s) in this trail have no known changes (backfilled from "
+                  "the CIB marker history, no configuration): an object marked * may have changed in them "
+                  f"since; blame on {', '.join(nodes)} or against a shared trail knows", markup=False)
+    sys.exit(1 if wanted and not doc["objects"] else 0)
+
 # ---- end audit

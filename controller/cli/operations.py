@@ -333,7 +333,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
             "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
                       for n in st.nodes},
             "applied": marker.model_dump(), "agent": agent,
-            "last_event": {"id": last.id, "kind": last.kind, "summary": last.short_summary,
+            "last_event": {"id": last.id, "event_id": last.event_id, "kind": last.kind,
+                           "summary": last.short_summary,
                            "time": last.time.isoformat()} if last else None}
     if fmt == "json":
         print_json(data)
@@ -359,7 +360,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
         out.print(f"last failure: {failure.get('stage')} {failure.get('reason')} at {failure.get('time')}: "
                   f"{failure.get('message')}{event}", markup=False)
     if last:
-        out.print(f"last event: #{last.id} {last.kind} {last.short_summary}", markup=False)
+        out.print(f"last event: #{last.id} ({(last.event_id or '-')[:8]}) {last.kind} {last.short_summary}",
+                  markup=False)
 
 
 def _agent_status_file(path: Path) -> dict[str, Any] | None:
@@ -372,12 +374,15 @@ def _agent_status_file(path: Path) -> dict[str, Any] | None:
 
 
 @main.command("rollback")
-@click.argument("event_id", type=int)
+@click.argument("event_id", metavar="ID")
 @CONFIG_OPTION
 @FORMAT_OPTION
 @handles_errors
-def rollback_cmd(event_id: int, config: str | None, fmt: str) -> None:
-    """Restore the configuration from before audit event ID; pin its revision until a newer commit."""
+def rollback_cmd(event_id: str, config: str | None, fmt: str) -> None:
+    """Restore the configuration from before audit event ID; pin its revision until a newer commit.
+
+    ID: the event's cluster-wide event id (8+ characters of it; the same on every node, `audit log`
+    shows it) or its number in this node's trail."""
     from controller.wiring import build_reconciler
 
     result = build_reconciler(_settings(config)).rollback(event_id)

@@ -143,8 +143,10 @@ def test_a_rollback_that_lost_the_race_is_recorded_as_skipped(tmp_path: Path) ->
     assert (exc.value.failure.stage, exc.value.failure.reason) == ("write", "LostQuorum")
     ev = store.get(exc.value.failure.event or 0)
     assert (ev.kind, ev.outcome) == ("error", "failure")
-    assert ev.summary.startswith(f"rollback to before event {target.id} skipped: this node's partition had "
-                                 "lost quorum") and ev.summary.endswith("nothing written")
+    assert ev.summary.startswith(f"rollback to before event {target.event_id[:8]} (#{target.id} on "
+                                 "kamailio01) skipped: this node's partition had lost quorum")
+    assert ev.summary.endswith("nothing written")
+    assert ev.details["target_event_id"] == target.event_id
     assert ev.details["skipped"] and ev.details["reason"] == "LostQuorum" and not ev.patch
     assert [e.kind for e in store.list(limit=10)] == ["error", "apply"]  # no rollback recorded as done
     assert node.patches == 0 and read_marker(node.cib) == Marker()  # marker untouched, no pin

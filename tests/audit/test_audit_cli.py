@@ -119,3 +119,28 @@ def test_cli_startup_does_not_import_the_database_stack() -> None:
             "print(sorted(m for m in ('sqlalchemy', 'alembic', 'psycopg') if m in sys.modules))")
     res = run([sys.executable, "-c", code], timeout=60)
     assert res.stdout.strip() == "[]"
+
+
+def test_blame_names_the_event_commit_and_author_masked_in_text_and_json(db_url: str) -> None:
+    sha = "abcdef0123456789abcdef0123456789abcdef01"
+    with AuditStore(db_url) as s:
+        first = s.append({"node": "node1", "kind": "apply", "outcome": "success",
+                          "commit": {"sha": sha, "author": "Jane <jane@example.org>", "message": "rotate"},
+                          "config_before": CONFIG.replace(SECRET, "old-secret-1"), "config_after": CONFIG})
+        s.append({"node": "node1", "kind": "apply", "outcome": "success",
+                  "commit": {"sha": "1" * 40}, "details": {"backfilled": True}})
+    res = invoke("blame", "--db", db_url)
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.stdout.splitlines() if "resource f" in ln)
+    assert "changed" in row and first.event_id[:8] in row and "abcdef0123" in row and "Jane" in row
+    assert row.split()[2] == "*"  # a later write's changes are not known here
+    assert "1 write(s) in this trail have no known changes" in res.stdout
+    res = invoke("blame", "f", "--db", db_url)
+    assert res.exit_code == 0 and "f params.password: **** -> ****" in res.stdout, res.stdout
+    assert SECRET not in res.stdout and "old-secret-1" not in res.stdout
+    doc = json.loads(invoke("blame", "f", "--db", db_url, "--format", "json").stdout)
+    assert [(o["kind"], o["id"], o["event_id"], o["commit"]) for o in doc["objects"]] == [
+        ("resource", "f", first.event_id, sha)]
+    assert SECRET not in json.dumps(doc) and [u["event"] for u in doc["unknown"]] == [2]
+    res = invoke("blame", "nothing-like-it", "--db", db_url)
+    assert res.exit_code == 1 and "no event in this trail changed nothing-like-it" in res.stdout

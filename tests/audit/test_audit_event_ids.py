@@ -58,6 +58,9 @@ def test_an_event_is_found_by_number_or_by_event_id(db_url: str) -> None:
             store.find("aaaa")
         with pytest.raises(EventNotFound):
             store.find("bbbbbbbb")
+        # An event id can start with eight digits: that is the event id, not a row number.
+        digits = store.append(apply_event(3, event_id="12345678-3333-4000-8000-000000000000"))
+        assert store.find("12345678") == digits and store.find("3") == digits
     shown = json.loads(invoke("audit", "show", "aaaaaaaa-2222", "--db", db_url, "--format", "json").stdout)
     assert shown["id"] == 2 and shown["event_id"] == "aaaaaaaa-2222-4000-8000-000000000000"
     log = invoke("audit", "log", "--db", db_url).stdout

@@ -116,3 +116,12 @@ def test_mask_event_scrubs_known_secret_values_everywhere() -> None:
     assert m.summary == "set fence password"
     assert ev.config_after == CONFIG  # the stored event keeps the real value (rollback needs it)
     assert m.hash == ev.hash
+
+
+def test_a_diff_field_change_of_a_secret_parameter_is_masked() -> None:
+    diff = [{"kind": "resource", "id": "db", "action": "changed", "details": [
+        {"field": "params.replication_passwd", "old": "old-pass-1", "new": "new-pass-2"},
+        {"field": "params.ip", "old": "10.0.0.1", "new": "10.0.0.2"}]}]
+    fields = mask_json(diff)[0]["details"]
+    assert fields[0] == {"field": "params.replication_passwd", "old": MASK, "new": MASK}
+    assert fields[1] == {"field": "params.ip", "old": "10.0.0.1", "new": "10.0.0.2"}

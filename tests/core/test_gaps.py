@@ -15,8 +15,10 @@ from controller.cib.marker import (
     HISTORY_MAX_BYTES,
     HistoryEntry,
     Marker,
+    announce,
     history_entries,
     previous_event,
+    previous_write,
     push_history,
     read_marker,
     with_history,
@@ -149,3 +151,38 @@ def test_a_shared_trail_leaves_a_fresh_write_to_its_writer() -> None:
     # Still missing once the grace is over: the writer died before recording it; another agent does.
     p = plan(m, {ev(1)}, last_seen=ev(1), shared=True, now=fresh + SHARED_GRACE)
     assert [x.entry.event for x in p.record] == [ev(2), ev(3)] and p.deferred == 0
+
+
+def test_a_refusal_and_a_failed_verify_are_history_entries_of_their_own() -> None:
+    m = writes(2)
+    refused = HistoryEntry(event=ev(3), kind="refused", revision=SHA, node="kamailio01", at=7,
+                           outcome="refused", codes=("invalid", "signature"))
+    m2 = announce(m, refused)
+    assert m2.event == ev(2)  # the marker's own write stays the last write
+    assert history_entries(m2)[0] == refused and not refused.writes_configuration
+    assert announce(m2, refused) == m2  # announced once
+    assert history_entries(Marker(history=refused.encode())) == [refused]
+    # A write's entry keeps its six fields (what an agent of the previous version reads).
+    assert len(history_entries(m)[0].encode().split(",")) == 6 and history_entries(m)[0].writes_configuration
+    # A failed verify announced with the auto-rollback that follows it: both, in one write.
+    verify = HistoryEntry(event=ev(4), kind="verify", revision=SHA, node="kamailio01", outcome="failure",
+                          codes=("HealthCheckFailed",))
+    rolled = with_history(m2, announce(m2, verify).model_copy(update={"event": ev(5),
+                                                                      "kind": "auto-rollback"}))
+    assert [e.event for e in history_entries(rolled)] == [ev(5), ev(4), ev(3), ev(2), ev(1)]
+    assert previous_event(rolled, ev(5)) == ev(4)
+
+
+def test_the_marker_write_is_seen_now_even_under_a_newer_refusal() -> None:
+    """An observer finding a write and a refusal after it in one pass records the write as seen (with the
+    live configuration), not as backfilled."""
+    m = announce(writes(3), HistoryEntry(event=ev(4), kind="refused", revision=SHA, node="kamailio01",
+                                         outcome="refused", codes=("invalid",)))
+    p = plan(m, {ev(1), ev(2)}, last_seen=ev(2))
+    assert [(x.entry.event, x.current) for x in p.record] == [(ev(3), True), (ev(4), True)]
+    # The write before a write, past what wrote no configuration in between.
+    m5 = write(m, 5)
+    assert previous_event(m5, ev(5)) == ev(4) and previous_write(m5, ev(5)) == ev(3)
+    assert previous_write(m5, ev(1)) is None and previous_write(m5, "nope") is None
+    p = plan(m, {ev(1)}, last_seen=ev(1))
+    assert [(x.entry.event, x.current) for x in p.record] == [(ev(2), False), (ev(3), True), (ev(4), True)]
