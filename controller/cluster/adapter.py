@@ -106,6 +106,12 @@ class LiveCluster:
         r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30)
         return parse_crm_mon(r.stdout)
 
+    def status_text(self) -> str:
+        """crm_mon as people read it: inactive resources, fail counts, and the fencing history."""
+        r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--failcounts", "--fence-history=1"],
+                            timeout=30, check=False)
+        return r.stdout if r.returncode == 0 else f"crm_mon failed ({r.returncode}): {r.stderr.strip()}"
+
     def quorum(self) -> QuorumInfo:
         # Exit 0 quorate, 2 not quorate (both are answers); anything else is an error.
         r = self.runner.run(["corosync-quorumtool", "-s"], timeout=15, ok_codes=(0, 2))
