@@ -4,7 +4,7 @@ Exit codes: 0 success or no change, 1 changes found (diff/plan), 2 error, 3 (pla
 agent would refuse.
 """
 
-from controller.cli import adoption, audit, operations, sandbox, tools  # noqa: F401  (each registers its verbs)
+from controller.cli import adoption, audit, operations, preview, sandbox, tools  # noqa: F401  (each registers its verbs)
 from controller.cli.common import main
 
 __all__ = ["main"]

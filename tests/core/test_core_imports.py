@@ -32,6 +32,7 @@ PURE_CORE = [
     "controller.observed",
     "controller.impact",
     "controller.gaps",
+    "controller.preview",
     "controller.limits",
     "controller.desired.state",
     "controller.desired.crm_syntax",
