@@ -62,9 +62,10 @@ def default_path(base: str, head: str, repo: Path) -> str | None:
               show_default=True, help="text, markdown (for a pull-request comment) or json.")
 @click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report (in --format) to FILE.")
-@click.option("--state-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--state-dir", envvar="HA_GITOPS_PREVIEW_STATE_DIR", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
               help="The private state directory (must not exist or be empty; removed afterwards) "
-                   "[default: a new /var/lib/ha-gitops-preview-*].")
+                   "[env HA_GITOPS_PREVIEW_STATE_DIR; default: a new /var/lib/ha-gitops-preview-*].")
 @click.option("--timeout", default=300.0, show_default=True,
               help="Seconds to wait for the agents' verdict on the head.")
 @handles_errors
