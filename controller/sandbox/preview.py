@@ -100,15 +100,24 @@ class _Trails:
         return sorted(out, key=lambda e: e.time)
 
 
-def _dc(sb: Sandbox) -> str:
+def _status(sb: Sandbox) -> ClusterStatus:
+    """The cluster as the first node that answers sees it (a node may be down: a change can fence)."""
+    last: HaGitopsError | None = None
     for node in (n.name for n in sb.spec().nodes):
         try:
-            dc = sb.cluster(node).status().dc
-        except HaGitopsError:
+            st = sb.cluster(node).status()
+        except HaGitopsError as exc:
+            last = exc
             continue
-        if dc:
-            return dc
-    raise PreviewError("the sandbox has no DC")
+        if st.dc:
+            return st
+    raise PreviewError(f"the sandbox has no DC ({last})" if last else "the sandbox has no DC")
+
+
+def _dc(sb: Sandbox) -> str:
+    dc = _status(sb).dc
+    assert dc is not None
+    return dc
 
 
 def _wait(what: str, timeout: float, probe: Callable[[], Any], interval: float = 0.3) -> Any:
@@ -121,8 +130,8 @@ def _wait(what: str, timeout: float, probe: Callable[[], Any], interval: float =
     raise PreviewError(f"timed out after {timeout:g}s waiting for {what}")
 
 
-def _fences(runner_node: Sandbox, dc: str) -> list[FenceEvent]:
-    return fence_history(runner_node.runner(dc)) or []
+def _fences(sb: Sandbox, dc: str) -> list[FenceEvent]:
+    return fence_history(sb.runner(dc)) or []
 
 
 def run_preview(base: str, head: str, base_files: dict[str, str], head_files: dict[str, str], *,
@@ -178,7 +187,7 @@ def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, st
         if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
             return None
         st = trails.status(dc)
-        if st.get("revision") == base_sha and st.get("outcome") in FINAL:
+        if st.get("leader") is True and st.get("revision") == base_sha and st.get("outcome") in FINAL:
             if st["outcome"] not in ("applied", "no-change"):
                 raise PreviewError(f"the base itself does not apply on the sandbox: {st['outcome']}: "
                                    f"{st.get('message')}")
@@ -238,20 +247,23 @@ def _watch(sb: Sandbox, trails: _Trails, head_sha: str, plan: Decision, timeout:
     rollout = bool(plan.plan.corosync_changes) and plan.verdict != "refuse"
     while time.monotonic() < deadline:
         try:
-            dc = _dc(sb)
-            samples.append(sb.cluster(dc).status())
+            sample = _status(sb)
         except HaGitopsError:
             time.sleep(0.5)
             continue
+        samples.append(sample)
+        # The writer's pass (observers say no-change as soon as the marker names the head, before verify).
         statuses = [trails.status(n) for n in trails.nodes]
-        done = [s for s in statuses if s.get("revision") == head_sha and s.get("outcome") in FINAL]
-        if done and (not rollout or done[0]["outcome"] != "applied" or _rollout_over(trails, dc, head_sha)):
+        done = [s for s in statuses if s.get("leader") is True and s.get("revision") == head_sha
+                and s.get("outcome") in FINAL]
+        if done and (not rollout or done[0]["outcome"] in ("refused", "rolled-back", "bad-revision")
+                     or _rollout_over(trails, sample.dc, head_sha)):
             return samples, False
         time.sleep(0.3)
     return samples, True
 
 
-def _rollout_over(trails: _Trails, dc: str, head_sha: str) -> bool:
+def _rollout_over(trails: _Trails, dc: str | None, head_sha: str) -> bool:
     for e in trails.events(dc):
         if e.details.get("revision") != head_sha and e.details.get("bad_revision") != head_sha:
             continue
