@@ -49,8 +49,11 @@ def default_path(base: str, head: str, repo: Path) -> str | None:
 
 
 @main.command("preview")
-@click.option("--base", required=True, metavar="DIR|REV",
+@click.option("--base", default=None, metavar="DIR|REV",
               help="What the sandbox starts from: a desired folder or a git revision (e.g. origin/main).")
+@click.option("--snapshot", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Instead of --base: start from the configuration of this `ha-gitops snapshot` file "
+                   "(its CIB's configuration and its corosync.conf).")
 @click.option("--head", required=True, metavar="DIR|REV",
               help="What is applied on it: a folder or a revision.")
 @click.option("--repo", "repo", default=".", show_default=True, type=click.Path(file_okay=False, exists=True),
@@ -69,21 +72,30 @@ def default_path(base: str, head: str, repo: Path) -> str | None:
 @click.option("--timeout", default=300.0, show_default=True,
               help="Seconds to wait for the agents' verdict on the head.")
 @handles_errors
-def preview_cmd(base: str, head: str, repo: str, repo_path: str | None, fmt: str, out_file: Path | None,
-                state_dir: Path | None, timeout: float) -> None:
-    """Apply HEAD on a sandbox copy of BASE through the real agents; report the plan beside what happened.
+def preview_cmd(base: str | None, snapshot: Path | None, head: str, repo: str, repo_path: str | None,
+                fmt: str, out_file: Path | None, state_dir: Path | None, timeout: float) -> None:
+    """Apply HEAD on a sandbox copy of BASE (or of a snapshot's configuration) through the real agents;
+    report the plan beside what happened.
 
     Needs root (the sandbox). Exit 0 no change, 1 applied and verified, 2 error, 3 the head was refused,
     rolled back, or left the cluster unhealthy (as `plan`)."""
     import json
 
-    from controller.preview import report_json, report_markdown, report_text
+    from controller.preview import report_json, report_markdown, report_text, snapshot_base_files
     from controller.sandbox.preview import run_preview
 
-    path = repo_path or default_path(base, head, Path(repo))
-    base_label, base_files = resolve_side(base, Path(repo), path)
+    if (base is None) == (snapshot is None):
+        raise click.UsageError("say --base DIR|REV or --snapshot FILE (exactly one)")
+    path = repo_path or default_path(base or head, head, Path(repo))
+    if snapshot is not None:
+        base_label, base_files = f"snapshot {snapshot}", snapshot_base_files(snapshot.read_text(),
+                                                                             str(snapshot))
+    else:
+        assert base is not None
+        base_label, base_files = resolve_side(base, Path(repo), path)
     head_label, head_files = resolve_side(head, Path(repo), path)
     report = run_preview(base_label, head_label, base_files, head_files, state_dir=state_dir, timeout=timeout,
+                         snapshot=str(snapshot) if snapshot else None,
                          say=lambda text: err.print(text, markup=False))
     if fmt == "json":
         text = json.dumps(report_json(report), indent=2) + "\n"

@@ -135,7 +135,7 @@ def _fences(sb: Sandbox, dc: str) -> list[FenceEvent]:
 
 
 def run_preview(base: str, head: str, base_files: dict[str, str], head_files: dict[str, str], *,
-                state_dir: Path | None = None, timeout: float = 300,
+                state_dir: Path | None = None, timeout: float = 300, snapshot: str | None = None,
                 say: Callable[[str], None] = lambda _t: None) -> PreviewReport:
     """Bring a sandbox up on `base_files`, apply `head_files` through its agents, report; nothing is left
     behind (the state directory is removed)."""
@@ -157,7 +157,7 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
         plan, obs = _run(sb, root, base, head, base_files, head_files, timeout, timings, say)
     finally:
         left = _teardown(sb, root, timings, say)
-    obs.leftovers = left
+    obs.leftovers, obs.snapshot = left, snapshot
     timings["total"] = round(time.monotonic() - started, 2)
     obs.timings = timings
     return build_report(plan, obs)

@@ -6,7 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from controller.decide import Decision
+from controller.errors import InputError
 from controller.impact import Impact, ResourceImpact
 from controller.observed import ClusterStatus, FailedAction, NodeState, ResourceState
 from controller.plan import Plan
@@ -20,6 +23,7 @@ from controller.preview import (
     report_json,
     report_markdown,
     report_text,
+    snapshot_base_files,
 )
 
 BASE, HEAD, OTHER = "a" * 40, "b" * 40, "c" * 40
@@ -163,3 +167,42 @@ def test_observed_actions_of_a_clone_count_every_instance() -> None:
     two = status(rsc("stonithssh", node="kamailio01"))
     assert observed_actions([one, two]) == ["stonithssh: Started on kamailio01, kamailio02 -> "
                                             "Started on kamailio01"]
+
+
+SNAPSHOT_CIB = """<cib admin_epoch="0" epoch="12" num_updates="3" validate-with="pacemaker-3.9" dc-uuid="1"
+ have-quorum="1" cib-last-written="Wed Dec  2 02:40:00 2026" crm_feature_set="3.16.2">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="o-dc" name="dc-version" value="2.1.5-a3f44794f94"/>
+        <nvpair id="o-st" name="stonith-enabled" value="true"/>
+      </cluster_property_set>
+      <cluster_property_set id="ha-gitops">
+        <nvpair id="ha-gitops-revision" name="revision" value="0123456789abcdef0123456789abcdef01234567"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes><node id="1" uname="kamailio01"/></nodes>
+    <resources><primitive id="P1" class="ocf" provider="pacemaker" type="Dummy"/></resources>
+    <constraints/>
+  </configuration>
+  <status><node_state id="1" uname="kamailio01"/></status>
+</cib>"""
+
+
+def test_a_snapshot_stands_for_its_configuration_and_corosync_conf() -> None:
+    snap = {"kind": "ha-gitops-snapshot", "format": 1, "node": "kamailio01", "cib": SNAPSHOT_CIB,
+            "corosync_conf": "totem {\n\tversion: 2\n}\n"}
+    files = snapshot_base_files(json.dumps(snap), "prod.snapshot")
+    assert files["corosync.conf"] == "totem {\n\tversion: 2\n}\n"
+    xml = files["cib.xml"]
+    assert xml.startswith("<configuration>") and 'id="P1"' in xml and 'name="stonith-enabled"' in xml
+    assert "dc-version" not in xml and "ha-gitops-revision" not in xml and "node_state" not in xml
+
+
+def test_what_is_not_a_format_1_snapshot_is_refused_naming_the_file() -> None:
+    for text, why in (("{", "not JSON"), ('{"kind": "x"}', "not an ha-gitops snapshot"),
+                      ('{"kind": "ha-gitops-snapshot", "format": 2}', "format 2"),
+                      ('{"kind": "ha-gitops-snapshot", "format": 1, "cib": null}', "no CIB")):
+        with pytest.raises(InputError, match=why) as exc:
+            snapshot_base_files(text, "prod.snapshot")
+        assert "prod.snapshot" in str(exc.value)

@@ -70,3 +70,15 @@ def test_the_private_repository_drops_files_the_next_state_does_not_have(tmp_pat
     second = repo.commit("cluster", {"corosync.conf": "b\n"}, "two")
     assert first != second
     assert git(repo.path, "ls-tree", "--name-only", "-r", "HEAD") == "cluster/corosync.conf"
+
+
+def test_preview_wants_exactly_one_of_base_and_snapshot(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    snap = tmp_path / "s.json"
+    snap.write_text("{}")
+    for args in ([], ["--base", str(REFERENCE), "--snapshot", str(snap)]):
+        r = CliRunner().invoke(main, ["preview", "--head", str(REFERENCE), *args])
+        assert r.exit_code == 2 and "exactly one" in r.output, r.output
