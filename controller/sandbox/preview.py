@@ -41,42 +41,42 @@ class PreviewError(HaGitopsError):
     pass
 
 
-def _node_store(sb: Sandbox, node: str) -> AuditStore | None:
-    db = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
-    if not db.exists():
-        return None
-    try:
-        return AuditStore(f"sqlite:///{db}", create=False)
-    except HaGitopsError:
-        return None
-
-
 class _Trails:
     """Every node's audit trail, read from the host (the nodes' /var/lib/ha-gitops is a directory of the
-    sandbox state)."""
+    sandbox state); each opened once, when its agent has made it."""
 
     def __init__(self, sb: Sandbox) -> None:
         self.sb = sb
         self.nodes = [n.name for n in sb.spec().nodes]
         self.since: dict[str, int] = {}
+        self._stores: dict[str, AuditStore] = {}
+
+    def store(self, node: str) -> AuditStore | None:
+        if node not in self._stores:
+            db = self.sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
+            if not db.exists() or db.stat().st_size == 0:
+                return None  # its agent has not made it yet (and preview never migrates one)
+            try:
+                self._stores[node] = AuditStore(f"sqlite:///{db}", create=False)
+            except HaGitopsError:
+                return None
+        return self._stores[node]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
 
     def mark(self) -> None:
         """Events from now on are the head's."""
         for node in self.nodes:
-            store = _node_store(self.sb, node)
-            if store is None:
-                self.since[node] = 0
-                continue
-            with store:
-                last = store.last()
-                self.since[node] = last.id if last else 0
+            store = self.store(node)
+            last = store.last() if store is not None else None
+            self.since[node] = last.id if last else 0
 
     def status(self, node: str) -> dict[str, Any]:
-        store = _node_store(self.sb, node)
-        if store is None:
-            return {}
-        with store:
-            found = store.get_state("agent-status", scope=node)
+        store = self.store(node)
+        found = store.get_state("agent-status", scope=node) if store is not None else None
         return found if isinstance(found, dict) else {}
 
     def events(self, first: str | None) -> list[PreviewEvent]:
@@ -84,12 +84,10 @@ class _Trails:
         seen: set[str] = set()
         out: list[PreviewEvent] = []
         for node in sorted(self.nodes, key=lambda n: n != first):
-            store = _node_store(self.sb, node)
+            store = self.store(node)
             if store is None:
                 continue
-            with store:
-                found = store.list(limit=None, newest_first=False)
-            for e in found:
+            for e in store.list(limit=None, newest_first=False):
                 if e.id <= self.since.get(node, 0) or (e.event_id and e.event_id in seen):
                     continue
                 if e.event_id:
@@ -179,53 +177,56 @@ def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, st
                                                                poll_interval=5.0, drift_debounce=0.2))
     timings["sandbox_up"] = round(time.monotonic() - t, 2)
     trails = _Trails(sb)
-
-    t = time.monotonic()
-
-    def base_done() -> str | None:
-        dc = _dc(sb)
-        if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
-            return None
-        st = trails.status(dc)
-        if st.get("leader") is True and st.get("revision") == base_sha and st.get("outcome") in FINAL:
-            if st["outcome"] not in ("applied", "no-change"):
-                raise PreviewError(f"the base itself does not apply on the sandbox: {st['outcome']}: "
-                                   f"{st.get('message')}")
-            return dc
-        return None
-
-    dc = _wait("the agents' initial sync of the base", 180, base_done)
-    sb.cluster(dc).wait_settled(120)
-    before = sb.cluster(dc).status()
-    timings["initial_sync"] = round(time.monotonic() - t, 2)
-
-    t = time.monotonic()
-    say(f"preview: plan of {head} on {dc}")
-    plan = _plan(sb, dc, head_dir)
-    timings["plan"] = round(time.monotonic() - t, 2)
-
-    trails.mark()
-    fences_before = {f.key() for f in _fences(sb, dc)}
-    obs = Observation(base=base, head=head, base_revision=base_sha, head_revision=base_sha, dc=dc,
-                      before=before)
-    if plan.verdict == "no-change" and not plan.plan.changed:
-        say("preview: the plan says no change; nothing to commit")
-    else:
-        head_sha = repo.commit(FOLDER, head_files, f"preview head: {head}")
-        obs.head_revision, obs.committed_at = head_sha, datetime.now(UTC)
+    try:
         t = time.monotonic()
-        say(f"preview: head committed ({head_sha[:12]}); waiting for the agents' verdict")
-        obs.samples, obs.timed_out = _watch(sb, trails, head_sha, plan, timeout)
-        timings["commit_to_verdict"] = round(time.monotonic() - t, 2)
-        dc = _dc(sb)
-        sb.cluster(dc).wait_settled(60)
-    obs.dc = dc
-    obs.after = sb.cluster(dc).status()
-    obs.events = trails.events(dc)
-    obs.fences = [Fence(target=f.target, action=f.action, status=f.status, text=f.text())
-                  for f in _fences(sb, dc) if f.key() not in fences_before]
-    obs.crm_mon = sb.cluster(dc).status_text()
-    return plan, obs
+
+        def base_done() -> str | None:
+            dc = _dc(sb)
+            if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
+                return None
+            st = trails.status(dc)
+            if st.get("leader") is True and st.get("revision") == base_sha and st.get("outcome") in FINAL:
+                if st["outcome"] not in ("applied", "no-change"):
+                    raise PreviewError(f"the base itself does not apply on the sandbox: {st['outcome']}: "
+                                       f"{st.get('message')}")
+                return dc
+            return None
+
+        dc = _wait("the agents' initial sync of the base", 180, base_done)
+        sb.cluster(dc).wait_settled(120)
+        before = sb.cluster(dc).status()
+        timings["initial_sync"] = round(time.monotonic() - t, 2)
+
+        t = time.monotonic()
+        say(f"preview: plan of {head} on {dc}")
+        plan = _plan(sb, dc, head_dir)
+        timings["plan"] = round(time.monotonic() - t, 2)
+
+        trails.mark()
+        fences_before = {f.key() for f in _fences(sb, dc)}
+        obs = Observation(base=base, head=head, base_revision=base_sha, head_revision=base_sha, dc=dc,
+                          before=before)
+        if plan.verdict == "no-change" and not plan.plan.changed:
+            say("preview: the plan says no change; nothing to commit")
+        else:
+            committed_at = datetime.now(UTC)
+            head_sha = repo.commit(FOLDER, head_files, f"preview head: {head}")
+            obs.head_revision, obs.committed_at = head_sha, committed_at
+            t = time.monotonic()
+            say(f"preview: head committed ({head_sha[:12]}); waiting for the agents' verdict")
+            obs.samples, obs.timed_out = _watch(sb, trails, head_sha, plan, timeout)
+            timings["commit_to_verdict"] = round(time.monotonic() - t, 2)
+            dc = _dc(sb)
+            sb.cluster(dc).wait_settled(60)
+        obs.dc = dc
+        obs.after = sb.cluster(dc).status()
+        obs.events = trails.events(dc)
+        obs.fences = [Fence(target=f.target, action=f.action, status=f.status, text=f.text())
+                      for f in _fences(sb, dc) if f.key() not in fences_before]
+        obs.crm_mon = sb.cluster(dc).status_text()
+        return plan, obs
+    finally:
+        trails.close()
 
 
 def _plan(sb: Sandbox, dc: str, head_dir: Path) -> Decision:
