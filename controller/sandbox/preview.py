@@ -153,6 +153,9 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
     sb = Sandbox(root / "sandbox")
     try:
         plan, obs = _run(sb, root, base, head, base_files, head_files, timeout, timings, say)
+    except HaGitopsError as exc:
+        # The sandbox and its logs go with the teardown: what the agents said comes along in the error.
+        raise PreviewError(f"{exc}\n{_agent_log_tails(sb)}") from exc
     finally:
         left = _teardown(sb, root, timings, say)
     obs.leftovers, obs.snapshot = left, snapshot
@@ -272,6 +275,18 @@ def _rollout_over(trails: _Trails, dc: str | None, head_sha: str) -> bool:
                 or e.kind == "refused":
             return True
     return False
+
+
+def _agent_log_tails(sb: Sandbox, lines: int = 15) -> str:
+    out = []
+    for node in sb.layout.nodes_dir.glob("*"):
+        log = node / "logs" / "agent.out"
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        out.append(f"--- {node.name} agent log (last {len(tail)} lines):\n" + "\n".join(tail))
+    return "\n".join(out) or "(no agent logs)"
 
 
 def _teardown(sb: Sandbox, root: Path, timings: dict[str, float], say: Callable[[str], None]
