@@ -29,13 +29,13 @@ OUTCOME_EXIT: dict[str, int] = {"no-change": 0, "applied": 1, "refused": 3, "rol
                                 "inconclusive": 3, "failed": 3, "timeout": 2}
 
 _OUTCOME_TEXT = {
-    "no-change": "no change: the head changes nothing on the base",
-    "applied": "applied and verified: the cluster is healthy with the head",
-    "refused": "REFUSED by the agent: nothing of the head was applied",
-    "rolled-back": "ROLLED BACK: the cluster was unhealthy with the head; the base configuration is back",
-    "unhealthy": "applied, but the cluster is UNHEALTHY with the head",
-    "inconclusive": "applied, but verify was inconclusive (a fault clouded it): not shown healthy",
-    "failed": "the agent FAILED to apply the head",
+    "no-change": "the head changes nothing on the base",
+    "applied": "the agents applied the head and verified the cluster healthy",
+    "refused": "the agent refused the head: nothing of it was applied",
+    "rolled-back": "the cluster was unhealthy with the head; the agent restored the base configuration",
+    "unhealthy": "the head was applied, and the cluster is unhealthy with it",
+    "inconclusive": "the head was applied, but a fault clouded its verify: not shown healthy",
+    "failed": "the agent failed to apply the head",
     "timeout": "the sandbox reached no verdict on the head in time",
 }
 
@@ -248,7 +248,7 @@ def _plan_line(r: PreviewReport) -> str:
 
 
 def _secs(timings: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+    return ", ".join(f"{k} {v:.2f}s" if v < 10 else f"{k} {v:.1f}s" for k, v in timings.items())
 
 
 def report_text(r: PreviewReport) -> str:
