@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/crm_conversion_bench.py
 	$(PY) bench/bounded_work_bench.py
 	$(PY) bench/agent_bench.py
+	$(PY) bench/preview_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
