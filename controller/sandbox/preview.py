@@ -184,8 +184,11 @@ def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, st
         t = time.monotonic()
 
         def base_done() -> str | None:
-            dc = _dc(sb)
-            if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
+            try:
+                dc = _dc(sb)
+                if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
+                    return None
+            except HaGitopsError:  # an election, a node still starting: ask again
                 return None
             st = trails.status(dc)
             if st.get("leader") is True and st.get("revision") == base_sha and st.get("outcome") in FINAL:
