@@ -10,6 +10,7 @@ directory removed whatever happens; `controller.preview.build_report` judges wha
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -151,6 +152,11 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
     started = time.monotonic()
     timings: dict[str, float] = {}
     sb = Sandbox(root / "sandbox")
+    # crmsh's conversion cache (the agents' and plan's inside the nodes, which see the host's /var/cache)
+    # goes in the private directory too, unless the caller chose one.
+    own_cache = "HA_GITOPS_CACHE_DIR" not in os.environ
+    if own_cache:
+        os.environ["HA_GITOPS_CACHE_DIR"] = str(root / "crm-cache")
     try:
         plan, obs = _run(sb, root, base, head, base_files, head_files, timeout, timings, say)
     except HaGitopsError as exc:
@@ -158,6 +164,8 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
         raise PreviewError(f"{exc}\n{_agent_log_tails(sb)}") from exc
     finally:
         left = _teardown(sb, root, timings, say)
+        if own_cache:
+            os.environ.pop("HA_GITOPS_CACHE_DIR", None)
     obs.leftovers, obs.snapshot = left, snapshot
     timings["total"] = round(time.monotonic() - started, 2)
     obs.timings = timings

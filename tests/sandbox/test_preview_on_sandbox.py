@@ -70,7 +70,7 @@ def test_a_failing_change_is_rolled_back_and_the_ci_step_posts_it(tmp_path: Path
              "--dir", str(head), "--base", str(REFERENCE), "--forge", "github", "--number", "7",
              "--out", str(tmp_path / "review.md")],
             capture_output=True, text=True, timeout=900, cwd=REPO,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
                  "HA_GITOPS_PREVIEW_STATE_DIR": state, **github_env(url)})
         assert r.returncode == 3, r.stdout[-4000:] + r.stderr[-4000:]
         [comment] = forge.bodies("github:ops/cluster#7")
