@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import RESULTS, now, summary, write  # noqa: E402
+from controller.sandbox.manager import Sandbox  # noqa: E402
 from controller.sandbox.preview import run_preview  # noqa: E402
 
 REFERENCE = REPO / "desired" / "kamailio"
@@ -38,6 +40,8 @@ def files(extra: str = "") -> tuple[dict[str, str], dict[str, str]]:
 
 
 def one(extra: str, expect: int) -> dict[str, float]:
+    Sandbox(Path(STATE) / "sandbox").down()  # whatever an interrupted run left
+    shutil.rmtree(STATE, ignore_errors=True)
     base, head = files(extra)
     report = run_preview("desired/kamailio", "bench head", base, head, state_dir=Path(STATE),
                          say=lambda t: print(t, file=sys.stderr))

@@ -27,6 +27,12 @@ def head_folder(tmp_path: Path, name: str, edit: str, add: str = "") -> Path:
     return folder
 
 
+def fresh(state: str) -> None:
+    """Whatever an interrupted run left in the state directory: down, then gone."""
+    Sandbox(Path(state) / "sandbox").down()
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def assert_nothing_left(state: str) -> None:
     assert not Path(state).exists(), f"{state} left behind"
     left = Sandbox(Path(state) / "sandbox").leftovers()
@@ -36,7 +42,7 @@ def assert_nothing_left(state: str) -> None:
 def test_a_clean_change_is_applied_and_verified(tmp_path: Path) -> None:
     need_root()
     state = sandbox_state("preview")
-    shutil.rmtree(state, ignore_errors=True)
+    fresh(state)
     head = head_folder(tmp_path, "stickiness", "resource-stickiness=100")
     r = subprocess.run([sys.executable, "-m", "controller.cli", "preview", "--base", str(REFERENCE), "--head",
                         str(head), "--format", "json", "--state-dir", state], capture_output=True, text=True,
@@ -62,7 +68,7 @@ def test_a_clean_change_is_applied_and_verified(tmp_path: Path) -> None:
 def test_a_failing_change_is_rolled_back_and_the_ci_step_posts_it(tmp_path: Path) -> None:
     need_root()
     state = sandbox_state("preview-bad")
-    shutil.rmtree(state, ignore_errors=True)
+    fresh(state)
     head = head_folder(tmp_path, "bad", "resource-stickiness=100", BAD_DUMMY)
     with forge_server() as (forge, url):
         r = subprocess.run(
