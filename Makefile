@@ -24,13 +24,13 @@ demo-down: setup
 # Two workers, each test file on one of them (module fixtures, one sandbox per file): the sandbox tests
 # mostly wait on the cluster, so two files side by side halve the suite's time on two cores.
 test: setup
-	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/ruff check controller tests bench deploy/ci
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 # No root, no sandbox, no PostgreSQL server, nothing slow (see tests/conftest.py): the edit-test loop.
 test-fast: setup
-	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/ruff check controller tests bench deploy/ci
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -m "not sandbox and not postgres and not slow"
 
@@ -38,7 +38,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 lint: setup
-	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/ruff check controller tests bench deploy/ci
 
 bench: setup
 	$(PY) bench/sandbox_updown.py
@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/crm_conversion_bench.py
 	$(PY) bench/bounded_work_bench.py
 	$(PY) bench/agent_bench.py
+	$(PY) bench/preview_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

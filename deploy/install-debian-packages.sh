@@ -2,7 +2,7 @@
 # Installs the Debian packages ha-gitops needs, only when missing (idempotent, as root).
 # Used by `make setup` and by the production install steps in the README.
 set -euo pipefail
-packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents
+packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents yamllint
           iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
 missing=()
 for p in "${packages[@]}"; do

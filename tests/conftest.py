@@ -38,7 +38,7 @@ SLOW_FILES = frozenset({"tests/cib/test_cib_corpus_pairs.py", "tests/desired/tes
                         "tests/desired/test_desired_load.py", "tests/audit/test_audit_cli.py",
                         "tests/source/test_source_watchers.py", "tests/audit/test_audit_masking_corpus.py",
                         "tests/desired/test_export_corpus.py",
-                        "tests/desired/test_plan_base.py"})
+                        "tests/desired/test_plan_base.py", "tests/ci/test_review_script.py"})
 
 
 def _uses_root(func: object) -> bool:

@@ -4,7 +4,15 @@ Exit codes: 0 success or no change, 1 changes found (diff/plan), 2 error, 3 (pla
 agent would refuse.
 """
 
-from controller.cli import adoption, audit, operations, sandbox, snapshot, tools  # noqa: F401  (each registers its verbs)
+from controller.cli import (  # noqa: F401  (each registers its verbs)
+    adoption,
+    audit,
+    operations,
+    preview,
+    sandbox,
+    snapshot,
+    tools,
+)
 from controller.cli.common import main
 
 __all__ = ["main"]

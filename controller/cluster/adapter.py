@@ -123,6 +123,12 @@ class LiveCluster:
         """`crm_mon --one-shot --inactive --output-as=xml`, unparsed."""
         return self.runner.run(["crm_mon", "--one-shot", "--inactive", "--output-as=xml"], timeout=30).stdout
 
+    def status_text(self) -> str:
+        """crm_mon as people read it: inactive resources, fail counts, and the fencing history."""
+        r = self.runner.run(["crm_mon", "--one-shot", "--inactive", "--failcounts", "--fence-history=1"],
+                            timeout=30, check=False)
+        return r.stdout if r.returncode == 0 else f"crm_mon failed ({r.returncode}): {r.stderr.strip()}"
+
     def quorum(self) -> QuorumInfo:
         return parse_quorumtool(self.quorum_text())
 

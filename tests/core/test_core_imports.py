@@ -33,6 +33,7 @@ PURE_CORE = [
     "controller.impact",
     "controller.gaps",
     "controller.blame",
+    "controller.preview",
     "controller.limits",
     "controller.desired.state",
     "controller.desired.crm_syntax",
