@@ -93,11 +93,31 @@ def _mount(*args: str) -> None:
     _run(["mount", *args])
 
 
+def _hidden_by_tmpfs(paths: list[Path]) -> list[Path]:
+    """The paths a private tmpfs would hide (a checkout or a venv under /tmp), outermost only."""
+    hidden = sorted({p for p in paths if any(p.is_relative_to(t) and p != Path(t) for t in PRIVATE_TMPFS)})
+    return [p for p in hidden if not any(p != q and p.is_relative_to(q) for q in hidden)]
+
+
 def setup_node(node_dir: Path, hostname: str) -> None:
     socket.sethostname(hostname)
     _mount("--make-rprivate", "/")
+    # What the node runs from must stay visible through its private /tmp: this Python (its venv), the
+    # checkout it was started from, the sandbox's state. Parked under the node's own directory while the
+    # tmpfs goes on, then bound back at the same path.
+    keep = _hidden_by_tmpfs([Path(sys.prefix).resolve(), Path(__file__).resolve().parents[2],
+                             node_dir.resolve().parents[1]])
+    parked: list[tuple[Path, Path]] = []
+    for i, kept in enumerate(keep):
+        hold = node_dir / "keep" / str(i)
+        hold.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", str(kept), str(hold))
+        parked.append((kept, hold))
     for path in PRIVATE_TMPFS:
         _mount("-t", "tmpfs", "-o", "mode=1777" if path != "/run" else "mode=755", "tmpfs", path)
+    for kept, hold in parked:
+        kept.mkdir(parents=True, exist_ok=True)
+        _mount("--bind", str(hold), str(kept))
     for host_path, name in BIND_DIRS.items():
         if "ha-gitops" in host_path:
             # Our own product's directories may not exist on a machine that only runs the sandbox: an
