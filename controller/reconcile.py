@@ -630,7 +630,12 @@ class Reconciler:
             return result("drift-reported", _message(decision), changes=changes)
         if verdict == "refuse":
             assert desired is not None
-            self._record_refusal(decision, desired, trigger, events, announce=leader and status.quorate)
+            # Announced in the marker history only when the other nodes cannot judge it themselves (a
+            # policy refusal needs the writer's impact), and only by the agent: an invalid commit, which
+            # every node refuses on its own, leaves the live CIB untouched, its marker included.
+            self._record_refusal(decision, desired, trigger, events,
+                                 announce=role == "writer" and status.quorate
+                                 and not set(decision.codes) <= _SELF_JUDGED)
             outcome = next((o for code, o in _REFUSED_AS if code in decision.codes), "refused")
             if leader and status.quorate and marker.corosync_bad == rev and marker.revision == rev \
                     and marker.kind == "apply":
@@ -1235,6 +1240,10 @@ def _writes(decision: Decision, leader: bool, status: ClusterStatus) -> bool:
         return True
     return decision.verdict == "refuse" and decision.drift is not None and decision.drift.correct \
         and leader and status.quorate
+
+
+# Refusals every node reaches on its own from the commit itself: never announced through the CIB.
+_SELF_JUDGED = frozenset({"invalid", "signature", "unsupported", "suspended", "pinned", "bad-revision"})
 
 
 # Why a write was skipped, in an audit summary (cib_writer.LostLeadership's reason).
