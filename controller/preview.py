@@ -15,12 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from controller.cib.export import configuration_only, strip_managed
-from controller.cib.xml import parse_xml_bytes, to_bytes
+from controller.cib.xml import to_bytes
 from controller.decide import Decision
 from controller.decision_render import decision_markdown, decision_text
 from controller.errors import InputError
 from controller.health import health_problems
 from controller.observed import ClusterStatus
+from controller.snapshot import parse_snapshot
 
 Outcome = Literal["no-change", "applied", "refused", "rolled-back", "unhealthy", "inconclusive", "failed",
                   "timeout"]
@@ -216,26 +217,14 @@ def build_report(plan: Decision | None, obs: Observation) -> PreviewReport:
 
 
 def snapshot_base_files(text: str, source: str) -> dict[str, str]:
-    """The desired folder a snapshot stands for (`ha-gitops snapshot`, format 1: a JSON object with the
-    node's whole CIB and its corosync.conf): corosync.conf as it is, cib.xml the configuration with what the
-    cluster and ha-gitops write themselves left out (what `export --format xml` writes)."""
-    import json
-
-    try:
-        snap = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"not a snapshot (not JSON: {exc})", file=source) from exc
-    if not isinstance(snap, dict) or snap.get("kind") != "ha-gitops-snapshot":
-        raise InputError("not an ha-gitops snapshot (no kind: ha-gitops-snapshot)", file=source)
-    if snap.get("format") != 1:
-        raise InputError(f"snapshot format {snap.get('format')!r}: this ha-gitops reads format 1",
-                         file=source)
-    cib, conf = snap.get("cib"), snap.get("corosync_conf")
-    if not isinstance(cib, str) or not isinstance(conf, str):
-        raise InputError("the snapshot has no CIB or no corosync.conf (taken on a node without one?)",
-                         file=source)
-    config = configuration_only(strip_managed(parse_xml_bytes(cib.encode(), source=f"{source}: cib")))
-    return {"corosync.conf": conf, "cib.xml": to_bytes(config).decode() + "\n"}
+    """The desired folder a snapshot (controller/snapshot.py) stands for: corosync.conf as it is,
+    cib.xml the configuration with what the cluster and ha-gitops write themselves left out (what
+    `export --format xml` writes)."""
+    snap = parse_snapshot(text, source=source)
+    if snap.corosync_conf is None:
+        raise InputError("the snapshot has no corosync.conf (taken on a node without one?)", file=source)
+    config = configuration_only(strip_managed(snap.cib_element()))
+    return {"corosync.conf": snap.corosync_conf, "cib.xml": to_bytes(config).decode() + "\n"}
 
 
 # ------------------------------------------------------------------ renderers

@@ -79,3 +79,22 @@ def dc(sb: Sandbox, via: str = "kamailio01") -> str:
     d = sb.cluster(via).status().dc
     assert d
     return d
+
+
+AGENT_TOML = "/etc/ha-gitops/agent.toml"  # where `sandbox up --agents` writes each node's settings
+SANDBOX_NODES = ("kamailio01", "kamailio02", "kamailio03")
+
+
+def set_fault(sb: Sandbox, faults: dict[str, Any], *nodes: str) -> None:
+    """The fault file (controller/faults.py) of `nodes` (default: every node): read at each point."""
+    for node in nodes or SANDBOX_NODES:
+        (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
+
+
+def agent_status(sb: Sandbox, node: str) -> dict[str, Any]:
+    """What the node's agent published about its last pass (`status --format json`)."""
+    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
+    assert code == 0, err
+    found: dict[str, Any] = json.loads(out)["agent"] or {}
+    return found
+

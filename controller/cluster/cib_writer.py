@@ -285,7 +285,8 @@ TAKEOVER_EPOCH_STEP = 2
 
 
 def claim_generation(cluster: LiveCluster, *, guard: WriteGuard) -> tuple[str, str]:
-    """A new writer raises the CIB's epoch by TAKEOVER_EPOCH_STEP: (version before, after).
+    """A new writer raises the CIB's epoch by TAKEOVER_EPOCH_STEP: (the version before, the
+    admin_epoch.epoch set).
 
     When partitions rejoin, Pacemaker keeps the CIB with the highest (admin_epoch, epoch, num_updates).
     A partition that lost quorum can still land one write (a patch held across the membership change:
@@ -293,10 +294,8 @@ def claim_generation(cluster: LiveCluster, *, guard: WriteGuard) -> tuple[str, s
     majority's first write after the split only ties it, and the tie can go to the minority: its older
     revision comes back after heal. Two epochs ahead, the majority's configuration always wins.
     """
-    head = cluster.read_cib_head()
-    before = CibVersion.of(head, source="the live <cib>")
+    before = CibVersion.of(cluster.read_cib_head(), source="the live <cib>")
     guard.check(cluster)
     cluster.set_epoch(before.epoch + TAKEOVER_EPOCH_STEP)
-    after = CibVersion.of(cluster.read_cib_head(), source="the live <cib>")
     return (f"{before.admin_epoch}.{before.epoch}.{before.num_updates}",
-            f"{after.admin_epoch}.{after.epoch}.{after.num_updates}")
+            f"{before.admin_epoch}.{before.epoch + TAKEOVER_EPOCH_STEP}")

@@ -16,7 +16,7 @@ import pytest
 
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, audit, cli, dc
+from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agent_status, agents_sandbox, audit, cli, dc, set_fault
 from tests.conftest import sandbox_repo_dir
 from tests.helpers import GitRepo, wait_for
 
@@ -76,15 +76,8 @@ def folder_with(repo: GitRepo, name: str, changes: dict[str, str]) -> str:
     return str(dest)
 
 
-def set_fault(sb: Sandbox, faults: dict) -> None:
-    for node in NODES:
-        (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
-def agent_status(sb: Sandbox, node: str) -> dict:
-    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
-    assert code == 0, err
-    return json.loads(out)["agent"] or {}
 
 
 def wait_applied(sb: Sandbox, repo: GitRepo) -> None:

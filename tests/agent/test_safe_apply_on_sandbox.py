@@ -10,7 +10,7 @@ import pytest
 
 from controller.cib.marker import read_marker
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, dc
+from tests.agentslib import PROTECTED_OUTSIDE_WINDOW, agents_sandbox, audit, dc, set_fault
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -38,11 +38,6 @@ def env() -> Iterator[tuple[Sandbox, GitRepo]]:
         yield e
 
 
-def events(sb: Sandbox, node: str = "kamailio01") -> list[dict[str, Any]]:
-    r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"])
-    assert r.returncode == 0, r.stderr
-    found: list[dict[str, Any]] = json.loads(r.stdout)
-    return found
 
 
 
@@ -52,7 +47,7 @@ def vip(sb: Sandbox) -> str:
 
 
 def by_commit(sb: Sandbox, sha: str, kind: str) -> dict | None:
-    return next((e for e in events(sb, dc(sb)) if e["kind"] == kind and e["commit"]
+    return next((e for e in audit(sb, dc(sb)) if e["kind"] == kind and e["commit"]
                  and e["commit"]["sha"] == sha), None)
 
 
@@ -118,13 +113,10 @@ def test_change_that_fails_to_start_is_rolled_back_and_marked_bad(env: tuple[San
     assert read_marker(sb.cluster("kamailio01").read_cib()).bad is None
 
 
-def set_fault(sb: Sandbox, faults: dict[str, Any]) -> None:
-    for node in ("kamailio01", "kamailio02", "kamailio03"):
-        (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
 def first_verify(sb: Sandbox, node: str, sha: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = next((e for e in reversed(events(sb, node)) if e["kind"] == "verify"
+    found: dict[str, Any] | None = next((e for e in reversed(audit(sb, node)) if e["kind"] == "verify"
                                          and e["commit"] and e["commit"]["sha"] == sha), None)
     return found
 
@@ -153,15 +145,15 @@ def test_a_node_lost_during_verify_is_not_blamed_on_the_change(env: tuple[Sandbo
     assert inconclusive["outcome"] == "inconclusive", json.dumps(inconclusive, indent=1)
     assert victim in inconclusive["details"]["left"]
     assert all(p["attribution"] != "change" for p in inconclusive["details"]["problems"])
-    assert not [e for e in events(sb, writer) if e["kind"] == "auto-rollback"
+    assert not [e for e in audit(sb, writer) if e["kind"] == "auto-rollback"
                 and e["details"].get("bad_revision") == sha], json.dumps(
-        [e["details"] for e in events(sb, writer) if e["kind"] == "verify"], indent=1)
+        [e["details"] for e in audit(sb, writer) if e["kind"] == "verify"], indent=1)
     assert read_marker(sb.cluster(writer).read_cib()).bad is None
     # The survivors fence the victim (a reboot); once it is back, the writer re-checks: healthy.
     wait_for(lambda: sb.request("status")["nodes"][victim]["init_pid"] not in (None, pid), 120,
              f"{victim} rebooted by the fencing")
     sb.wait_healthy(timeout=120, expect_online=("kamailio01", "kamailio02", "kamailio03"))
-    rechecked = wait_for(lambda: next((e for e in events(sb, writer) if e["kind"] == "verify"
+    rechecked = wait_for(lambda: next((e for e in audit(sb, writer) if e["kind"] == "verify"
                                        and e["details"].get("rechecked")
                                        and e["commit"] and e["commit"]["sha"] == sha), None),
                          120, "the re-check once the cluster is whole")

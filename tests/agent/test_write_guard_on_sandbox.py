@@ -27,7 +27,7 @@ import pytest
 from controller.cib.marker import Marker, read_marker
 from controller.errors import HaGitopsError
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agents_sandbox, audit, cli, dc, reference_files
+from tests.agentslib import agent_status, agents_sandbox, audit, cli, dc, reference_files, set_fault
 from tests.helpers import GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -51,8 +51,6 @@ def cluster() -> Iterator[tuple[Sandbox, GitRepo]]:
         yield e
 
 
-def set_fault(sb: Sandbox, node: str, faults: dict[str, object]) -> None:
-    (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
 def stickiness(sb: Sandbox, node: str) -> str:
@@ -78,10 +76,6 @@ def marker_at(sb: Sandbox, node: str, sha: str) -> Marker | None:
     return m if m.revision == sha else None
 
 
-def agent_status(sb: Sandbox, node: str) -> dict:
-    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
-    assert code == 0, err
-    return json.loads(out)["agent"] or {}
 
 
 def settled(sb: Sandbox, repo: GitRepo) -> None:
@@ -102,7 +96,7 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
     before = read_marker(sb.cluster(old).read_cib()).revision
     crm = repo.read(CRM)
     assert stickiness(sb, old) == "100"
-    set_fault(sb, old, {"before-patch": PAUSE})
+    set_fault(sb, {"before-patch": PAUSE}, old)
     cut_at: float | None = None
     try:
         sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=150")}, "150")
@@ -125,7 +119,7 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
                                          and e["details"].get("reason") == "LostQuorum"), None),
                            PAUSE + 30, "the skipped write in the isolated DC's trail")
         skipped_after = time.monotonic() - pushed
-        set_fault(sb, old, {})
+        set_fault(sb, {}, old)
         assert skipped["details"]["stage"] == "write" and skipped["details"]["skipped"]
         assert skipped["commit"]["sha"] == sha and skipped["outcome"] == "failure"
         assert skipped["summary"].startswith(f"apply of {sha[:12]} skipped: this node's partition had lost "
@@ -151,7 +145,7 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
         assert refused["outcome"] == "refused" and refused["details"]["reason"] == "LostQuorum", refused
         assert f"audit event {refused['id']}" in err, err
     finally:
-        set_fault(sb, old, {})
+        set_fault(sb, {}, old)
         sb.heal(old)
     healed = time.monotonic()
 
@@ -190,7 +184,7 @@ def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_succ
     old = dc(sb)
     majority = [n for n in NODES if n != old]
     value = str(int(stickiness(sb, old)) + 11)
-    set_fault(sb, old, {"after-patch": PAUSE})
+    set_fault(sb, {"after-patch": PAUSE}, old)
     try:
         sha = repo.commit({CRM: re.sub(r"resource-stickiness=\d+", f"resource-stickiness={value}",
                                        repo.read(CRM))}, f"stickiness {value} (the DC is cut as it lands)")
@@ -200,7 +194,7 @@ def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_succ
         lost = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "apply"
                                       and (e["commit"] or {}).get("sha") == sha), None),
                         PAUSE + 30, "the DC's record of its write")
-        set_fault(sb, old, {})
+        set_fault(sb, {}, old)
         assert lost["outcome"] == "failure", lost["summary"]
         assert lost["details"]["reason"] == lost["details"]["lost_race"]["reason"] == "LostQuorum"
         assert "lost the race" in lost["summary"] and lost["cib_version_after"]  # it did land
@@ -209,7 +203,7 @@ def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_succ
         failure = wait_for(lambda: agent_status(sb, old).get("last_failure"), 30, "the failure in status")
         assert (failure["stage"], failure["reason"]) == ("write", "LostQuorum")
     finally:
-        set_fault(sb, old, {})
+        set_fault(sb, {}, old)
         sb.heal(old)
     # The majority's DC holds (or applies) the commit; after heal every node is on it.
     wait_for(lambda: all(stickiness(sb, n) == value and (m := marker_at(sb, n, sha)) is not None

@@ -25,6 +25,7 @@ from controller.preview import (
     report_text,
     snapshot_base_files,
 )
+from controller.snapshot import Snapshot, SnapshotSettings
 
 BASE, HEAD, OTHER = "a" * 40, "b" * 40, "c" * 40
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -189,10 +190,16 @@ SNAPSHOT_CIB = """<cib admin_epoch="0" epoch="12" num_updates="3" validate-with=
 </cib>"""
 
 
+def snapshot_text(**fields: Any) -> str:
+    """A format-1 snapshot as `ha-gitops snapshot` writes it (the model's own JSON)."""
+    defaults: dict[str, Any] = {"node": "kamailio01", "cib": SNAPSHOT_CIB, "crm_mon": "<pacemaker-result/>",
+                                "quorum": "", "corosync_conf": "totem {\n\tversion: 2\n}\n",
+                                "settings": SnapshotSettings(node_name="kamailio01")}
+    return Snapshot(**{**defaults, **fields}).dump()
+
+
 def test_a_snapshot_stands_for_its_configuration_and_corosync_conf() -> None:
-    snap = {"kind": "ha-gitops-snapshot", "format": 1, "node": "kamailio01", "cib": SNAPSHOT_CIB,
-            "corosync_conf": "totem {\n\tversion: 2\n}\n"}
-    files = snapshot_base_files(json.dumps(snap), "prod.snapshot")
+    files = snapshot_base_files(snapshot_text(), "prod.snapshot")
     assert files["corosync.conf"] == "totem {\n\tversion: 2\n}\n"
     xml = files["cib.xml"]
     assert xml.startswith("<configuration>") and 'id="P1"' in xml and 'name="stonith-enabled"' in xml
@@ -200,9 +207,10 @@ def test_a_snapshot_stands_for_its_configuration_and_corosync_conf() -> None:
 
 
 def test_what_is_not_a_format_1_snapshot_is_refused_naming_the_file() -> None:
-    for text, why in (("{", "not JSON"), ('{"kind": "x"}', "not an ha-gitops snapshot"),
-                      ('{"kind": "ha-gitops-snapshot", "format": 2}', "format 2"),
-                      ('{"kind": "ha-gitops-snapshot", "format": 1, "cib": null}', "no CIB")):
+    for text, why in (("{", "not an ha-gitops snapshot"), ('{"kind": "x"}', "not an ha-gitops snapshot"),
+                      ('{"kind": "ha-gitops-snapshot", "format": 2}', "format"),
+                      (json.dumps({**json.loads(snapshot_text()), "cib": None}), "cib"),
+                      (snapshot_text(corosync_conf=None), "no corosync.conf")):
         with pytest.raises(InputError, match=why) as exc:
             snapshot_base_files(text, "prod.snapshot")
         assert "prod.snapshot" in str(exc.value)

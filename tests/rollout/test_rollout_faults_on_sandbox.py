@@ -12,7 +12,6 @@ Every test ends with each node's runtime totem.token (cmap) equal to its file's.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from controller.cib.marker import read_marker
 from controller.errors import HaGitopsError
 from controller.rollout import ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agents_sandbox
+from tests.agentslib import agents_sandbox, set_fault
 from tests.helpers import GitRepo, wait_for
 from tests.rollout.test_rollout_on_sandbox import (
     CONF,
@@ -49,11 +48,9 @@ def env() -> Iterator[tuple[Sandbox, GitRepo]]:
     with agents_sandbox("rollout-faults", FOLDER, ready=initial_corosync_reported) as e:
         yield e
         for n in NODES:
-            set_fault(e[0], n, {})
+            set_fault(e[0], {}, n)
 
 
-def set_fault(sb: Sandbox, node: str, faults: dict[str, float]) -> None:
-    (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
 def file_token(sb: Sandbox, node: str) -> str:
@@ -103,7 +100,7 @@ def test_a_revert_rolls_out_like_any_change(env: tuple[Sandbox, GitRepo]) -> Non
     # The driver pauses after its write, so the others look at their runtime before the reload: the
     # check whose clock, once kept per file, was still running when the same file came back (10 s later
     # it failed that rollout at its first look).
-    set_fault(sb, DRIVER, {"rollout-after-write": 4})
+    set_fault(sb, {"rollout-after-write": 4}, DRIVER)
     for token in ("3250", "3000", "3250"):
         text = set_key(repo.read(CONF), "totem", "token", token)
         t0 = time.monotonic()
@@ -118,7 +115,7 @@ def test_a_revert_rolls_out_like_any_change(env: tuple[Sandbox, GitRepo]) -> Non
         assert all(node_file(sb, n) == text for n in NODES)
         assert runtime_matches_file(sb) == {}
     # the second 3250 rollout is a rollout of its own: one reload each, under its own rollout id
-    set_fault(sb, DRIVER, {})
+    set_fault(sb, {}, DRIVER)
     again = steps(sb, text_digest(set_key(base, "totem", "token", "3250")), "reload")
     assert len(again) == 2 and again[0]["details"]["rollout"] != again[1]["details"]["rollout"]
     print(f"3000 -> 3250 -> 3000 -> 3250: each on every node after {times} s")
@@ -128,19 +125,19 @@ def test_driver_killed_after_writing_its_file_is_restarted_and_reloads(env: tupl
     sb, repo = env
     text = set_key(repo.read(CONF), "totem", "token", "3500")
     digest = text_digest(text)
-    set_fault(sb, DRIVER, {"rollout-after-write": 60})
+    set_fault(sb, {"rollout-after-write": 60}, DRIVER)
     try:
         t0 = time.monotonic()
         rev = repo.commit({CONF: text}, "corosync: token 3500")
         wait_for(lambda: wrote(sb, DRIVER, digest), 30, "the driver to write its file", interval=0.1)
         killed = sb.kill(DRIVER, "agent")  # SIGKILL by PID, while it pauses after its write
         assert killed.get("killed"), killed
-        set_fault(sb, DRIVER, {})  # its supervisor restarts it 5 s later, without the pause
+        set_fault(sb, {}, DRIVER)  # its supervisor restarts it 5 s later, without the pause
         wait_for(lambda: applied_everywhere(sb, digest) or marked_bad(sb, rev), 90,
                  "the rollout to finish", interval=0.5)
         elapsed = time.monotonic() - t0
     finally:
-        set_fault(sb, DRIVER, {})
+        set_fault(sb, {}, DRIVER)
     assert not marked_bad(sb, rev) and not verify_failures(sb, digest)
     assert runtime_matches_file(sb) == {} and all(node_file(sb, n) == text for n in NODES)
     reloads = steps(sb, digest, "reload")
@@ -153,7 +150,7 @@ def test_a_hung_driver_is_taken_over_by_the_next_node(env: tuple[Sandbox, GitRep
     sb, repo = env
     text = set_key(repo.read(CONF), "totem", "token", "3750")
     digest = text_digest(text)
-    set_fault(sb, DRIVER, {"rollout-after-write": 300})  # hangs after its write: never reloads
+    set_fault(sb, {"rollout-after-write": 300}, DRIVER)  # hangs after its write: never reloads
     try:
         t0 = time.monotonic()
         rev = repo.commit({CONF: text, POLICY: policy("5s")}, "corosync: token 3750 (takeover 5s)")
@@ -171,13 +168,13 @@ def test_a_hung_driver_is_taken_over_by_the_next_node(env: tuple[Sandbox, GitRep
         assert "taking over from kamailio03" in reloads[0]["summary"], reloads[0]
         assert "no corosync-cfgtool -R" in reloads[0]["summary"]
         # the hung agent is killed; restarted, it verifies its own runtime and the rollout completes
-        set_fault(sb, DRIVER, {})
+        set_fault(sb, {}, DRIVER)
         sb.kill(DRIVER, "agent")
         wait_for(lambda: applied_everywhere(sb, digest), 60, "every node to report it", interval=0.5)
         healthy = wait_for(lambda: steps(sb, digest, "healthy"), 60, "the health check", interval=0.5)
         elapsed = time.monotonic() - t0
     finally:
-        set_fault(sb, DRIVER, {})
+        set_fault(sb, {}, DRIVER)
     assert runtime_matches_file(sb) == {} and all(node_file(sb, n) == text for n in NODES)
     assert len(steps(sb, digest, "reload")) == 1  # the driver, back, did not reload again
     assert not verify_failures(sb, digest)
@@ -192,7 +189,7 @@ def test_a_node_that_never_writes_its_file_abandons_the_rollout_everywhere(
     text = set_key(good, "totem", "token", "4000")
     digest, prev = text_digest(text), text_digest(good)
     stuck = "kamailio01"  # second in the order: the driver writes first, then it hangs before its write
-    set_fault(sb, stuck, {"rollout-before-write": 300})
+    set_fault(sb, {"rollout-before-write": 300}, stuck)
     try:
         t0 = time.monotonic()
         rev = repo.commit({CONF: text}, "corosync: token 4000")
@@ -206,7 +203,7 @@ def test_a_node_that_never_writes_its_file_abandons_the_rollout_everywhere(
         assert runtime_matches_file(sb) == {}
         assert all(node_file(sb, n) == good for n in NODES)
     finally:
-        set_fault(sb, stuck, {})
+        set_fault(sb, {}, stuck)
     events = verify_failures(sb, digest)
     for e in events:
         print(e["node"], e["kind"], e["summary"][:200])
