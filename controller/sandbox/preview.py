@@ -35,6 +35,8 @@ FOLDER = "cluster"  # the desired folder inside the preview's repository
 DEFAULT_PARENT = Path("/var/lib")  # not /tmp, /run or /dev/shm: private inside the sandbox nodes
 # A pass that ended with one of these (agent-status) has carried the revision out: written and verified,
 # refused, rolled back. `error` is retried by the agent, so it is final only when time runs out.
+# How long the base may stay refused on the fresh sandbox before that is taken as the base's own verdict.
+BASE_HELD_FOR = 45.0
 FINAL = {"applied", "no-change", "refused", "rolled-back", "bad-revision", "waiting-for-adopt"}
 
 
@@ -79,6 +81,12 @@ class _Trails:
         store = self.store(node)
         found = store.get_state("agent-status", scope=node) if store is not None else None
         return found if isinstance(found, dict) else {}
+
+    def last_refusal(self, node: str) -> str | None:
+        """What the node's last refusal said in full (the policy's violations, the invalid lines)."""
+        store = self.store(node)
+        last = store.last(kind="refused") if store is not None else None
+        return (last.error or last.summary) if last is not None else None
 
     def events(self, first: str | None) -> list[PreviewEvent]:
         """Every node's events since mark(), once per cluster-wide event id (the DC's record first)."""
@@ -191,20 +199,33 @@ def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, st
     try:
         t = time.monotonic()
 
+        held_since: list[float] = []
+
         def base_done() -> str | None:
             try:
                 dc = _dc(sb)
-                if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
-                    return None
             except HaGitopsError:  # an election, a node still starting: ask again
                 return None
             st = trails.status(dc)
-            if st.get("leader") is True and st.get("revision") == base_sha and st.get("outcome") in FINAL:
-                if st["outcome"] not in ("applied", "no-change"):
-                    raise PreviewError(f"the base itself does not apply on the sandbox: {st['outcome']}: "
-                                       f"{st.get('message')}")
-                return dc
-            return None
+            outcome = st.get("outcome")
+            if st.get("leader") is not True or st.get("revision") != base_sha or outcome not in FINAL:
+                return None
+            if outcome not in ("applied", "no-change"):
+                # A refusal while the fresh cluster is still starting (a node not yet joined makes its
+                # start look like fencing) is retried by the agents on the next cluster change: only
+                # one that lasts is the base's own.
+                held_since[:1] = held_since[:1] or [time.monotonic()]
+                if time.monotonic() - held_since[0] < BASE_HELD_FOR:
+                    return None
+                raise PreviewError(f"the base itself does not apply on the sandbox ({outcome} for "
+                                   f"{BASE_HELD_FOR:g}s): {trails.last_refusal(dc) or st.get('message')}")
+            held_since.clear()
+            try:
+                if read_marker(sb.cluster(dc).read_cib()).revision != base_sha:
+                    return None
+            except HaGitopsError:
+                return None
+            return dc
 
         dc = _wait("the agents' initial sync of the base", 180, base_done)
         sb.cluster(dc).wait_settled(120)

@@ -171,9 +171,12 @@ def test_drift_is_recorded_with_its_origin_and_corrected(env: tuple[Sandbox, Git
     assert any(e["kind"] == "drift-corrected" and e["id"] > detected["id"] for e in events)
     # The other nodes' trails have the correction too, observed from the marker (they may or may not
     # have seen the drift itself before the DC's agent undid it).
+    # An observer records it on its next pass after the marker changed: give it a few seconds.
     for node in NODES:
-        corrected = [e for e in audit(sb, node) if e["kind"] == "drift-corrected"]
-        assert corrected and corrected[0]["node"] == leader, node
+        def recorded(n: str = node) -> list[dict[str, Any]]:
+            return [e for e in audit(sb, n) if e["kind"] == "drift-corrected"]
+        corrected = wait_for(recorded, 20, f"{node} records the correction")
+        assert corrected[0]["node"] == leader, node
 
 
 def test_concurrent_hand_edit_during_an_apply_is_neither_lost_nor_fought_blindly(
