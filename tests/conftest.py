@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+# The real corpora live beside the checkout (../shared/corpus, see its README); a checkout elsewhere (a
+# clone under /tmp) names them with HA_GITOPS_CORPUS.
+CORPUS = Path(os.environ.get("HA_GITOPS_CORPUS") or REPO.parent / "shared" / "corpus")
 REFERENCE = REPO / "desired" / "kamailio"
 
 
@@ -44,6 +46,13 @@ SLOW_FILES = frozenset({"tests/cib/test_cib_corpus_pairs.py", "tests/desired/tes
 def _uses_root(func: object) -> bool:
     code = getattr(func, "__code__", None)
     return code is not None and bool({"need_root", "Sandbox"} & set(code.co_names))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Without the corpus, dozens of tests would fail one by one on a missing file: say it once instead.
+    if not (CORPUS / "README.md").is_file():
+        raise pytest.UsageError(f"the test corpus is not at {CORPUS}: check out ../shared next to this "
+                                "repository or set HA_GITOPS_CORPUS to its corpus directory")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,8 +12,9 @@ from lxml import etree
 
 from controller.cib.document import canonical, load_cib_bytes
 from controller.command import run
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "cib"
+CORPUS = CORPUS / "cib"
 SCHEDULER = CORPUS / "pacemaker-scheduler"
 # Pacemaker 2.1.5 ships schemas up to pacemaker-3.9.
 UNSUPPORTED_SCHEMAS = ("pacemaker-3.10",)

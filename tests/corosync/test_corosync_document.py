@@ -9,8 +9,9 @@ import pytest
 
 from controller.corosync import diff_corosync, load_corosync, parse_corosync
 from controller.errors import InputError
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "corosync"
+CORPUS = CORPUS / "corosync"
 REPO = Path(__file__).resolve().parents[2]
 FULL_CONFIGS = sorted(p for p in CORPUS.iterdir() if p.name != "SOURCES.txt" and not p.name.endswith(".txt"))
 SNIPPET_FILES = sorted(CORPUS.glob("*.snippets.txt"))

@@ -9,8 +9,9 @@ import pytest
 
 from controller.corosync import parse_corosync
 from controller.corosync.lint import LintIssue, lint_corosync
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "corosync"
+CORPUS = CORPUS / "corosync"
 REFERENCE = Path(__file__).resolve().parents[2] / "desired" / "kamailio" / "corosync.conf"
 
 KNET = """totem {

@@ -11,8 +11,9 @@ import pytest
 
 from controller.corosync import classify, diff_corosync, highest_class, load_corosync, parse_corosync
 from controller.errors import InputError
+from tests.conftest import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "corosync"
+CORPUS = CORPUS / "corosync"
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(REPO / ".venv" / "bin" / "ha-gitops")
 

@@ -7,9 +7,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.conftest import CORPUS
+
 REPO = Path(__file__).resolve().parents[2]
 KAMAILIO = REPO / "desired" / "kamailio"
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = CORPUS
 
 
 def crmsh_directly(crm_text: str) -> tuple[int, bytes]:

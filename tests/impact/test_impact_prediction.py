@@ -23,9 +23,10 @@ from controller.desired.policy import parse_policy
 from controller.desired.state import DesiredState
 from controller.disruption import check_disruption
 from controller.impact import Impact, SimulationError, parse_simulation, simulation_cib
+from tests.conftest import CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEDULER_CORPUS = REPO.parent / "shared" / "corpus" / "cib" / "pacemaker-scheduler"
+SCHEDULER_CORPUS = CORPUS / "cib" / "pacemaker-scheduler"
 KAMAILIO = REPO / "desired" / "kamailio"
 
 

@@ -21,9 +21,10 @@ from controller.cluster.simulate import simulate
 from controller.command import Result, run
 from controller.impact import SimulationError
 from controller.limits import simulate_budget
+from tests.conftest import CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-LARGEST_REAL_CIB = REPO.parent / "shared" / "corpus" / "cib" / "pacemaker-scheduler" / "params-6.xml"
+LARGEST_REAL_CIB = CORPUS / "cib" / "pacemaker-scheduler" / "params-6.xml"
 NODES = ("node01", "node02", "node03")
 
 
@@ -106,7 +107,7 @@ def test_a_fixed_timeout_still_names_the_size(monkeypatch: pytest.MonkeyPatch) -
 def test_a_cib_the_old_argv_aborted_on_is_predicted(tmp_path: Path) -> None:
     """`crm_simulate --simulate` (the argv used before) hits a Pacemaker 2.1.5 assertion executing this
     valid scheduler regression CIB's transition (SIGABRT): every change on it was `impact-unknown`."""
-    live = parse_xml_file(REPO.parent / "shared" / "corpus" / "cib" / "pacemaker-scheduler"
+    live = parse_xml_file(CORPUS / "cib" / "pacemaker-scheduler"
                           / "clone-recover-no-shuffle-2.xml")
     old = run(["crm_simulate", "--simulate", "--xml-pipe", "--output-as=xml"], timeout=60, check=False,
               input=etree.tostring(live).decode(), env={"CIB_shadow_dir": str(tmp_path)})
