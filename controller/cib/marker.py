@@ -26,7 +26,12 @@ MARKER_RULE = IgnoreRule(xpath=f"configuration/crm_config/cluster_property_set[@
 NODE_ATTR_RULE = IgnoreRule(
     xpath=f"configuration/nodes/node/instance_attributes/nvpair[starts-with(@name, '{PREFIX}')]",
     reason="ha-gitops rollout state (node attributes)")
-OWN_RULES = (MARKER_RULE, NODE_ATTR_RULE)
+# The sandbox's own cluster options (a short dc-deadtime; controller/sandbox/supervisor.py seed_cib): the
+# sandbox's, not the configuration under test. The id is ours, so no real cluster has such a set.
+SANDBOX_SET_ID = "ha-gitops-sandbox"
+SANDBOX_RULE = IgnoreRule(xpath=f"configuration/crm_config/cluster_property_set[@id='{SANDBOX_SET_ID}']",
+                          reason="the sandbox's own cluster options")
+OWN_RULES = (MARKER_RULE, NODE_ATTR_RULE, SANDBOX_RULE)
 
 
 class Marker(BaseModel):

@@ -39,7 +39,8 @@ def _agents_spec(repo: str, branch: str, repo_path: str) -> Any:
 
 @main.group()
 def sandbox() -> None:
-    """A real 3-node Pacemaker/Corosync cluster on this machine, in Linux namespaces (needs root)."""
+    """A real Pacemaker/Corosync cluster on this machine: one set of Linux namespaces per node of the
+    desired corosync.conf (needs root)."""
 
 
 @sandbox.command("up")

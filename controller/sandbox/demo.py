@@ -19,7 +19,8 @@ from typing import Any
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
 
-DEMO_REPO = Path("/var/lib/ha-gitops-demo/repo")  # outside /tmp: every node must see it
+# Inside the sandbox's state directory (not /tmp: every node must see it), so `sandbox down` removes it.
+DEMO_REPO_NAME = "demo-repo"
 FOLDER = "kamailio"
 HA_GITOPS = [sys.executable, "-m", "controller.cli"]
 
@@ -44,19 +45,19 @@ def _wait(predicate: Callable[[], Any], timeout: float) -> float:
 
 def run_demo(cluster_dir: str | Path, say: Callable[[str], None], state_dir: str | None = None) -> None:
     cluster_dir = Path(cluster_dir)
-    shutil.rmtree(DEMO_REPO, ignore_errors=True)
-    (DEMO_REPO / FOLDER).mkdir(parents=True)
-    for f in cluster_dir.iterdir():
-        if f.is_file():
-            shutil.copy(f, DEMO_REPO / FOLDER / f.name)
-    _git(DEMO_REPO, "init", "-q", "-b", "main")
-    _git(DEMO_REPO, "add", "-A")
-    _git(DEMO_REPO, "commit", "-q", "-m", "kamailio: desired state from desired/kamailio")
-    say(f"1. git repository {DEMO_REPO} seeded from {cluster_dir}")
-
     sb = Sandbox(state_dir)
     sb.down()
-    up = sb.up(cluster_dir, timeout=90, agents=SandboxAgents(repo_url=str(DEMO_REPO), path=FOLDER,
+    demo_repo = sb.layout.root / DEMO_REPO_NAME
+    (demo_repo / FOLDER).mkdir(parents=True)
+    for f in cluster_dir.iterdir():
+        if f.is_file():
+            shutil.copy(f, demo_repo / FOLDER / f.name)
+    _git(demo_repo, "init", "-q", "-b", "main")
+    _git(demo_repo, "add", "-A")
+    _git(demo_repo, "commit", "-q", "-m", "kamailio: desired state from desired/kamailio")
+    say(f"1. git repository {demo_repo} seeded from {cluster_dir}")
+
+    up = sb.up(cluster_dir, timeout=90, agents=SandboxAgents(repo_url=str(demo_repo), path=FOLDER,
                                                              drift_debounce=0.2, watch_debounce=0.1))
     say(f"2. sandbox up in {up.seconds:.1f}s (DC {up.dc}); one agent per node, following main:{FOLDER}")
 
@@ -67,7 +68,7 @@ def run_demo(cluster_dir: str | Path, say: Callable[[str], None], state_dir: str
         return sb.exec("kamailio01", ["crm_attribute", "-t", "rsc_defaults", "-s", "rsc-options", "-n",
                                       "resource-stickiness", "-G", "-q"]).stdout.strip()
 
-    head = _git(DEMO_REPO, "rev-parse", "HEAD").strip()
+    head = _git(demo_repo, "rev-parse", "HEAD").strip()
 
     def initial_sync_verified() -> bool:
         # The DC's agent has applied the first commit and finished verifying it (resources started).
@@ -86,10 +87,10 @@ def run_demo(cluster_dir: str | Path, say: Callable[[str], None], state_dir: str
                                                           "KAMAILIO01"]).stdout, 60)
     say(sb.exec("kamailio01", ["crm_mon", "-1", "-r"]).stdout)
 
-    text = (DEMO_REPO / FOLDER / "cib.crm").read_text()
-    (DEMO_REPO / FOLDER / "cib.crm").write_text(
+    text = (demo_repo / FOLDER / "cib.crm").read_text()
+    (demo_repo / FOLDER / "cib.crm").write_text(
         re.sub(r"resource-stickiness=\d+", "resource-stickiness=200", text))
-    _git(DEMO_REPO, "commit", "-q", "-am", "raise resource-stickiness to 200")
+    _git(demo_repo, "commit", "-q", "-am", "raise resource-stickiness to 200")
     took = _wait(lambda: stickiness() == "200", 30)
     say(f"4. commit 'raise resource-stickiness to 200' pushed: live {took:.2f}s later")
 

@@ -46,6 +46,11 @@ class Layout:
         return self.root / "fence-agent"
 
     @property
+    def hosts(self) -> Path:
+        """/etc/hosts inside every node: the nodes resolve each other's names (crm node standby NAME)."""
+        return self.root / "hosts"
+
+    @property
     def nodes_dir(self) -> Path:
         return self.root / "nodes"
 

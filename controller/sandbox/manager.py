@@ -32,6 +32,7 @@ from controller.sandbox.topology import (
     SandboxAgents,
     SandboxSpec,
     build_spec,
+    hosts_text,
 )
 
 
@@ -177,6 +178,7 @@ class Sandbox:
             render_plugin(control_socket=str(self.layout.control_socket)) if fencing_network == "oob"
             else render_plugin(switch=(spec.power_switch, POWER_SWITCH_PORT)))
         self.layout.fence_plugin.chmod(0o755)
+        self.layout.hosts.write_text(hosts_text(spec))
         log = open(self.layout.supervisor_log, "ab")  # noqa: SIM115 - handed to the daemon
         # The package must be importable from the daemon and from inside the nodes (same filesystem).
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))

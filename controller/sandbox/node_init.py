@@ -126,6 +126,9 @@ def setup_node(node_dir: Path, hostname: str) -> None:
         src = node_dir / name
         if src.is_dir() and Path(host_path).is_dir():
             _mount("--bind", str(src), host_path)
+    hosts = node_dir.parent.parent / "hosts"
+    if hosts.exists():
+        _mount("--bind", "-o", "ro", str(hosts), "/etc/hosts")
     fence = node_dir.parent.parent / "fence-agent"
     if fence.exists() and Path(FENCE_PLUGIN).exists():
         _mount("--bind", "-o", "ro", str(fence), FENCE_PLUGIN)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.cib.marker import SANDBOX_SET_ID
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import NETNS_DIR, SandboxNetwork
 from controller.sandbox.topology import POWER_SWITCH_PORT, NodeSpec, SandboxSpec
@@ -89,13 +90,16 @@ def agent_restart_policy() -> dict[str, Any]:
 def seed_cib(spec: SandboxSpec) -> str:
     """The CIB a freshly set up cluster has (as `crm cluster init` leaves it): nodes, no resources.
 
-    dc-deadtime is short so the first DC election does not wait the 20 s default.
+    dc-deadtime is short so the first DC election does not wait the 20 s default. It sits in a property
+    set of the sandbox's own (controller/cib/marker.py SANDBOX_RULE): no plan, diff or export shows it and
+    no apply removes it.
     """
     nodes = "".join(f'<node id="{n.nodeid}" uname="{n.name}"/>' for n in spec.nodes)
     return (
         '<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" '
-        'admin_epoch="0"><configuration><crm_config><cluster_property_set id="cib-bootstrap-options">'
-        '<nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>'
+        f'admin_epoch="0"><configuration><crm_config><cluster_property_set id="{SANDBOX_SET_ID}">'
+        f'<nvpair id="{SANDBOX_SET_ID}-dc-deadtime" name="dc-deadtime" value="2s"/></cluster_property_set>'
+        '<cluster_property_set id="cib-bootstrap-options">'
         f'<nvpair id="cib-bootstrap-options-cluster-name" name="cluster-name" value="{spec.cluster_name}"/>'
         f"</cluster_property_set></crm_config><nodes>{nodes}</nodes><resources/><constraints/>"
         "</configuration><status/></cib>\n"

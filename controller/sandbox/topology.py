@@ -57,6 +57,14 @@ class SandboxSpec(BaseModel):
         raise InputError(f"no node {name!r} in the sandbox (nodes: {', '.join(n.name for n in self.nodes)})")
 
 
+def hosts_text(spec: SandboxSpec) -> str:
+    """The nodes' /etc/hosts: loopback, then every node's name at its sandbox address (nothing of the
+    host's own file: a name the host resolves elsewhere must not leak into the cluster)."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{n.address}\t{n.name}" for n in spec.nodes]
+    return "\n".join(lines) + "\n"
+
+
 _CRM_NODE = re.compile(r"^node\s+(?:\$id=)?(?:(?P<id>\d+):\s*)?(?P<name>[\w.-]+)", re.M)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from controller.sandbox.manager import Sandbox
-from tests.helpers import wait_for
+from tests.conftest import REFERENCE
+from tests.helpers import HA_GITOPS, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -147,3 +149,32 @@ def test_poweroff_and_start(whole_sandbox: Sandbox) -> None:
     wait_for(lambda: not cluster.status().node("kamailio03").online, 30, "kamailio03 seen offline")
     sb.start("kamailio03")
     sb.wait_healthy(timeout=60, expect_online=NODES)
+
+
+def test_nodes_resolve_each_others_names(whole_sandbox: Sandbox) -> None:
+    """`crm node standby NAME` (and anything else given a node name) works inside the sandbox."""
+    sb = whole_sandbox
+    for node, address in (("kamailio02", "10.220.1.22"), ("kamailio03", "10.220.1.23")):
+        assert sb.exec("kamailio01", ["getent", "hosts", node]).stdout.split()[0] == address
+    standby = ["crm_attribute", "-t", "nodes", "-N", "kamailio02", "-n", "standby", "-G", "-q"]
+    r = sb.exec("kamailio01", ["crm", "node", "standby", "kamailio02"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        wait_for(lambda: sb.exec("kamailio01", standby).stdout.strip() in ("on", "true"), 20,
+                 "kamailio02 in standby")
+    finally:
+        sb.exec("kamailio01", ["crm", "node", "online", "kamailio02"], timeout=60)
+    wait_for(lambda: sb.exec("kamailio01", standby).stdout.strip() in ("off", "false", ""), 20,
+             "kamailio02 online again")
+
+
+def test_the_sandbox_own_options_never_show_in_a_plan(whole_sandbox: Sandbox) -> None:
+    """The short dc-deadtime the sandbox runs with is live, yet a plan of the reference folder on the bare
+    sandbox neither shows nor removes it."""
+    sb = whole_sandbox
+    assert sb.exec("kamailio01", ["crm_attribute", "-n", "dc-deadtime", "-G", "-q"]).stdout.strip() == "2s"
+    r = sb.exec("kamailio01", [*HA_GITOPS, "plan", "--dir", str(REFERENCE), "--format", "json"], timeout=180)
+    assert r.returncode in (1, 3), r.stdout[-2000:] + r.stderr[-2000:]
+    plan = json.loads(r.stdout)
+    assert plan["plan"]["cib_changes"], "the bare sandbox lacks the reference resources"
+    assert "dc-deadtime" not in json.dumps(plan["plan"])
