@@ -3,7 +3,8 @@
 # Used by `make setup` and by the production install steps in the README.
 set -euo pipefail
 packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents yamllint
-          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
+          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql
+          prometheus)  # prometheus: promtool checks the metrics exposition and the alert rules (tests)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,4 +19,6 @@ fi
 # (a CI runner, a laptop running the sandbox) they must not run in the root namespace.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ] && [ "${HA_GITOPS_KEEP_SERVICES:-0}" != 1 ]; then
   systemctl disable --now pacemaker corosync >/dev/null 2>&1 || true
+  # Only promtool is wanted from the prometheus package: its server is not ours to run on a build machine.
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
