@@ -287,7 +287,8 @@ class Agent:
         self._source_trigger = SourceTrigger(self.trigger, poll_interval=self.settings.poll_interval,
                                              repo_url=self.settings.require_repo("agent"),
                                              branch=self.settings.branch,
-                                             debounce=self.settings.watch_debounce, run_at_start=False)
+                                             debounce=self.settings.watch_debounce, run_at_start=False,
+                                             watch=self.settings.watch_source)
         self._source_trigger.start()
         self._stoppers.append(self._source_trigger.stop)
         if self.settings.drift_mode != "off" and (self.cib_dir / "cib.xml").parent.is_dir():

@@ -63,6 +63,10 @@ class AgentSettings(BaseSettings):
     poll_interval: float = Field(
         60.0, gt=0, description="Seconds between two fetches of the remote. A local or file:// remote is "
                                 "also watched, so a push there is picked up within a second.")
+    watch_source: bool = Field(
+        True, description="Watch a local or file:// remote for pushes (inotify), so a push there is picked "
+                          "up within a second. Off: only polls and webhooks (a remote on a network file "
+                          "system, where inotify sees no other host's writes).")
     git_timeout: float = Field(
         120.0, gt=0, description="Seconds a clone or fetch may take before it is abandoned and retried.")
     git_ssh_command: str | None = Field(

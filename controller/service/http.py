@@ -11,6 +11,7 @@ agent's worker). What a delivery means is decided in controller/source/webhooks.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -29,6 +30,7 @@ log = logging.getLogger("ha-gitops.http")
 
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request: a slow one does not hold a thread
 HOOKS = {f"/hooks/{p.value}": p for p in Provider}
+DRAIN_MAX = 32 * 1024 * 1024  # bytes of a refused body read and dropped (GitHub caps payloads at 25 MB)
 
 
 def load_webhook_secret(settings: AgentSettings) -> bytes | None:
@@ -172,7 +174,10 @@ def _handler(app: AgentHTTP) -> type[BaseHTTPRequestHandler]:
                 return
             big = oversized(length, app.max_body)
             if big is not None:
-                # Not read: the connection is closed instead of draining a body we refuse.
+                # A sender writes its whole body before it reads the answer: read a refused body into
+                # nothing (up to DRAIN_MAX, a forge's largest payload) so the 413 reaches it, else close.
+                if length <= DRAIN_MAX:
+                    _drain(self.rfile, length)
                 self.close_connection = True
                 verdict = app.record(provider, big)
                 self._send(verdict.status, verdict.body)
@@ -182,6 +187,14 @@ def _handler(app: AgentHTTP) -> type[BaseHTTPRequestHandler]:
             self._send(verdict.status, verdict.body)
 
     return Handler
+
+
+def _drain(stream: io.BufferedIOBase, length: int) -> None:
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            return
+        length -= len(chunk)
 
 
 def liveness(beat_age: float, *, stopping: bool, bound: float, last_outcome: str | None) -> tuple[bool,
