@@ -142,7 +142,8 @@ class AgentSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, description="The secret shared with the forge's webhooks: GitHub's and Gitea/Forgejo's HMAC "
                           "key, GitLab's secret token, the generic hook's HMAC key. Better kept in "
-                          "webhook_secret_file; without either, /hooks/* answer 403 and trigger nothing.")
+                          "webhook_secret_file (which wins when both are set); without either, /hooks/* "
+                          "answer 403 and trigger nothing.")
     webhook_secret_file: Path | None = Field(
         None, description="A file holding the webhook secret (read once at the agent's start; surrounding "
                           "whitespace is ignored). Keep it 0600, owned by the agent's user.")
@@ -239,8 +240,6 @@ class AgentSettings(BaseSettings):
             raise ValueError("require_signed = true needs allowed_signers")
         if self.retry_max < self.retry_initial:
             raise ValueError("retry_max must be at least retry_initial")
-        if self.webhook_secret is not None and self.webhook_secret_file is not None:
-            raise ValueError("set webhook_secret or webhook_secret_file, not both")
         return self
 
     @property

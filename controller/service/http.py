@@ -34,15 +34,15 @@ DRAIN_MAX = 32 * 1024 * 1024  # bytes of a refused body read and dropped (GitHub
 
 
 def load_webhook_secret(settings: AgentSettings) -> bytes | None:
-    """The webhook secret from the settings or its file (read now, once); None: webhooks are off."""
-    if settings.webhook_secret is not None:
+    """The webhook secret from its file (read now, once) or the settings; None: webhooks are off."""
+    path = settings.webhook_secret_file
+    if path is None:
+        if settings.webhook_secret is None:
+            return None
         secret = settings.webhook_secret.get_secret_value().strip()
         if not secret:
             raise InputError("webhook_secret is empty", element="webhook_secret")
         return secret.encode()
-    path = settings.webhook_secret_file
-    if path is None:
-        return None
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8").strip()

@@ -120,6 +120,7 @@ def test_secret_from_the_settings_or_a_file(tmp_path: Path) -> None:
     f.write_text("from-file\n")
     f.chmod(0o600)
     assert load_webhook_secret(settings(webhook_secret_file=f)) == b"from-file"
+    assert load_webhook_secret(settings(webhook_secret="abc", webhook_secret_file=f)) == b"from-file"
     f.write_text("  \n")
     with pytest.raises(InputError, match="empty"):
         load_webhook_secret(settings(webhook_secret_file=f))
@@ -137,5 +138,3 @@ def test_http_listen_values() -> None:
     for bad in ("9811", "host:99999", "::1:9000"):
         with pytest.raises(ValueError, match="http_listen"):
             settings(http_listen=bad)
-    with pytest.raises(ValueError, match="not both"):
-        settings(webhook_secret="a", webhook_secret_file=Path("/etc/ha-gitops/webhook.secret"))
