@@ -46,9 +46,17 @@ sys.stdout.write(f"{status}\n{body.decode(errors='replace')}")
 '''
 
 
+def settled(sb: Sandbox, repo: GitRepo) -> None:
+    """Every agent's passes are done with the initial sync (the marker names it before its verify ends)."""
+    want = {f'{{revision="{repo.head()}"}}': 1.0}
+    for node in SANDBOX_NODES:
+        wait_for(lambda n=node: metric(request(sb, n, "/metrics")[1],  # type: ignore[misc]
+                                       "ha_gitops_applied_revision_info") == want, 90, f"{node}'s initial pass")
+
+
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo]]:
-    with agents_sandbox("http", FOLDER, poll_interval=POLL, watch_source=False,
+    with agents_sandbox("http", FOLDER, poll_interval=POLL, watch_source=False, ready=settled,
                         http_listen=f"0.0.0.0:{PORT}", webhook_secret=SECRET) as e:
         yield e
 
