@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditError, AuditStore
@@ -155,13 +155,11 @@ class Agent:
 
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
-        fetch = bool(reasons & FETCH_REASONS) or self._push_pending
-        # Between pushes and webhooks a poll costs one ls-remote: the fetch only when the branch moved.
-        cheap = not (reasons & (FETCH_REASONS - {"poll"})) and not self._push_pending
+        mode = fetch_mode(reasons, push_pending=self._push_pending)
         timer = StageTimer()
-        if fetch:
+        if mode != "none":
             self._push_pending = False
-        desired = self.desired_input(fetch, timer, cheap=cheap)
+        desired = self.desired_input(mode != "none", timer, cheap=mode == "check")
         result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)), timer=timer)
         self._publish(result)
         return result
@@ -407,6 +405,14 @@ class Agent:
         if self.crm is not None:
             self.crm.close()
         self.store.close()
+
+
+def fetch_mode(reasons: set[str], *, push_pending: bool) -> Literal["none", "check", "fetch"]:
+    """How a pass for `reasons` reads the source: not at all (a CIB change), "check" (a poll: ls-remote,
+    then a fetch only when the branch moved) or "fetch" (a push, a webhook, the start, a retry)."""
+    if push_pending or reasons & (FETCH_REASONS - {"poll"}):
+        return "fetch"
+    return "check" if "poll" in reasons else "none"
 
 
 _MILESTONES = frozenset(10 ** k for k in range(1, 10))

@@ -48,10 +48,14 @@ sys.stdout.write(f"{status}\n{body.decode(errors='replace')}")
 
 def settled(sb: Sandbox, repo: GitRepo) -> None:
     """Every agent's passes are done with the initial sync (the marker names it before its verify ends)."""
-    want = {f'{{revision="{repo.head()}"}}': 1.0}
     for node in SANDBOX_NODES:
-        wait_for(lambda n=node: metric(request(sb, n, "/metrics")[1],  # type: ignore[misc]
-                                       "ha_gitops_applied_revision_info") == want, 90, f"{node}'s initial pass")
+        wait_for(functools.partial(sees_applied, sb, node, repo.head()), 90, f"{node}'s initial pass")
+
+
+def sees_applied(sb: Sandbox, node: str, sha: str) -> bool:
+    """The node's agent reports `sha` as the applied revision."""
+    return metric(request(sb, node, "/metrics")[1], "ha_gitops_applied_revision_info") \
+        == {f'{{revision="{sha}"}}': 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +154,8 @@ def test_a_signed_push_is_applied_in_seconds_and_metrics_move(env: tuple[Sandbox
         > metric(before, "ha_gitops_passes_total")['{outcome="applied"}']
     assert metric(after, 'ha_gitops_webhooks_total')['{action="trigger",provider="github"}'] >= 1
     # The observers fetched too (after the writer), and record the same revision.
-    def sees(node: str) -> bool:
-        return metric(request(sb, node, "/metrics")[1], "ha_gitops_applied_revision_info") \
-            == {f'{{revision="{sha}"}}': 1.0}
-
     for node in SANDBOX_NODES:
-        wait_for(functools.partial(sees, node), 30, f"{node} seeing {sha[:12]} applied")
+        wait_for(functools.partial(sees_applied, sb, node, sha), 30, f"{node} seeing {sha[:12]} applied")
 
 
 def test_bad_signature_other_branch_and_big_body_change_nothing(env: tuple[Sandbox, GitRepo]) -> None:
