@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditError, AuditStore
@@ -27,10 +27,14 @@ from controller.notify import Notifier
 from controller.reconcile import DesiredInput, PassResult
 from controller.service.metrics import AgentMetrics
 from controller.settings import AgentSettings
+from controller.source.decisions import redact_url
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
 from controller.stages import StageTimer
 from controller.wiring import build_reconciler
+
+if TYPE_CHECKING:
+    from controller.service.http import AgentHTTP
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -58,7 +62,7 @@ class Agent:
         self.store = AuditStore(settings.audit_url)
         self.source = GitSource(SourceConfig.from_settings(settings))
         self.metrics = AgentMetrics(node=settings.node_name, branch=settings.branch,
-                                    repo=_redacted(settings.repo_url or ""))
+                                    repo=redact_url(settings.repo_url or ""))
         # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py) where this agent keeps
         # one (settings.warm_crm): about half the cost of a new crm process. It matters on the DC, where a
         # push waits for the conversion.
@@ -90,7 +94,7 @@ class Agent:
         self._errors = RepeatedErrors(log)
         self._publish_errors = RepeatedErrors(log)
         self._recheck_timer: threading.Timer | None = None
-        self.http: Any = None  # the HTTP listener, once started (controller.service.http.AgentHTTP)
+        self.http: AgentHTTP | None = None  # the HTTP listener, once started
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -350,8 +354,8 @@ class Agent:
         """Until SIGTERM/SIGINT: passes on every trigger, systemd told we are ready and alive."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        self.start_http()  # first: a bad secret file or a taken port stops the agent before it starts work
         self.start_watchers()
-        self.start_http()
         threading.Thread(target=self._verify_audit, daemon=True, name="audit-verify").start()
         self.trigger("start")
         ready = False
@@ -447,12 +451,6 @@ class RepeatedErrors:
     def _summarise(self) -> None:
         if self.last is not None and self.count > 1:
             self.log.error("the previous error repeated %d times: %s", self.count, self.last)
-
-
-def _redacted(url: str) -> str:
-    from controller.source.decisions import redact_url
-
-    return redact_url(url)
 
 
 def _rmtree(path: Path) -> None:
