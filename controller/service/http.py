@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import socket
+import socketserver
 import stat
 import threading
 from collections.abc import Callable
@@ -118,6 +119,12 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves its own name (socket.getfqdn): a DNS wait at start for nothing.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 def _handler(app: AgentHTTP) -> type[BaseHTTPRequestHandler]:
