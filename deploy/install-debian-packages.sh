@@ -3,8 +3,12 @@
 # Used by `make setup` and by the production install steps in the README.
 set -euo pipefail
 packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents yamllint
-          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql
-          prometheus)  # prometheus: promtool checks the metrics exposition and the alert rules (tests)
+          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
+# Test tools, not for a cluster node (deploy/install.sh sets HA_GITOPS_KEEP_SERVICES=1): prometheus brings
+# promtool, which checks the metrics exposition and the alert rules; its server is not run (see below).
+if [ "${HA_GITOPS_KEEP_SERVICES:-0}" != 1 ]; then
+  packages+=(prometheus)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
