@@ -15,20 +15,26 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditError, AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
+from controller.errors import InputError
 from controller.notify import Notifier
 from controller.reconcile import DesiredInput, PassResult
+from controller.service.metrics import AgentMetrics
 from controller.settings import AgentSettings
+from controller.source.decisions import redact_url
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
 from controller.stages import StageTimer
 from controller.wiring import build_reconciler
+
+if TYPE_CHECKING:
+    from controller.service.http import AgentHTTP
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -40,6 +46,10 @@ OBSERVE_DELAY = 2.5
 RECHECK_INTERVAL = 5.0  # seconds between passes while an inconclusive verify waits for a whole cluster
 OBSERVER_NICE = 10  # CPU priority of an observer's passes and crm conversions: the DC's pass goes first
 MAX_PASS = 900.0  # seconds one pass may take (settle timeouts, a node-by-node rollout) before we are stuck
+AUDIT_VERIFY_INTERVAL = 3600.0  # seconds between two verifies of the whole audit chain (for /metrics)
+# Reasons whose pass fetches; "poll" alone first asks the remote whether the branch moved (ls-remote).
+FETCH_REASONS = frozenset({"start", "poll", "push", "webhook", "push-observe", "manual", "retry"})
+PUSH_REASONS = frozenset({"push", "webhook"})  # a push seen locally or announced by the forge
 
 
 class Agent:
@@ -51,6 +61,8 @@ class Agent:
         self.cib_dir = cib_dir
         self.store = AuditStore(settings.audit_url)
         self.source = GitSource(SourceConfig.from_settings(settings))
+        self.metrics = AgentMetrics(node=settings.node_name, branch=settings.branch,
+                                    repo=redact_url(settings.repo_url or ""))
         # crm syntax is converted by a warm crmsh (controller/desired/crm_worker.py) where this agent keeps
         # one (settings.warm_crm): about half the cost of a new crm process. It matters on the DC, where a
         # push waits for the conversion.
@@ -82,6 +94,7 @@ class Agent:
         self._errors = RepeatedErrors(log)
         self._publish_errors = RepeatedErrors(log)
         self._recheck_timer: threading.Timer | None = None
+        self.http: AgentHTTP | None = None  # the HTTP listener, once started
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -113,11 +126,15 @@ class Agent:
         return reasons
 
     # ------------------------------------------------------------------ one iteration
-    def desired_input(self, fetch: bool, timer: StageTimer | None = None) -> DesiredInput | None:
+    def desired_input(self, fetch: bool, timer: StageTimer | None = None, *,
+                      cheap: bool = False) -> DesiredInput | None:
+        """The revision a pass works from; `fetch` syncs the source first (`cheap`: only when the remote
+        branch moved)."""
         timer = timer or StageTimer()
         if fetch or self._last_sync is None:
             with timer.stage("fetch"):
-                self._last_sync = self.source.sync()
+                self._last_sync = self.source.sync(cheap=cheap and self._last_sync is not None)
+            self.metrics.observe_sync(self._last_sync)
             if self._last_sync.error:
                 log.warning("git source: %s (retry in %ss)", self._last_sync.error, self._last_sync.retry_in)
                 if self._source_trigger is not None and self._last_sync.retry_in is not None:
@@ -142,12 +159,11 @@ class Agent:
 
     def run_once(self, reasons: set[str] | None = None) -> PassResult:
         reasons = reasons or {"manual"}
-        fetch = bool(reasons & {"start", "poll", "push", "push-observe", "manual", "retry"}) \
-            or self._push_pending
+        mode = fetch_mode(reasons, push_pending=self._push_pending)
         timer = StageTimer()
-        if fetch:
+        if mode != "none":
             self._push_pending = False
-        desired = self.desired_input(fetch, timer)
+        desired = self.desired_input(mode != "none", timer, cheap=mode == "check")
         result = self.reconciler.run_pass(desired, trigger=",".join(sorted(reasons)), timer=timer)
         self._publish(result)
         return result
@@ -166,6 +182,7 @@ class Agent:
             "last_failure": self._last_failure(result),
             "verify_pending": self.reconciler.verify_waiting,
         }
+        self.metrics.observe_pass(result)
         self.notifier.status(f"{result.outcome}: {result.message}"[:200])
         self._write_status(status)
 
@@ -272,13 +289,54 @@ class Agent:
         self._source_trigger = SourceTrigger(self.trigger, poll_interval=self.settings.poll_interval,
                                              repo_url=self.settings.require_repo("agent"),
                                              branch=self.settings.branch,
-                                             debounce=self.settings.watch_debounce, run_at_start=False)
+                                             debounce=self.settings.watch_debounce, run_at_start=False,
+                                             watch=self.settings.watch_source)
         self._source_trigger.start()
         self._stoppers.append(self._source_trigger.stop)
         if self.settings.drift_mode != "off" and (self.cib_dir / "cib.xml").parent.is_dir():
             cib = watch_cib(lambda: self.trigger("cib-change"), debounce=self.settings.drift_debounce,
                             path=self.cib_dir / "cib.xml")
             self._stoppers.append(cib.stop)
+
+    def start_http(self) -> None:
+        """The HTTP listener (webhooks, /metrics, /healthz) where http_listen does not switch it off. The
+        secret file is read here, once: a change needs an agent restart."""
+        from controller.service.http import AgentHTTP, load_webhook_secret
+
+        address = self.settings.http_address
+        if address is None:
+            return
+        secret = load_webhook_secret(self.settings)
+        try:
+            server = AgentHTTP(address, metrics=self.metrics, trigger=self.trigger, alive=self.alive,
+                               branch=self.settings.branch, secret=secret,
+                               max_body=self.settings.webhook_max_body).start()
+        except OSError as exc:
+            raise InputError(f"cannot listen on {self.settings.http_listen}: {exc.strerror or exc}",
+                             element="http_listen") from exc
+        self.http = server
+        self._stoppers.append(server.stop)
+
+    def alive(self) -> tuple[bool, dict[str, Any]]:
+        """What /healthz says: the loop beat recently (it beats at least every 30 s between passes)."""
+        from controller.service.http import liveness
+
+        return liveness(time.monotonic() - self._beat, stopping=self._stop.is_set(), bound=MAX_PASS + 60.0,
+                        last_outcome=self._last.outcome if self._last else None)
+
+    def _verify_audit(self) -> None:
+        """Verify the whole audit chain at start and then hourly, off the worker (for /metrics: a scrape
+        never walks the chain)."""
+        while not self._stop.is_set():
+            try:
+                ok = self.store.verify().ok
+            except Exception as exc:  # an unreadable trail is not a verified one
+                log.warning("audit chain verify: %s", exc)
+                ok = False
+            self.metrics.observe_audit_verify(ok)
+            if not ok:
+                log.error("the audit chain does not verify: run `ha-gitops audit verify`")
+            self._stop.wait(AUDIT_VERIFY_INTERVAL)
 
     def _watchdog(self, interval: float) -> None:
         """Tell systemd we are alive while the worker makes progress: a pass may legitimately wait minutes
@@ -296,7 +354,9 @@ class Agent:
         """Until SIGTERM/SIGINT: passes on every trigger, systemd told we are ready and alive."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        self.start_http()  # first: a bad secret file or a taken port stops the agent before it starts work
         self.start_watchers()
+        threading.Thread(target=self._verify_audit, daemon=True, name="audit-verify").start()
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
@@ -306,11 +366,11 @@ class Agent:
             self._wake.wait(timeout=30.0)
             self._beat = time.monotonic()
             reasons = self._take()
-            if "push" in reasons and self._last is not None and not self._last.leader and self._last.dc:
+            if reasons & PUSH_REASONS and self._last is not None and not self._last.leader and self._last.dc:
                 # Only the DC's agent writes: the others look a moment later, to record what it did, and
                 # do not compete with it for the CPU (crmsh conversion) meanwhile. The push is remembered:
                 # should this node become the writer before then, its next pass fetches first.
-                reasons.discard("push")
+                reasons -= PUSH_REASONS
                 self._push_pending = True
                 self._observe_later()
             if not reasons or self._stop.is_set():
@@ -335,6 +395,7 @@ class Agent:
                     self._recheck_timer = self._later("verify-recheck", RECHECK_INTERVAL)
             except Exception as exc:  # the service outlives a failing pass; it is retried on the next trigger
                 self._errors.failed(f"pass failed: {type(exc).__name__}: {exc}", exc)
+                self.metrics.observe_failed_pass()
                 self._record_pass_failure(exc)
                 time.sleep(1.0)
                 self.trigger("retry")
@@ -348,6 +409,14 @@ class Agent:
         if self.crm is not None:
             self.crm.close()
         self.store.close()
+
+
+def fetch_mode(reasons: set[str], *, push_pending: bool) -> Literal["none", "check", "fetch"]:
+    """How a pass for `reasons` reads the source: not at all (a CIB change), "check" (a poll: ls-remote,
+    then a fetch only when the branch moved) or "fetch" (a push, a webhook, the start, a retry)."""
+    if push_pending or reasons & (FETCH_REASONS - {"poll"}):
+        return "fetch"
+    return "check" if "poll" in reasons else "none"
 
 
 _MILESTONES = frozenset(10 ** k for k in range(1, 10))

@@ -146,6 +146,8 @@ class PassResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (fetch, load, write, ...)
     decision: Decision | None = None
     failure: Failure | None = None  # the stage that failed, and why
+    # The ha-gitops marker the pass read from the live CIB (for metrics; not part of the printed result).
+    marker: Marker | None = Field(None, exclude=True)
 
 
 class PendingCheck(BaseModel):
@@ -555,7 +557,7 @@ class Reconciler:
         def result(outcome: Outcome, message: str = "", **kw: Any) -> PassResult:
             return PassResult(outcome=outcome, message=message, leader=leader, events=events, dc=status.dc,
                               duration=round(time.monotonic() - started, 3), timings=timer.durations,
-                              revision=rev, decision=decision, **kw)
+                              revision=rev, decision=decision, marker=marker, **kw)
 
         if dry_run:
             return result(_dry_outcome(decision), _message(decision), changes=_count(decision))

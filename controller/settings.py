@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -35,6 +35,8 @@ CONFIG_ENV = "HA_GITOPS_CONFIG"
 ENV_PREFIX = "HA_GITOPS_"
 
 DriftMode = Literal["correct", "report", "off"]
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9811"
+HTTP_OFF = frozenset({"", "off", "none", "false", "no"})
 WarmCrmMode = Literal["dc", "always", "off"]
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1f\x7f]+(?<![./])(?<!\.lock)$")
 
@@ -61,6 +63,10 @@ class AgentSettings(BaseSettings):
     poll_interval: float = Field(
         60.0, gt=0, description="Seconds between two fetches of the remote. A local or file:// remote is "
                                 "also watched, so a push there is picked up within a second.")
+    watch_source: bool = Field(
+        True, description="Watch a local or file:// remote for pushes (inotify), so a push there is picked "
+                          "up within a second. Off: only polls and webhooks (a remote on a network file "
+                          "system, where inotify sees no other host's writes).")
     git_timeout: float = Field(
         120.0, gt=0, description="Seconds a clone or fetch may take before it is abandoned and retried.")
     git_ssh_command: str | None = Field(
@@ -126,6 +132,24 @@ class AgentSettings(BaseSettings):
                     "trail: off the audit disk, so `status` can say the trail cannot be written.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The agent's log level.")
+    http_listen: str = Field(
+        DEFAULT_HTTP_LISTEN,
+        description="Where the agent's HTTP server listens (webhooks /hooks/github, /hooks/gitlab, "
+                    "/hooks/gitea, /hooks/generic; /metrics; /healthz): \"HOST:PORT\", \":PORT\" or "
+                    "\"0.0.0.0:PORT\" for every interface, \"[::]:PORT\" for IPv6. The default answers on "
+                    "this node only: a forge's webhooks and a Prometheus server elsewhere need the node's "
+                    "address or 0.0.0.0. \"off\" (or \"\") runs no HTTP server.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="The secret shared with the forge's webhooks: GitHub's and Gitea/Forgejo's HMAC "
+                          "key, GitLab's secret token, the generic hook's HMAC key. Better kept in "
+                          "webhook_secret_file (which wins when both are set); without either, /hooks/* "
+                          "answer 403 and trigger nothing.")
+    webhook_secret_file: Path | None = Field(
+        None, description="A file holding the webhook secret (read once at the agent's start; surrounding "
+                          "whitespace is ignored). Keep it 0600, owned by the agent's user.")
+    webhook_max_body: int = Field(
+        1024 * 1024, ge=1024, description="The largest webhook body accepted, in bytes; a larger one gets "
+                                          "413 and triggers nothing.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -187,6 +211,20 @@ class AgentSettings(BaseSettings):
                                  "nor an absolute file path")
         return v
 
+    @field_validator("http_listen")
+    @classmethod
+    def _http_listen(cls, v: str) -> str:
+        v = v.strip()
+        if v.lower() in HTTP_OFF:
+            return "off"
+        parse_listen(v)
+        return v
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) the HTTP server binds, or None when it is off."""
+        return None if self.http_listen == "off" else parse_listen(self.http_listen)
+
     @field_validator("service_command", mode="before")
     @classmethod
     def _service_command(cls, v: Any) -> Any:
@@ -213,6 +251,18 @@ class AgentSettings(BaseSettings):
     def verify_signatures(self) -> bool:
         """Whether signatures are checked at all (and recorded)."""
         return bool(self.allowed_signers)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"HOST:PORT", ":PORT" (every interface), "[V6]:PORT" -> (host, port); ValueError names the problem."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. \"127.0.0.1:9811\", \"0.0.0.0:9811\") or \"off\"")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: put an IPv6 address in brackets, e.g. \"[::]:9811\"")
+    return host or "0.0.0.0", int(port)
 
 
 def normalise_folder(v: str) -> str:

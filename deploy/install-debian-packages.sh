@@ -4,6 +4,11 @@
 set -euo pipefail
 packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents yamllint
           iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
+# Test tools, not for a cluster node (deploy/install.sh sets HA_GITOPS_KEEP_SERVICES=1): prometheus brings
+# promtool, which checks the metrics exposition and the alert rules; its server is not run (see below).
+if [ "${HA_GITOPS_KEEP_SERVICES:-0}" != 1 ]; then
+  packages+=(prometheus)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,4 +23,6 @@ fi
 # (a CI runner, a laptop running the sandbox) they must not run in the root namespace.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ] && [ "${HA_GITOPS_KEEP_SERVICES:-0}" != 1 ]; then
   systemctl disable --now pacemaker corosync >/dev/null 2>&1 || true
+  # Only promtool is wanted from the prometheus package: its server is not ours to run on a build machine.
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi

@@ -137,6 +137,13 @@ def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dic
     if spec.agents is None:
         toml.unlink(missing_ok=True)
         return {}
+    secret = toml.with_name("webhook.secret")
+    if spec.agents.webhook_secret is not None:
+        secret.touch(mode=0o600)
+        secret.chmod(0o600)
+        secret.write_text(spec.agents.webhook_secret + "\n")
+    else:
+        secret.unlink(missing_ok=True)
     toml.write_text(agent_toml(spec, node, layout))
     return {"agent_argv": [sys.executable, "-m", "controller.cli", "agent", "--config",
                            "/etc/ha-gitops/agent.toml"],
@@ -166,6 +173,9 @@ def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
         f"warm_crm = {_toml_str(a.warm_crm)}",
         f"audit_url = {_toml_str(a.audit_url or 'sqlite:////var/lib/ha-gitops/audit.db')}",
         'cache_dir = "/var/lib/ha-gitops/repo"',
+        *(["watch_source = false"] if not a.watch_source else []),
+        *([f"http_listen = {_toml_str(a.http_listen)}"] if a.http_listen is not None else []),
+        *(['webhook_secret_file = "/etc/ha-gitops/webhook.secret"'] if a.webhook_secret is not None else []),
         "# Restarting corosync/pacemaker is the node's own init, not systemd (there is none in a node).",
         "service_command = " + json.dumps([sys.executable, "-m", "controller.sandbox.service_ctl",
                                            str(layout.node_dir(node.name))]),

@@ -31,6 +31,9 @@ class SandboxAgents(BaseModel):
     drift_mode: str = "correct"
     warm_crm: str = "dc"
     audit_url: str | None = None  # default: one SQLite file per node; a postgresql:// URL: one shared trail
+    watch_source: bool = True  # off: the agents see a push only by a poll or a webhook
+    http_listen: str | None = None  # the agents' HTTP listener (default: the agent's own, loopback only)
+    webhook_secret: str | None = None  # written to each node's /etc/ha-gitops/webhook.secret (0600)
 
 
 # How a fence request reaches the sandbox's power switch. "cluster": over the sandbox network, to the switch's

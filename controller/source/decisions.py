@@ -86,6 +86,21 @@ def local_repo_path(url: str) -> Path | None:
     return Path(url)
 
 
+def parse_ls_remote(output: str, ref: str) -> str | None:
+    """The sha `git ls-remote URL REF` prints for exactly `ref` ("<sha>\\t<ref>" lines), or None."""
+    for line in output.splitlines():
+        sha, _, name = line.strip().partition("\t")
+        if name == ref and re.fullmatch(r"[0-9a-f]{40}(?:[0-9a-f]{24})?", sha):
+            return sha
+    return None
+
+
+def fetch_needed(remote_tip: str | None, local_tip: str | None) -> bool:
+    """A poll fetches only when the remote's branch is not where our copy is. A branch the remote no longer
+    has is fetched too: the fetch names the problem (and keeps the last good revision)."""
+    return remote_tip is None or local_tip is None or remote_tip != local_tip
+
+
 def redact_url(url: str) -> str:
     """A URL fit for logs and audit: https://user:token@host -> https://***@host."""
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1***@", url, flags=re.I)

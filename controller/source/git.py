@@ -59,6 +59,8 @@ class GitSource:
         self._last: Revision | None = None
         self._last_error: str | None = None
         self._repo: git.Repo | None = None
+        self.fetches = 0  # git fetches made (clones included), and ls-remote checks: what polling costs
+        self.checks = 0
         self.signatures: Signatures | None = None
         if config.allowed_signers:
             self.signatures = Signatures(config.cache_dir, config.allowed_signers,
@@ -70,15 +72,27 @@ class GitSource:
     def last_good(self) -> Revision | None:
         return self._last
 
-    def sync(self, *, force: bool = False) -> SyncResult:
+    def sync(self, *, force: bool = False, cheap: bool = False) -> SyncResult:
         """Fetch the branch (unless waiting out a retry backoff; `force` ignores it) and describe the tip.
-        Never raises for a remote or cache problem: that is an error in the result, and the last good
-        revision stays the result's revision."""
+        `cheap` (a poll): first ask the remote where the branch is (`git ls-remote`, one round trip, no
+        objects) and fetch only when it moved. Never raises for a remote or cache problem: that is an
+        error in the result, and the last good revision stays the result's revision."""
         with self._lock:
             now = self._clock()
             if not force and not self._retry.due(now):
                 return SyncResult(ok=False, revision=self._last, previous_sha=self._sha_or_none(),
                                   error=self._last_error, retry_in=self._retry.retry_in(now), skipped=True)
+            if cheap and self._last is not None and self._last_error is None and self.git_dir.exists():
+                try:
+                    remote = self.remote_tip()
+                except SourceError as exc:
+                    return self._failed(now, exc, self._last.sha)
+                if not decisions.fetch_needed(remote, self._last.sha):
+                    last = self._last
+                    why = decisions.refusal(last.signature, last.signature_detail,
+                                            enforce=self.config.enforce_signatures)
+                    return SyncResult(ok=True, revision=last, previous_sha=last.sha, refused=why is not None,
+                                      refusal=why, checked=True)
             previous = self._last.sha if self._last else self._local_tip()
             try:
                 recloned = self._ensure_cache()
@@ -168,8 +182,21 @@ class GitSource:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def remote_tip(self) -> str | None:
+        """Where the followed branch is on the remote (`git ls-remote`: refs only, no objects), or None
+        when the remote has no such branch."""
+        self.checks += 1
+        ref = f"refs/heads/{self.config.branch}"
+        try:
+            out = run(["git", "ls-remote", "--quiet", "--", self.config.repo_url, ref],
+                      timeout=self.config.git_timeout, env=self._git_env()).stdout
+        except CommandError as exc:
+            raise SourceError(f"cannot check {self._url()}: {exc.stderr.strip() or exc}") from exc
+        return decisions.parse_ls_remote(out, ref)
+
     def _fetch(self, git_dir: Path) -> None:
         branch = self.config.branch
+        self.fetches += 1
         # gitpython's long-lived cat-file process does not see packs fetched after it started.
         self.close()
         try:

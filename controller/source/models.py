@@ -72,6 +72,8 @@ class SyncResult(BaseModel):
     retry_in: float | None = Field(None, description="Seconds until the next fetch attempt is due")
     skipped: bool = Field(False, description="No fetch was made: waiting out the retry backoff")
     recloned: bool = Field(False, description="The cache was corrupt (or missing) and was cloned afresh")
+    checked: bool = Field(False, description="No fetch was made: a cheap check (ls-remote) found the branch "
+                                             "where the last fetch left it")
 
 
 class SourceConfig(BaseModel):

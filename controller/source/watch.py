@@ -181,10 +181,10 @@ class SourceTrigger:
     local/file:// remote's branch moves (watchdog), and when a fetch retry is due (retry_in)."""
 
     def __init__(self, on_change: Callable[[str], None], *, poll_interval: float, repo_url: str,
-                 branch: str, debounce: float = 0.25, run_at_start: bool = True) -> None:
+                 branch: str, debounce: float = 0.25, run_at_start: bool = True, watch: bool = True) -> None:
         self._run = SingleFlight(on_change)
         self._poll_interval = poll_interval
-        self._repo = local_repo_path(repo_url)
+        self._repo = local_repo_path(repo_url) if watch else None
         self._branch = branch
         self._debounce = debounce
         self._run_at_start = run_at_start
