@@ -22,7 +22,7 @@ from controller.audit.store import AuditError, AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
-from controller.notify import Notifier
+from controller.sd_notify import Notifier
 from controller.reconcile import DesiredInput, PassResult
 from controller.settings import AgentSettings
 from controller.source.git import GitSource
