@@ -15,20 +15,25 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditError, AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
-from controller.sd_notify import Notifier
+from controller.errors import HaGitopsError
+from controller.notifications import route
 from controller.reconcile import DesiredInput, PassResult
+from controller.sd_notify import Notifier
 from controller.settings import AgentSettings
 from controller.source.git import GitSource
 from controller.source.models import SourceConfig, SyncResult
 from controller.stages import StageTimer
 from controller.wiring import build_reconciler
+
+if TYPE_CHECKING:
+    from controller.notify_send import Sender
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -62,6 +67,15 @@ class Agent:
             crm=self.crm.run if self.crm else None,
             observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE) if self.crm else None)
         self.reconciler.on_observed = self._on_observed
+        # Notifications: a sender thread with its own connection to the trail; an append that queues one
+        # wakes it, and a pass never waits for a delivery.
+        self.sender: Sender | None = None
+        if settings.notify:
+            from controller.notify_send import Sender
+
+            self.sender = Sender(AuditStore(settings.audit_url), settings.notify, node=settings.node_name,
+                                 cluster=self._cluster_name())
+            self.store.on_outbox = self.sender.wake
         # A node that has just become the DC fetches before it writes: the old DC may have died with a
         # push this node had not fetched yet (it would write an older revision).
         self.reconciler.refresh_source = lambda: self.desired_input(True)
@@ -82,6 +96,19 @@ class Agent:
         self._errors = RepeatedErrors(log)
         self._publish_errors = RepeatedErrors(log)
         self._recheck_timer: threading.Timer | None = None
+
+    def _cluster_name(self) -> str:
+        """How notifications name the cluster: corosync's totem.cluster_name on this node."""
+        from controller.corosync.model import load_corosync
+
+        try:
+            text = self.cluster.read_file(self.reconciler.corosync_path)
+            name = load_corosync(text, source=self.reconciler.corosync_path)[1].totem.cluster_name \
+                if text else None
+        except (HaGitopsError, ValueError) as exc:
+            log.debug("cluster name for notifications: %s", exc)
+            name = None
+        return name or "cluster"
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -199,7 +226,8 @@ class Agent:
                 self.store.set_state("pass-failed", failure.message, scope=self.settings.node_name)
                 failure.event = self.store.append(NewEvent(
                     node=self.settings.node_name, kind="error", outcome="failure", error=failure.message,
-                    summary=f"pass failed: {failure.message}"[:300], details=failure.details())).id
+                    summary=f"pass failed: {failure.message}"[:300], details=failure.details()),
+                    notify=route("error", "failure", self.settings.notify)).id
             self._failure = {**failure.model_dump(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
             self._write_status({"node": self.settings.node_name, "outcome": "error", "message": str(exc),
                                 "time": datetime.now(UTC).isoformat(), "last_failure": self._failure})
@@ -297,6 +325,8 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.start_watchers()
+        if self.sender is not None:
+            self.sender.start()
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
@@ -345,6 +375,8 @@ class Agent:
         for stop in self._stoppers:
             stop()
         self.source.close()
+        if self.sender is not None:
+            self.sender.stop()
         if self.crm is not None:
             self.crm.close()
         self.store.close()
