@@ -1,0 +1,134 @@
+"""The sender against a real HTTP receiver on loopback (Apprise's generic JSON webhook, json://): each
+queued event arrives once; one queued while the receiver is down arrives after it comes back; a receiver
+that never answers costs one timeout, not a hang."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.audit.models import NewEvent
+from controller.audit.store import AuditStore
+from controller.notifications import NotifyTarget
+from controller.notify_send import Sender
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    def __init__(self, port: int, out: Path) -> None:
+        self.port, self.out = port, out
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.notify_receiver", "127.0.0.1",
+                                      str(self.port), str(self.out)], cwd=REPO, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "listening"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def received(self) -> list[dict[str, str]]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    r = Receiver(_free_port(), tmp_path / "received.jsonl")
+    r.start()
+    yield r
+    r.stop()
+
+
+def _event(n: int) -> NewEvent:
+    return NewEvent(event_id=f"0b5e3c4a-0000-4000-8000-{n:012d}", node="n1", kind="drift-detected",
+                    outcome="success", summary=f"drift number {n}")
+
+
+def _sender(store: AuditStore, url: str, **kw: float) -> tuple[Sender, NotifyTarget]:
+    target = NotifyTarget.model_validate({"name": "ops", "url": url, "retry_initial": 0.2, "retry_max": 0.4,
+                                          **kw})
+    return Sender(store, [target], node="n1", cluster="kamailio", rng=lambda: 0.0), target
+
+
+def test_each_event_arrives_once_and_one_made_while_down_arrives_later(tmp_path: Path,
+                                                                       receiver: Receiver) -> None:
+    with AuditStore(f"sqlite:///{tmp_path}/audit.db") as store:
+        sender, _ = _sender(store, f"json://user:hunter2secret@127.0.0.1:{receiver.port}/hook", timeout=3)
+        store.append(_event(1), notify=["ops"])
+        assert sender.run_once() == 1
+        assert sender.run_once() == 0
+        got = receiver.received()
+        assert len(got) == 1
+        assert got[0]["title"] == "ha-gitops kamailio: drift-detected"
+        assert got[0]["message"].startswith("drift number 1") and got[0]["type"] == "warning"
+        assert got[0]["_path"] == "/hook"
+
+        receiver.stop()
+        store.append(_event(2), notify=["ops"])
+        t0 = time.monotonic()
+        assert sender.run_once() == 0  # refused at once (nothing listens): no wait for a timeout
+        assert time.monotonic() - t0 < 3
+        summary = store.outbox_summary()
+        assert summary["pending"] == 1 and summary["sent"] == 1
+        assert summary["oldest_failure"]["last_error"] and "hunter2secret" not in str(summary)
+
+        receiver.start()
+        deadline = time.monotonic() + 10
+        while store.outbox_summary()["sent"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            sender.run_once()
+        assert [g["message"].splitlines()[0] for g in receiver.received()] == ["drift number 1",
+                                                                                "drift number 2"]
+        assert store.notifications(event_id=_event(2).event_id)[0].attempts == 2
+
+
+def test_the_thread_delivers_as_soon_as_an_event_is_queued(tmp_path: Path, receiver: Receiver) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path}/audit.db")
+    sender, _ = _sender(AuditStore(f"sqlite:///{tmp_path}/audit.db"), f"json://127.0.0.1:{receiver.port}/x")
+    store.on_outbox = sender.wake
+    sender.start()
+    try:
+        time.sleep(0.3)  # the sender is idle, waiting
+        t0 = time.monotonic()
+        store.append(_event(3), notify=["ops"])
+        while not receiver.received() and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        assert len(receiver.received()) == 1
+        assert time.monotonic() - t0 < 5  # woken by the append, not by the 30 s idle wait
+    finally:
+        sender.stop()
+        store.close()
+
+
+def test_a_receiver_that_never_answers_costs_one_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent, AuditStore(f"sqlite:///{tmp_path}/audit.db") as store:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing ever answers
+        port = silent.getsockname()[1]
+        sender, _ = _sender(store, f"json://127.0.0.1:{port}/hook", timeout=1)
+        store.append(_event(4), notify=["ops"])
+        t0 = time.monotonic()
+        assert sender.run_once() == 0
+        assert time.monotonic() - t0 < 5
+        item = store.notifications()[0]
+        assert item.state == "pending" and item.last_error
