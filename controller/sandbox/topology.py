@@ -31,6 +31,10 @@ class SandboxAgents(BaseModel):
     drift_mode: str = "correct"
     warm_crm: str = "dc"
     audit_url: str | None = None  # default: one SQLite file per node; a postgresql:// URL: one shared trail
+    # `--agent-config FILE`: a TOML fragment merged into every node's agent.toml (controller/sandbox/
+    # agent_config.py): production settings, rehearsed. Kept as text: it may hold credentials.
+    agent_config: str = ""
+    agent_config_source: str = "--agent-config"
 
 
 # How a fence request reaches the sandbox's power switch. "cluster": over the sandbox network, to the switch's
