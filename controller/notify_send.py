@@ -34,9 +34,18 @@ IDLE_WAIT = 30.0  # seconds the sender sleeps with nothing due (an append wakes 
 KEEP_SENT = timedelta(days=30)  # delivered rows kept this long (the events themselves stay in the trail)
 
 
+def _apprise() -> Any:
+    """Apprise, its logger kept out of ours: what it says is captured per call and logged once, by us,
+    scrubbed (its messages may name a URL)."""
+    import apprise
+
+    logging.getLogger("apprise").propagate = False
+    return apprise
+
+
 def check_url(url: str) -> str | None:
     """None when Apprise can send to this URL; else why not, without the URL (it may hold a credential)."""
-    import apprise
+    apprise = _apprise()
 
     with apprise.LogCapture(level=logging.ERROR):  # Apprise logs the URL it rejects: keep it out of logs
         plugin = apprise.Apprise.instantiate(url)
@@ -50,7 +59,7 @@ class Delivery:
     """One target's Apprise plugin, made once, with the target's timeouts."""
 
     def __init__(self, target: NotifyTarget) -> None:
-        import apprise
+        apprise = _apprise()
 
         self.target = target
         self._url = target.secret_url()
@@ -66,7 +75,7 @@ class Delivery:
 
     def send(self, msg: Message) -> str | None:
         """None when delivered; else why not (scrubbed of the URL's secret parts)."""
-        import apprise
+        apprise = _apprise()
 
         try:
             with apprise.LogCapture(level=logging.WARNING) as captured:
