@@ -6,6 +6,7 @@ and arrives once the receiver is back."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -172,3 +173,29 @@ def test_one_made_while_the_receiver_is_down_arrives_when_it_is_back(
     assert len(got) == len(set(got)), f"a notification arrived twice: {got}"
     box = outbox(sb, writer)
     assert (box["pending"], box["failing"], box["oldest_failure"]) == (0, 0, None), box
+
+
+def test_an_invalid_commit_every_node_refuses_is_one_message(env: tuple[Sandbox, GitRepo, Receiver]) -> None:
+    """Every node judges an invalid commit itself and records the refusal under one event id: only the
+    writer's record is queued."""
+    sb, repo, receiver = env
+    writer = dc(sb)
+    crm = repo.read(f"{FOLDER}/cib.crm")
+    sha = repo.commit({f"{FOLDER}/cib.crm": crm + "primitve broken-typo Dummy\n"}, "typo: not valid crm")
+
+    def refusal(node: str) -> dict[str, Any] | None:
+        return next((e for e in audit(sb, node) if e["kind"] == "refused" and e["commit"]
+                     and e["commit"]["sha"] == sha), None)
+
+    refused = {node: wait_for(functools.partial(refusal, node), 60, f"{node} refuses {sha[:8]}")
+               for node in SANDBOX_NODES}
+    ids = {e["event_id"] for e in refused.values()}
+    assert len(ids) == 1, refused
+    (event_id,) = ids
+    wait_for(lambda: event_id in receiver.event_ids(), 20, "the refusal's notification")
+    time.sleep(4)
+    got = receiver.event_ids()
+    assert got.count(event_id) == 1, got
+    msg = next(m for m in receiver.messages() if event_id in m["message"])
+    assert msg["title"] == "ha-gitops kamailio: refused (refused)" and msg["type"] == "warning"
+    assert f"commit: {sha[:10]} typo: not valid crm" in msg["message"] and f"node: {writer}" in msg["message"]
