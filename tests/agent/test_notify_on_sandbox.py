@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +21,13 @@ from controller.sandbox.topology import build_spec
 from tests.agentslib import AGENT_TOML, SANDBOX_NODES, agents_sandbox, audit, cli, dc
 from tests.conftest import REFERENCE, sandbox_state
 from tests.helpers import GitRepo, wait_for
+from tests.notify_receiver import Receiver
 
 pytestmark = pytest.mark.sandbox
 
 NAME = "notify"
 FOLDER = "clusters/kamailio"
 PORT = 8787
-REPO = Path(__file__).resolve().parents[2]
 # The receiver listens on the sandbox bridge's own address (the power switch's): every node reaches it.
 ADDRESS = build_spec(REFERENCE).power_switch
 FRAGMENT = f'''
@@ -42,42 +39,13 @@ timeout = 3
 retry_initial = 1
 retry_max = 2
 '''
-_EVENT_ID = re.compile(r"^event id: (\S+)", re.M)
-
-
-class Receiver:
-    """tests/notify_receiver.py in the bridge namespace, writing what it gets to a host file."""
-
-    def __init__(self, sb: Sandbox, out: Path) -> None:
-        self.netns = Path(NETNS_DIR) / SandboxNetwork(sb.layout.tag).bridge_ns
-        self.out = out
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["nsenter", f"--net={self.netns}", "--", sys.executable, "-m", "tests.notify_receiver", ADDRESS,
-             str(PORT), str(self.out)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "listening"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def messages(self) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
-
-    def event_ids(self) -> list[str]:
-        return [m.group(1) for msg in self.messages() if (m := _EVENT_ID.search(msg.get("message", "")))]
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[Sandbox, GitRepo, Receiver]]:
     with agents_sandbox(NAME, FOLDER, agent_config=FRAGMENT, agent_config_source="notify.toml") as (sb, repo):
-        receiver = Receiver(sb, Path(sandbox_state(NAME)) / "received.jsonl")
+        receiver = Receiver(ADDRESS, PORT, Path(sandbox_state(NAME)) / "received.jsonl",
+                            netns=Path(NETNS_DIR) / SandboxNetwork(sb.layout.tag).bridge_ns)
         receiver.out.unlink(missing_ok=True)
         receiver.start()
         try:

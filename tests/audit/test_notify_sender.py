@@ -4,10 +4,7 @@ that never answers costs one timeout, not a hang."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +15,7 @@ from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.notifications import NotifyTarget
 from controller.notify_send import Sender
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.notify_receiver import Receiver
 
 
 def _free_port() -> int:
@@ -28,32 +24,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Receiver:
-    def __init__(self, port: int, out: Path) -> None:
-        self.port, self.out = port, out
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.notify_receiver", "127.0.0.1",
-                                      str(self.port), str(self.out)], cwd=REPO, stdout=subprocess.PIPE,
-                                     text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "listening"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def received(self) -> list[dict[str, str]]:
-        if not self.out.exists():
-            return []
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
-
-
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    r = Receiver(_free_port(), tmp_path / "received.jsonl")
+    r = Receiver("127.0.0.1", _free_port(), tmp_path / "received.jsonl")
     r.start()
     yield r
     r.stop()
@@ -77,7 +50,7 @@ def test_each_event_arrives_once_and_one_made_while_down_arrives_later(tmp_path:
         store.append(_event(1), notify=["ops"])
         assert sender.run_once() == 1
         assert sender.run_once() == 0
-        got = receiver.received()
+        got = receiver.messages()
         assert len(got) == 1
         assert got[0]["title"] == "ha-gitops kamailio: drift-detected"
         assert got[0]["message"].startswith("drift number 1") and got[0]["type"] == "warning"
@@ -97,7 +70,7 @@ def test_each_event_arrives_once_and_one_made_while_down_arrives_later(tmp_path:
         while store.outbox_summary()["sent"] < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
             sender.run_once()
-        assert [g["message"].splitlines()[0] for g in receiver.received()] == ["drift number 1",
+        assert [g["message"].splitlines()[0] for g in receiver.messages()] == ["drift number 1",
                                                                                 "drift number 2"]
         assert store.notifications(event_id=_event(2).event_id)[0].attempts == 2
 
@@ -111,9 +84,9 @@ def test_the_thread_delivers_as_soon_as_an_event_is_queued(tmp_path: Path, recei
         time.sleep(0.3)  # the sender is idle, waiting
         t0 = time.monotonic()
         store.append(_event(3), notify=["ops"])
-        while not receiver.received() and time.monotonic() - t0 < 10:
+        while not receiver.messages() and time.monotonic() - t0 < 10:
             time.sleep(0.05)
-        assert len(receiver.received()) == 1
+        assert len(receiver.messages()) == 1
         assert time.monotonic() - t0 < 5  # woken by the append, not by the 30 s idle wait
     finally:
         sender.stop()
