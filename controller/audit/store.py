@@ -320,16 +320,23 @@ class AuditStore:
         with _db_errors("reading the notification outbox"), Session(self._engine) as s:
             return [_outbox_item(r) for r in s.execute(q).scalars()]
 
-    def outbox_summary(self) -> dict[str, Any]:
-        """What `status` shows: rows by state, and the oldest undelivered row that has failed."""
+    def outbox_summary(self, targets: Collection[str]) -> dict[str, Any]:
+        """What `status` shows: the rows of these targets by state, the oldest undelivered one that has
+        failed, and how many undelivered rows are for targets not configured here (`unconfigured`: a
+        target since removed, or one only other agents of a shared trail have; they are left as they are)."""
+        keys = sorted(targets)
         with _db_errors("reading the notification outbox"), Session(self._engine) as s:
-            counts = dict(s.execute(select(OutboxRow.state, func.count()).group_by(OutboxRow.state)).all())
-            oldest = s.execute(select(OutboxRow).where(OutboxRow.state != "sent",
+            counts = dict(s.execute(select(OutboxRow.state, func.count()).where(OutboxRow.target.in_(keys))
+                                    .group_by(OutboxRow.state)).all())
+            other = s.execute(select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.state != "sent", OutboxRow.target.not_in(keys))).scalar()
+            oldest = s.execute(select(OutboxRow).where(OutboxRow.state != "sent", OutboxRow.target.in_(keys),
                                                        OutboxRow.last_error.is_not(None))
                                .order_by(OutboxRow.id).limit(1)).scalar_one_or_none()
             failure = None if oldest is None else _outbox_item(oldest).model_dump(mode="json")
             return {"pending": int(counts.get("pending", 0)), "failing": int(counts.get("failing", 0)),
-                    "sent": int(counts.get("sent", 0)), "oldest_failure": failure}
+                    "sent": int(counts.get("sent", 0)), "unconfigured": int(other or 0),
+                    "oldest_failure": failure}
 
     def prune_notifications(self, before: datetime) -> int:
         """Forget rows delivered before `before` (the event itself stays in the trail)."""

@@ -329,7 +329,7 @@ def status_cmd(config: str | None, fmt: str) -> None:
         agent = _agent_status_file(settings.status_file) or store.get_state("agent-status",
                                                                            scope=settings.node_name)
         last = store.last()
-        outbox = store.outbox_summary() if settings.notify else None
+        outbox = store.outbox_summary([t.key for t in settings.notify]) if settings.notify else None
     data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
             "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
                       for n in st.nodes},
@@ -372,6 +372,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
 def _outbox_line(outbox: dict[str, Any], targets: list[str]) -> str:
     line = (f"notifications: {outbox['pending']} pending, {outbox['failing']} failing, {outbox['sent']} sent "
             f"(to {', '.join(targets)})")
+    if outbox.get("unconfigured"):
+        line += f"; {outbox['unconfigured']} queued for targets not configured here"
     oldest = outbox.get("oldest_failure")
     if oldest:
         line += (f"; oldest failure: event {oldest['event_id'][:8]} to {oldest['target']}, "

@@ -82,16 +82,19 @@ def test_failures_are_retried_then_sent_and_summarised(db_url: str) -> None:
         item = store.claim_notifications({"ops"}, now=now, lease=60)[0]
         store.notification_failed(item.id, error="connection refused", retry_at=now + timedelta(seconds=5),
                                   state="failing")
-        summary = store.outbox_summary()
+        summary = store.outbox_summary({"ops"})
         assert (summary["pending"], summary["failing"], summary["sent"]) == (0, 1, 0)
         assert summary["oldest_failure"]["last_error"] == "connection refused"
         assert store.next_notification_due({"ops"}) == now + timedelta(seconds=5)
         assert store.claim_notifications({"ops"}, now=now + timedelta(seconds=4), lease=60) == []
         item = store.claim_notifications({"ops"}, now=now + timedelta(seconds=5), lease=60)[0]
         store.notification_sent(item.id, node="n1", now=now + timedelta(seconds=6))
-        summary = store.outbox_summary()
+        summary = store.outbox_summary({"ops"})
         assert (summary["pending"], summary["failing"], summary["sent"]) == (0, 0, 1)
         assert summary["oldest_failure"] is None
         assert store.next_notification_due({"ops"}) is None
+        store.append(_event("0b5e3c4a-3333-4222-8333-444455556666"), notify=["removed"])
+        assert store.outbox_summary({"ops"})["unconfigured"] == 1
+        assert store.outbox_summary({"ops", "removed"})["pending"] == 1
         assert store.prune_notifications(now) == 0
         assert store.prune_notifications(now + timedelta(days=40)) == 1
