@@ -31,6 +31,7 @@ from controller.notifications import (
 log = logging.getLogger("ha-gitops.notify")
 
 IDLE_WAIT = 30.0  # seconds the sender sleeps with nothing due (an append wakes it at once)
+BATCH = 5  # rows claimed per round: all of them are sent (or given up for the round) within the lease
 KEEP_SENT = timedelta(days=30)  # delivered rows kept this long (the events themselves stay in the trail)
 
 
@@ -116,19 +117,24 @@ class Sender:
         return self._deliveries[key]
 
     def lease(self) -> float:
-        """How long a claimed row is this sender's: longer than any delivery may take."""
-        return 2 * max((t.timeout for t in self.targets.values()), default=10.0) + 30.0
+        """How long claimed rows are this sender's: longer than a round of BATCH deliveries may take (each
+        at most a connect and a read timeout), so no other sender of a shared trail sends them too."""
+        return BATCH * 2 * max((t.timeout for t in self.targets.values()), default=10.0) + 30.0
 
     def run_once(self) -> int:
-        """Send every due row; the number delivered."""
+        """Send the due rows (BATCH at most; the loop comes back at once for more); the number delivered.
+        A target that fails is not tried again this round: its other rows wait for their next try."""
         now = self.clock()
-        items = self.store.claim_notifications(self.targets.keys(), now=now, lease=self.lease())
+        items = self.store.claim_notifications(self.targets.keys(), now=now, lease=self.lease(), limit=BATCH)
         sent = 0
+        down: dict[str, str] = {}  # targets that failed this round: their other rows wait, untried
         for item in items:
             target = self.targets[item.target]
             error: str | None
             event = self.store.by_event_id(item.event_id)
-            if event is None:  # the trail lost it (restored from a backup?): nothing to tell
+            if item.target in down:
+                error = down[item.target]
+            elif event is None:  # the trail lost it (restored from a backup?): nothing to tell
                 error = f"event {item.event_id} is not in the audit trail"
             else:
                 try:
@@ -142,6 +148,8 @@ class Sender:
                 log.info("notified %s of event %s (%s %s)", target.label, item.event_id[:8],
                          event.kind if event else "-", event.outcome if event else "-")
                 continue
+            if event is not None:
+                down.setdefault(item.target, error)
             wait = backoff(item.attempts, initial=target.retry_initial, maximum=target.retry_max,
                            rng=self.rng)
             state = state_after_failure(item.attempts)
