@@ -22,9 +22,10 @@ from controller.audit.store import AuditError, AuditStore
 from controller.cluster.adapter import LiveCluster
 from controller.desired.crm import crm_to_configuration
 from controller.desired.crm_worker import WarmCrm
-from controller.errors import InputError
-from controller.notify import Notifier
+from controller.errors import HaGitopsError, InputError
+from controller.notifications import route
 from controller.reconcile import DesiredInput, PassResult
+from controller.sd_notify import Notifier
 from controller.service.metrics import AgentMetrics
 from controller.settings import AgentSettings
 from controller.source.decisions import redact_url
@@ -35,6 +36,7 @@ from controller.wiring import build_reconciler
 
 if TYPE_CHECKING:
     from controller.service.http import AgentHTTP
+    from controller.notify_send import Sender
 
 log = logging.getLogger("ha-gitops.agent")
 
@@ -74,6 +76,15 @@ class Agent:
             crm=self.crm.run if self.crm else None,
             observer_crm=functools.partial(self.crm.run, nice=OBSERVER_NICE) if self.crm else None)
         self.reconciler.on_observed = self._on_observed
+        # Notifications: a sender thread with its own connection to the trail; an append that queues one
+        # wakes it, and a pass never waits for a delivery.
+        self.sender: Sender | None = None
+        if settings.notify:
+            from controller.notify_send import Sender
+
+            self.sender = Sender(AuditStore(settings.audit_url), settings.notify, node=settings.node_name,
+                                 cluster=self._cluster_name())
+            self.store.on_outbox = self.sender.wake
         # A node that has just become the DC fetches before it writes: the old DC may have died with a
         # push this node had not fetched yet (it would write an older revision).
         self.reconciler.refresh_source = lambda: self.desired_input(True)
@@ -95,6 +106,19 @@ class Agent:
         self._publish_errors = RepeatedErrors(log)
         self._recheck_timer: threading.Timer | None = None
         self.http: AgentHTTP | None = None  # the HTTP listener, once started
+
+    def _cluster_name(self) -> str:
+        """How notifications name the cluster: corosync's totem.cluster_name on this node."""
+        from controller.corosync.model import load_corosync
+
+        try:
+            text = self.cluster.read_file(self.reconciler.corosync_path)
+            name = load_corosync(text, source=self.reconciler.corosync_path)[1].totem.cluster_name \
+                if text else None
+        except (HaGitopsError, ValueError) as exc:
+            log.debug("cluster name for notifications: %s", exc)
+            name = None
+        return name or "cluster"
 
     # ------------------------------------------------------------------ triggers
     def trigger(self, reason: str) -> None:
@@ -216,7 +240,8 @@ class Agent:
                 self.store.set_state("pass-failed", failure.message, scope=self.settings.node_name)
                 failure.event = self.store.append(NewEvent(
                     node=self.settings.node_name, kind="error", outcome="failure", error=failure.message,
-                    summary=f"pass failed: {failure.message}"[:300], details=failure.details())).id
+                    summary=f"pass failed: {failure.message}"[:300], details=failure.details()),
+                    notify=route("error", "failure", self.settings.notify)).id
             self._failure = {**failure.model_dump(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
             self._write_status({"node": self.settings.node_name, "outcome": "error", "message": str(exc),
                                 "time": datetime.now(UTC).isoformat(), "last_failure": self._failure})
@@ -357,6 +382,8 @@ class Agent:
         self.start_http()  # first: a bad secret file or a taken port stops the agent before it starts work
         self.start_watchers()
         threading.Thread(target=self._verify_audit, daemon=True, name="audit-verify").start()
+        if self.sender is not None:
+            self.sender.start()
         self.trigger("start")
         ready = False
         interval = self.notifier.watchdog_interval
@@ -406,6 +433,8 @@ class Agent:
         for stop in self._stoppers:
             stop()
         self.source.close()
+        if self.sender is not None:
+            self.sender.stop()
         if self.crm is not None:
             self.crm.close()
         self.store.close()

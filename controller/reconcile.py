@@ -73,6 +73,7 @@ from controller.failures import Failure, Stage
 from controller.gaps import Gap, Missed, plan_backfill
 from controller.health import HealthProblem
 from controller.impact import Impact, SimulationError
+from controller.notifications import NotifyTarget, route
 from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
 from controller.stages import StageTimer
 from controller.verify import ChangeScope, VerifyEvidence, VerifyVerdict, change_scope, cluster_whole, judge
@@ -201,7 +202,11 @@ class Reconciler:
         self.corosync_path = corosync_path
         self.corosync: CorosyncStep | None = None  # set by the wiring: the corosync.conf rollout
         self._fences: Future[list[FenceEvent] | None] | None = None  # fence history read before a write
-        self._outbox: list[NewEvent] = []  # events the store refused, appended once it works again
+        self._outbox: list[tuple[NewEvent, list[str]]] = []  # events the store refused (and whom to tell)
+        # `[[notify]]` targets: an event this node records as the writer (or operator) is queued for them;
+        # an observer's copy of another node's event is not (one message per event cluster-wide).
+        self.notify_targets: Sequence[NotifyTarget] = ()
+        self._notifying = True  # False during an observer's pass
         self._own_event: str | None = None  # the marker event of this node's last write
         self._last_write_seen: tuple[str | None, etree._Element | None] = (None, None)
         self._history_seen: tuple[str | None, str | None] = (None, None)  # the marker last recorded from
@@ -224,24 +229,28 @@ class Reconciler:
         self._whole_since: float | None = None  # when a re-check first found the cluster whole
 
     # ------------------------------------------------------------------ recording
-    def _record(self, **fields: Any) -> int:
+    def _record(self, *, notify: bool | None = None, **fields: Any) -> int:
         """Append an event; its id, or 0 when the store failed and the event waits in the outbox.
 
         Events are never dropped: one the store refuses (full disk, read-only file) is kept and appended,
-        in order, before anything else once the store works again."""
+        in order, before anything else once the store works again. `notify`: whether this node tells the
+        `[[notify]]` targets (default: unless this is an observer's pass)."""
         new = NewEvent(**fields)
+        tell = self._notifying if notify is None else notify
+        keys = route(new.kind, new.outcome, self.notify_targets) if tell else []
         try:
             self.flush_outbox()
-            return self.store.append(new).id
+            return self.store.append(new, notify=keys).id
         except AuditError as exc:
-            self._outbox.append(new)
+            self._outbox.append((new, keys))
             log.error("audit trail: %s; %d event(s) kept until it can be written", exc, len(self._outbox))
             return 0
 
     def flush_outbox(self) -> None:
         """Append the events the store refused earlier (raises AuditError while it still refuses)."""
         while self._outbox:
-            self.store.append(self._outbox[0])
+            new, keys = self._outbox[0]
+            self.store.append(new, notify=keys)
             self._outbox.pop(0)
 
     def _store_ready(self, desired: DesiredInput | None) -> None:
@@ -315,7 +324,7 @@ class Reconciler:
         if not marker.event or key == self._history_seen:
             return []
         ids = {e.event for e in history_entries(marker)} | {marker.event}
-        known = self.store.held(ids) | {e.event_id for e in self._outbox}
+        known = self.store.held(ids) | {e.event_id for e, _ in self._outbox}
         if self._own_event:
             known.add(self._own_event)
         last_seen = self.store.get_state("seen-marker-event", scope=self.node)
@@ -386,11 +395,12 @@ class Reconciler:
                                        "config_after": config_now} if e.event == marker.event else {}
             return self._record(
                 event_id=e.event, node=e.node or "unknown", kind=kind, outcome=outcome, commit=info,
-                summary=f"{what} by {e.node} (observed on {self.node})", details=details, **configs)
+                summary=f"{what} by {e.node} (observed on {self.node})", details=details, notify=False,
+                **configs)
         # An earlier write: only what the history keeps of it (no configuration, so no rollback to it).
         at = f" at {e.time:%Y-%m-%d %H:%M:%S}" if e.time else ""
         return self._record(
-            event_id=e.event, node=e.node or "unknown", kind=kind, outcome=outcome, commit=info,
+            event_id=e.event, node=e.node or "unknown", kind=kind, outcome=outcome, commit=info, notify=False,
             summary=f"{what} by {e.node}{at} (backfilled on {self.node} from the CIB marker history)",
             details={**details, "backfilled": True, "source": "cib-marker-history",
                      **({"digest": e.digest} if e.digest else {})})
@@ -464,6 +474,7 @@ class Reconciler:
                   dry_run: bool, adopt: bool = False) -> PassResult:
         started = time.monotonic()
         self._fences = None  # read afresh by each pass that may write
+        self._notifying = True  # this node's own errors, until the pass knows its role
         observed = pool.submit(self._observe, timer)
         loaded: tuple[DesiredState | None, list[Finding]] = (None, [])
         if desired is not None and not desired.refusal:
@@ -493,6 +504,7 @@ class Reconciler:
         if status.dc is not None:
             self._last_dc = status.dc
         role = role or ("writer" if status.dc == self.node else "observer")
+        self._notifying = role != "observer"
         if became_writer and not dry_run:
             try:
                 before, after = claim_generation(self.cluster, guard=WriteGuard(node=self.node))

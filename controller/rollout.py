@@ -72,6 +72,7 @@ from controller.disruption import check_corosync_restart
 from controller.errors import HaGitopsError
 from controller.failures import FailureReason
 from controller.health import health_problems
+from controller.notifications import NotifyTarget, route
 
 log = logging.getLogger("ha-gitops.rollout")
 Details = dict[str, object]  # an audit event's details: JSON values
@@ -117,6 +118,8 @@ class CorosyncRollout:
         self.cluster = cluster
         self.store = store
         self.service_command = list(service_command)
+        # `[[notify]]` targets: this node's rollout steps are its own events (no other node records them).
+        self.notify_targets: Sequence[NotifyTarget] = ()
         self.conf_path = conf_path
         self.wake = wake
         self.poll_interval = poll_interval
@@ -646,4 +649,5 @@ class CorosyncRollout:
     def _event(self, kind: str, outcome: str, summary: str, details: Details,
                error: str | None = None) -> int:
         return self.store.append(NewEvent(node=self.node, kind=kind, outcome=outcome, summary=summary,
-                                          error=error, details=details)).id
+                                          error=error, details=details),
+                                 notify=route(kind, outcome, self.notify_targets)).id

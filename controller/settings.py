@@ -29,6 +29,7 @@ from pydantic_settings import (
 from controller.audit import DEFAULT_URL as DEFAULT_AUDIT_URL
 from controller.desired.substitute import Substitution
 from controller.errors import InputError
+from controller.notifications import NotifyTarget
 
 DEFAULT_CONFIG_PATH = Path("/etc/ha-gitops/agent.toml")
 CONFIG_ENV = "HA_GITOPS_CONFIG"
@@ -126,6 +127,13 @@ class AgentSettings(BaseSettings):
                     "reason). Applied to the effective desired state only, never to the files, and reported "
                     "by plan, status and the audit trail. `sandbox up --agents` sets systemd -> "
                     "ocf:pacemaker:Dummy.")
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        description="[[notify]] tables: where the agents send notifications of events (url: an Apprise URL, "
+                    "or url_file: a file holding one; name; events: kinds or kind:outcome pairs, default "
+                    "drift, refusals, rollbacks, failed or inconclusive verifies, failed or paused rollouts, "
+                    "errors, suspend/resume, adopt; timeout; retry_initial; retry_max). One message per "
+                    "event cluster-wide, sent from an outbox in the audit database, retried until delivered.")
     status_file: Path = Field(
         Path("/run/ha-gitops/agent-status.json"),
         description="Where the agent publishes its last pass for `ha-gitops status`, besides the audit "
@@ -224,6 +232,28 @@ class AgentSettings(BaseSettings):
     def http_address(self) -> tuple[str, int] | None:
         """(host, port) the HTTP server binds, or None when it is off."""
         return None if self.http_listen == "off" else parse_listen(self.http_listen)
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_urls(cls, v: list[NotifyTarget]) -> list[NotifyTarget]:
+        if not v:
+            return v  # Apprise is imported only when there is something to send
+        from controller.notify_send import check_url
+
+        keys: set[str] = set()
+        for i, target in enumerate(v):
+            # Messages name the table and its scheme, never the URL: it may hold a credential.
+            try:
+                problem = check_url(target.secret_url())
+            except ValueError as exc:
+                problem = str(exc)
+            if problem:
+                raise ValueError(f"[{i}] ({target.label}): {problem}")
+            if target.key in keys:
+                raise ValueError(f"[{i}] ({target.label}): a second target of that name "
+                                 "(give each its own name)")
+            keys.add(target.key)
+        return v
 
     @field_validator("service_command", mode="before")
     @classmethod
@@ -348,15 +378,19 @@ def _input_error(exc: ValidationError, file: Path, text: str, data: dict[str, An
     key = str(err["loc"][0]) if err["loc"] else ""
     more = f" ({len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     msg = err["msg"].removeprefix("Value error, ")
+    # Inside a table: notify[0].events (an array of tables counts from 0).
+    name = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
+    if msg.startswith("[") and len(err["loc"]) == 1:  # a list validator naming the entry: notify[1] (...)
+        name, _, msg = (key + msg).partition(": ")
     if not key:
         return InputError(msg + more, file=str(file))
     env = ENV_PREFIX + key.upper()
     if env in os.environ:
-        return InputError(f"{key}: {msg}{more}", file=f"environment {env}", element=key)
+        return InputError(f"{name}: {msg}{more}", file=f"environment {env}", element=key)
     if err["type"] == "missing":
         return InputError(f"missing key {key!r} (or set {env}){more}", file=str(file), element=key)
     where = str(file) if key in data else "defaults"
-    return InputError(f"{key}: {msg}{more}", file=where, line=_key_line(text, key) if key in data else None,
+    return InputError(f"{name}: {msg}{more}", file=where, line=_key_line(text, key) if key in data else None,
                       element=key)
 
 

@@ -43,9 +43,11 @@ def build_reconciler(settings: AgentSettings, *, cluster: LiveCluster | None = N
                      substitutions=settings.substitute,
                      shared_audit=settings.audit_url.startswith("postgres"), crm=crm,
                      observer_crm=observer_crm, validator=node_validator(settings, cluster))
+    rec.notify_targets = settings.notify
     if rollout:
         from controller.rollout import CorosyncRollout
 
         rec.corosync = CorosyncRollout(node=settings.node_name, cluster=cluster, store=store,
                                        service_command=settings.service_command, wake=wake)
+        rec.corosync.notify_targets = settings.notify
     return rec

@@ -196,6 +196,23 @@ class AgentState(BaseModel):
     bad_revisions: list[str] = Field(default_factory=list)
 
 
+class OutboxItem(BaseModel):
+    """A row of the notification outbox: one event for one target, and how its delivery goes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    event_id: str
+    target: str
+    state: Literal["pending", "failing", "sent"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
+    created: datetime
+    sent_at: datetime | None = None
+    sent_by: str | None = None
+
+
 ProblemKind = Literal[
     "edited",  # content no longer matches the row's hash
     "hash-altered",  # the stored hash was changed, content intact (the next row still links to the real one)
@@ -244,6 +261,7 @@ __all__ = [
     "CommitInfo",
     "EventKind",
     "NewEvent",
+    "OutboxItem",
     "Outcome",
     "Problem",
     "SignatureStatus",

@@ -103,3 +103,29 @@ class AgentStateRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value_json: Mapped[str] = mapped_column(Text)
     updated: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxRow(Base):
+    """One notification to deliver: an event (by its cluster-wide id) for one `[[notify]]` target.
+
+    Added in the transaction that appends the event, by the agent that records it as the writer; one row
+    per event and target however many agents record the event (UNIQUE), so a shared trail sends once.
+    The target is its name or a digest of its URL, never the URL (it may hold a credential)."""
+
+    __tablename__ = "notification_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending, failing (still retried), sent
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_by: Mapped[str | None] = mapped_column(String(253))
+
+    __table_args__ = (
+        Index("ix_notification_outbox_event_target", "event_id", "target", unique=True),
+        Index("ix_notification_outbox_due", "state", "next_attempt_at"),
+    )

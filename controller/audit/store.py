@@ -13,8 +13,8 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,17 @@ from controller.audit.models import (
     CommitInfo,
     EventKind,
     NewEvent,
+    OutboxItem,
     Outcome,
     Problem,
     VerifyResult,
     now_utc,
 )
-from controller.audit.orm import CHAIN_NAME, AgentStateRow, ChainHeadRow, EventRow
+from controller.audit.orm import CHAIN_NAME, AgentStateRow, ChainHeadRow, EventRow, OutboxRow
 from controller.errors import HaGitopsError, InputError
 
 # The newest migration's revision (tests check it is alembic's head): a database at it needs no alembic.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 # Events whose config_after is what the cluster ran afterwards: the candidates for a rollback target.
 APPLYING_KINDS = (EventKind.APPLY, EventKind.DRIFT_CORRECTED, EventKind.ROLLBACK, EventKind.AUTO_ROLLBACK)
 CLUSTER_SCOPE = "cluster"
@@ -146,6 +147,8 @@ class AuditStore:
             self._engine = create_engine(self.url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
         # Connections from this engine begin write transactions (SQLite: BEGIN IMMEDIATE).
         self._writer = self._engine.execution_options(ha_write=True)
+        # Called after an append that queued notifications (the agent wakes its sender).
+        self.on_outbox: Callable[[], None] | None = None
         try:
             self.migrate()
         except BaseException:
@@ -221,13 +224,18 @@ class AuditStore:
 
     # ---- writing
 
-    def append(self, new: NewEvent | dict[str, Any]) -> AuditEvent:
+    def append(self, new: NewEvent | dict[str, Any], *, notify: Sequence[str] = ()) -> AuditEvent:
         """Add one event at the end of the chain, in one transaction; returns it with id and hash.
 
         An event whose event_id the trail holds already is not added again: the stored one is returned
-        (two agents of a shared trail, or a backfill, recording the same write)."""
+        (two agents of a shared trail, or a backfill, recording the same write).
+
+        `notify`: the `[[notify]]` targets (keys) to tell, queued in the outbox in the same transaction,
+        once per event and target (an event held already is queued too: in a shared trail an observer's
+        copy may have come first)."""
         ev = new if isinstance(new, NewEvent) else NewEvent.model_validate(new)
         cols = _columns(ev)
+        queued = 0
         with _db_errors("appending an event"), Session(self._writer, expire_on_commit=False) as s, s.begin():
             head = s.execute(select(ChainHeadRow).where(ChainHeadRow.name == CHAIN_NAME)
                              .with_for_update()).scalar_one_or_none()
@@ -236,14 +244,105 @@ class AuditStore:
                                  "(run `ha-gitops audit verify`)")
             # Under the head lock: no other append can add the same id between this look and the insert.
             held = s.execute(select(EventRow).where(EventRow.event_id == ev.event_id)).scalar_one_or_none()
-            if held is not None:
-                return _to_event(held)
-            seq = head.seq + 1
-            digest = chain.event_hash(seq, head.hash, cols)
-            row = EventRow(id=seq, prev_hash=head.hash, hash=digest, hash_format=chain.HASH_FORMAT, **cols)
-            s.add(row)
-            head.seq, head.hash = seq, digest
-        return _to_event(row)
+            if held is None:
+                seq = head.seq + 1
+                digest = chain.event_hash(seq, head.hash, cols)
+                held = EventRow(id=seq, prev_hash=head.hash, hash=digest, hash_format=chain.HASH_FORMAT,
+                                **cols)
+                s.add(held)
+                head.seq, head.hash = seq, digest
+            if notify:
+                queued = self._enqueue(s, ev.event_id, notify)
+        if queued and self.on_outbox is not None:
+            self.on_outbox()
+        return _to_event(held)
+
+    # ---- the notification outbox
+
+    @staticmethod
+    def _enqueue(s: Session, event_id: str, targets: Sequence[str]) -> int:
+        """Outbox rows for the targets that have none for this event yet (the caller holds the head lock,
+        so two agents of a shared trail cannot both add one; the UNIQUE index would refuse it anyway)."""
+        have = set(s.execute(select(OutboxRow.target).where(OutboxRow.event_id == event_id)).scalars())
+        now = now_utc()
+        added = 0
+        for target in dict.fromkeys(targets):
+            if target not in have:
+                s.add(OutboxRow(event_id=event_id, target=target, state="pending", attempts=0,
+                                next_attempt_at=now, created=now))
+                added += 1
+        return added
+
+    def claim_notifications(self, targets: Collection[str], *, now: datetime, lease: float,
+                            limit: int = 20) -> list[OutboxItem]:
+        """The due rows for these targets, oldest first, each claimed for `lease` seconds (its next try
+        moved that far on, its attempt counted): another sender of a shared trail skips them meanwhile,
+        and a sender killed mid-delivery leaves them due again once the lease ends."""
+        if not targets:
+            return []
+        with _db_errors("claiming notifications"), Session(self._writer, expire_on_commit=False) as s, \
+                s.begin():
+            q = (select(OutboxRow).where(OutboxRow.state != "sent", OutboxRow.next_attempt_at <= now,
+                                         OutboxRow.target.in_(sorted(targets)))
+                 .order_by(OutboxRow.id).limit(limit))
+            if not self._sqlite:  # SQLite's BEGIN IMMEDIATE already serialises
+                q = q.with_for_update(skip_locked=True)
+            rows = list(s.execute(q).scalars())
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + timedelta(seconds=lease)
+            return [_outbox_item(r) for r in rows]
+
+    def notification_sent(self, row_id: int, *, node: str, now: datetime) -> None:
+        with _db_errors("recording a notification sent"), Session(self._writer) as s, s.begin():
+            row = s.get(OutboxRow, row_id)
+            if row is not None:
+                row.state, row.sent_at, row.sent_by, row.last_error = "sent", now, node, None
+
+    def notification_failed(self, row_id: int, *, error: str, retry_at: datetime, state: str) -> None:
+        with _db_errors("recording a failed notification"), Session(self._writer) as s, s.begin():
+            row = s.get(OutboxRow, row_id)
+            if row is not None and row.state != "sent":
+                row.state, row.last_error, row.next_attempt_at = state, error[:2000], retry_at
+
+    def next_notification_due(self, targets: Collection[str]) -> datetime | None:
+        if not targets:
+            return None
+        with _db_errors("reading the notification outbox"), Session(self._engine) as s:
+            return s.execute(select(func.min(OutboxRow.next_attempt_at)).where(
+                OutboxRow.state != "sent", OutboxRow.target.in_(sorted(targets)))).scalar()
+
+    def notifications(self, *, event_id: str | None = None, limit: int = 100) -> list[OutboxItem]:
+        """Outbox rows, newest first (all of one event's with event_id)."""
+        q = select(OutboxRow).order_by(OutboxRow.id.desc()).limit(limit)
+        if event_id is not None:
+            q = q.where(OutboxRow.event_id == event_id)
+        with _db_errors("reading the notification outbox"), Session(self._engine) as s:
+            return [_outbox_item(r) for r in s.execute(q).scalars()]
+
+    def outbox_summary(self, targets: Collection[str]) -> dict[str, Any]:
+        """What `status` shows: the rows of these targets by state, the oldest undelivered one that has
+        failed, and how many undelivered rows are for targets not configured here (`unconfigured`: a
+        target since removed, or one only other agents of a shared trail have; they are left as they are)."""
+        keys = sorted(targets)
+        with _db_errors("reading the notification outbox"), Session(self._engine) as s:
+            counts = dict(s.execute(select(OutboxRow.state, func.count()).where(OutboxRow.target.in_(keys))
+                                    .group_by(OutboxRow.state)).all())
+            other = s.execute(select(func.count()).select_from(OutboxRow).where(
+                OutboxRow.state != "sent", OutboxRow.target.not_in(keys))).scalar()
+            oldest = s.execute(select(OutboxRow).where(OutboxRow.state != "sent", OutboxRow.target.in_(keys),
+                                                       OutboxRow.last_error.is_not(None))
+                               .order_by(OutboxRow.id).limit(1)).scalar_one_or_none()
+            failure = None if oldest is None else _outbox_item(oldest).model_dump(mode="json")
+            return {"pending": int(counts.get("pending", 0)), "failing": int(counts.get("failing", 0)),
+                    "sent": int(counts.get("sent", 0)), "unconfigured": int(other or 0),
+                    "oldest_failure": failure}
+
+    def prune_notifications(self, before: datetime) -> int:
+        """Forget rows delivered before `before` (the event itself stays in the trail)."""
+        with _db_errors("pruning the notification outbox"), Session(self._writer) as s, s.begin():
+            done = s.execute(delete(OutboxRow).where(OutboxRow.state == "sent", OutboxRow.sent_at < before))
+            return int(getattr(done, "rowcount", 0) or 0)
 
     def probe(self) -> None:
         """A write transaction that changes nothing the trail shows: raises AuditError (naming a full disk
@@ -422,6 +521,13 @@ class AuditStore:
             row = s.get(AgentStateRow, (scope, "bad_revisions"))
             current = [] if row is None else list(json.loads(row.value_json))
             self._put(s, scope, "bad_revisions", edit(current))
+
+
+def _outbox_item(row: OutboxRow) -> OutboxItem:
+    return OutboxItem(id=row.id, event_id=row.event_id, target=row.target,
+                      state=row.state,  # type: ignore[arg-type]
+                      attempts=row.attempts, next_attempt_at=row.next_attempt_at, last_error=row.last_error,
+                      created=row.created, sent_at=row.sent_at, sent_by=row.sent_by)
 
 
 def _walk(rows: Iterable[Any], head: tuple[int, str] | None) -> VerifyResult:

@@ -13,6 +13,7 @@ import click
 
 from controller.cli.common import FORMAT_OPTION, err, handles_errors, main, out, print_json
 from controller.cli.operations import APPLY_EXIT, CONFIG_OPTION, DIR_OPTION, _desired_input, _settings
+from controller.notifications import route
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 SECRETS_HINT = ("keep them out of git: move them into an encrypted secrets file once ha-gitops supports it "
@@ -146,7 +147,8 @@ def adopt_cmd(config: str | None, folder: str | None, yes: bool, fmt: str) -> No
     record: dict[str, Any] = {}
     if done:
         with AuditStore(settings.audit_url) as store:
-            ev = store.append(_adopt_event(settings.node_name, who, result, desired))
+            ev = store.append(_adopt_event(settings.node_name, who, result, desired),
+                              notify=route("adopt", "success", settings.notify))
         record = {"event": ev.id}
     if fmt == "json":
         print_json({"adopted": done, "by": who, "outcome": result.outcome, "message": result.message,

@@ -329,6 +329,7 @@ def status_cmd(config: str | None, fmt: str) -> None:
         agent = _agent_status_file(settings.status_file) or store.get_state("agent-status",
                                                                            scope=settings.node_name)
         last = store.last()
+        outbox = store.outbox_summary([t.key for t in settings.notify]) if settings.notify else None
     data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
             "nodes": {n.name: ("standby" if n.standby else "online") if n.online else "offline"
                       for n in st.nodes},
@@ -336,6 +337,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
             "last_event": {"id": last.id, "event_id": last.event_id, "kind": last.kind,
                            "summary": last.short_summary,
                            "time": last.time.isoformat()} if last else None}
+    if outbox is not None:
+        data["notifications"] = {**outbox, "targets": [t.label for t in settings.notify]}
     if fmt == "json":
         print_json(data)
         return
@@ -362,6 +365,20 @@ def status_cmd(config: str | None, fmt: str) -> None:
     if last:
         out.print(f"last event: #{last.id} ({(last.event_id or '-')[:8]}) {last.kind} {last.short_summary}",
                   markup=False)
+    if outbox is not None:
+        out.print(_outbox_line(outbox, [t.label for t in settings.notify]), markup=False)
+
+
+def _outbox_line(outbox: dict[str, Any], targets: list[str]) -> str:
+    line = (f"notifications: {outbox['pending']} pending, {outbox['failing']} failing, {outbox['sent']} sent "
+            f"(to {', '.join(targets)})")
+    if outbox.get("unconfigured"):
+        line += f"; {outbox['unconfigured']} queued for targets not configured here"
+    oldest = outbox.get("oldest_failure")
+    if oldest:
+        line += (f"; oldest failure: event {oldest['event_id'][:8]} to {oldest['target']}, "
+                 f"{oldest['attempts']} attempt(s) since {oldest['created']}: {oldest['last_error']}")
+    return line
 
 
 def _agent_status_file(path: Path) -> dict[str, Any] | None:
@@ -401,6 +418,7 @@ def _switch(config: str | None, kind: str, update: dict[str, Any], summary: str)
     from controller.cluster.cib_writer import LostLeadership, write_marker_only
     from controller.errors import HaGitopsError
     from controller.failures import Failure
+    from controller.notifications import route
 
     settings = _settings(config)
     # The switch is an entry of the marker history of its own: the other nodes' trails record it too.
@@ -419,12 +437,14 @@ def _switch(config: str | None, kind: str, update: dict[str, Any], summary: str)
             ev = store.append(NewEvent(
                 node=settings.node_name, kind=kind, outcome="refused", error=str(exc),
                 summary=f"{kind} refused: this node's partition has no quorum; nothing written",
-                details={**exc.details(), **failure.details()}))
+                details={**exc.details(), **failure.details()}),
+                notify=route(kind, "refused", settings.notify))
             raise HaGitopsError(f"{exc} (recorded as audit event {ev.id})") from exc
         ev = store.append(NewEvent(
             event_id=marker_event, node=settings.node_name, kind=kind, outcome="success", summary=summary,
             details={"marker": marker.model_dump(exclude={"history", "history_before"}),
-                     "marker_event": marker_event, "marker_prev": previous_event(marker, marker_event)}))
+                     "marker_event": marker_event, "marker_prev": previous_event(marker, marker_event)}),
+            notify=route(kind, "success", settings.notify))
     out.print(f"{summary} (audit event {ev.id})", markup=False)
 
 

@@ -29,12 +29,30 @@ def _sandbox(state_dir: str | None) -> Any:
     return Sandbox(state_dir)
 
 
-def _agents_spec(repo: str, branch: str, repo_path: str) -> Any:
+def _agents_spec(repo: str, branch: str, repo_path: str, agent_config: str | None = None) -> Any:
+    from controller.sandbox.agent_config import parse_fragment
     from controller.sandbox.topology import SandboxAgents
 
     local = Path(repo.removeprefix("file://"))
     url = f"file://{local.resolve()}" if repo.startswith("file://") or local.exists() else repo
-    return SandboxAgents(repo_url=url, branch=branch, path=repo_path)
+    fragment = ""
+    if agent_config is not None:
+        try:
+            fragment = Path(agent_config).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {agent_config}: {exc.strerror or exc}",
+                                     param_hint="--agent-config") from exc
+        parse_fragment(fragment, agent_config)  # invalid TOML or a sandbox key: said before anything starts
+    return SandboxAgents(repo_url=url, branch=branch, path=repo_path, agent_config=fragment,
+                         agent_config_source=agent_config or "--agent-config")
+
+
+AGENT_CONFIG_OPTION = click.option(
+    "--agent-config", "agent_config", default=None, metavar="FILE",
+    help="With agents: a TOML fragment of agent settings ([[notify]], drift_mode, allowed_signers, ...) "
+         "merged into every node's agent.toml, to rehearse production settings. The keys the sandbox sets "
+         "per node (node_name, repo_url, branch, path, cache_dir, status_file, service_command) are "
+         "refused; [[substitute]] tables are added to the sandbox's own.")
 
 
 @main.group()
@@ -56,17 +74,20 @@ def sandbox() -> None:
               show_default=True,
               help="How fence requests reach the power switch: over the sandbox network (a cut node fences "
                    "nobody), or out of band (a separate management network no cut touches).")
+@AGENT_CONFIG_OPTION
 @SANDBOX_DIR_OPTION
 @FORMAT_OPTION
 @handles_errors
 def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
-               fencing_network: str, state_dir: str | None, fmt: str) -> None:
+               fencing_network: str, agent_config: str | None, state_dir: str | None, fmt: str) -> None:
     """Start one node per corosync nodelist entry; return once quorate with a DC."""
     spec = None
+    if agent_config is not None and not agents:
+        raise click.UsageError("--agent-config needs --agents")
     if agents:
         if not repo:
             raise click.UsageError("--agents needs --repo URL")
-        spec = _agents_spec(repo, branch, repo_path)
+        spec = _agents_spec(repo, branch, repo_path, agent_config)
     result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec,
                                     fencing_network="oob" if fencing_network == "oob" else "cluster")
     if fmt == "json":
@@ -204,11 +225,13 @@ def sandbox_agents() -> None:
 @click.option("--branch", default="main", show_default=True, help="The branch to follow.")
 @click.option("--path", "repo_path", default=".", show_default=True,
               help="The cluster folder inside the repository.")
+@AGENT_CONFIG_OPTION
 @SANDBOX_DIR_OPTION
 @handles_errors
-def sandbox_agents_start(repo: str, branch: str, repo_path: str, state_dir: str | None) -> None:
+def sandbox_agents_start(repo: str, branch: str, repo_path: str, agent_config: str | None,
+                         state_dir: str | None) -> None:
     """One agent per node, as `sandbox up --agents` starts them, on the cluster as it is now."""
-    started = _sandbox(state_dir).agents_start(_agents_spec(repo, branch, repo_path))
+    started = _sandbox(state_dir).agents_start(_agents_spec(repo, branch, repo_path, agent_config))
     out.print(f"agents started on {', '.join(started) or 'no node (all powered off)'}", markup=False)
 
 

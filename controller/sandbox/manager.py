@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,6 +168,7 @@ class Sandbox:
         if agents is not None:
             _check_repo(agents)
             spec = spec.model_copy(update={"agents": agents})
+            _check_agent_config(spec, self.layout)
         if self.supervisor_alive():
             raise SandboxError(f"a sandbox is already running in {self.layout.root}; "
                                "`ha-gitops sandbox down` first")
@@ -326,6 +328,7 @@ class Sandbox:
         if spec.agents is not None:
             raise SandboxError("agents are already running (`ha-gitops sandbox agents stop` first)")
         spec = spec.model_copy(update={"agents": agents})
+        _check_agent_config(spec, self.layout)
         self.layout.spec.write_text(spec.model_dump_json(indent=1))
         started = []
         for node in spec.nodes:
@@ -399,6 +402,25 @@ class Sandbox:
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
                   if str(self.layout.root) in line.split()[4] or f"hgs-{self.layout.tag}-" in line.split()[4]]
         return {"processes": procs, "netns": self.net.namespaces(), "mounts": mounts}
+
+
+def _check_agent_config(spec: SandboxSpec, layout: Layout) -> None:
+    """The agent.toml every node gets loads as the agent would load it (the --agent-config fragment
+    merged in): an error names the fragment's file before any node starts."""
+    from controller.errors import InputError
+    from controller.sandbox.supervisor import agent_toml
+    from controller.settings import load_settings
+
+    if spec.agents is None or not spec.agents.agent_config.strip():
+        return
+    with tempfile.TemporaryDirectory(prefix="ha-gitops-agent-config-") as tmp:
+        path = Path(tmp) / "agent.toml"
+        path.write_text(agent_toml(spec, spec.nodes[0], layout))
+        try:
+            load_settings(path)
+        except InputError as exc:
+            raise InputError(f"merged into the sandbox agents' settings: {exc.message}",
+                             file=spec.agents.agent_config_source, element=exc.element) from exc
 
 
 def _check_repo(agents: SandboxAgents) -> None:

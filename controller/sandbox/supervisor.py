@@ -185,7 +185,9 @@ def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
         lines.append("[[substitute]]")
         for key, value in sub.model_dump(exclude_none=True).items():
             lines.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
+    from controller.sandbox.agent_config import merge
+
+    return merge("\n".join(lines) + "\n", a.agent_config, source=a.agent_config_source)
 
 
 class Supervisor:

@@ -34,6 +34,10 @@ class SandboxAgents(BaseModel):
     watch_source: bool = True  # off: the agents see a push only by a poll or a webhook
     http_listen: str | None = None  # the agents' HTTP listener (default: the agent's own, loopback only)
     webhook_secret: str | None = None  # written to each node's /etc/ha-gitops/webhook.secret (0600)
+    # `--agent-config FILE`: a TOML fragment merged into every node's agent.toml (controller/sandbox/
+    # agent_config.py): production settings, rehearsed. Kept as text: it may hold credentials.
+    agent_config: str = ""
+    agent_config_source: str = "--agent-config"
 
 
 # How a fence request reaches the sandbox's power switch. "cluster": over the sandbox network, to the switch's

@@ -102,7 +102,7 @@ def test_a_trail_from_before_event_ids_gets_them_and_still_verifies(db_url: str)
     finally:
         engine.dispose()
     with AuditStore(db_url) as store:  # opening upgrades to 0002
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
         events = store.list(newest_first=False)
         assert [e.hash_format for e in events] == [1, 1, 1]
         assert events[0].event_id == marker_event

@@ -182,7 +182,7 @@ def test_verify_detects_a_truncated_tail_and_a_missing_head(store: AuditStore, d
 
 def test_migrations_fresh_and_idempotent(db_url: str) -> None:
     with AuditStore(db_url) as s:
-        assert s.schema_revision() == "0002"
+        assert s.schema_revision() == "0003"
         s.append(apply_event(1))
         s.set_state("pinned_revision", SHA1)
     engine = create_engine(_normalise_url(db_url))
@@ -193,7 +193,7 @@ def test_migrations_fresh_and_idempotent(db_url: str) -> None:
     assert {"audit_events", "audit_chain_head", "agent_state", "audit_alembic_version"} <= tables
     with AuditStore(db_url) as s:  # opening again runs `upgrade head` again: a no-op
         s.migrate()
-        assert s.schema_revision() == "0002"
+        assert s.schema_revision() == "0003"
         assert s.count() == 1 and s.verify().ok
         assert s.get_state("pinned_revision") == SHA1
 

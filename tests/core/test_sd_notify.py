@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.notify import Notifier
+from controller.sd_notify import Notifier
 
 
 def test_ready_status_watchdog_reach_the_socket(tmp_path: Path) -> None:
