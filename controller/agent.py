@@ -35,8 +35,8 @@ from controller.stages import StageTimer
 from controller.wiring import build_reconciler
 
 if TYPE_CHECKING:
-    from controller.service.http import AgentHTTP
     from controller.notify_send import Sender
+    from controller.service.http import AgentHTTP
 
 log = logging.getLogger("ha-gitops.agent")
 
