@@ -32,6 +32,8 @@ SANDBOX_SET_ID = "ha-gitops-sandbox"
 SANDBOX_RULE = IgnoreRule(xpath=f"configuration/crm_config/cluster_property_set[@id='{SANDBOX_SET_ID}']",
                           reason="the sandbox's own cluster options")
 OWN_RULES = (MARKER_RULE, NODE_ATTR_RULE, SANDBOX_RULE)
+# What a write leaves as it is live: everything of OWN_RULES but the marker, which the write carries.
+WRITE_RULES = (NODE_ATTR_RULE, SANDBOX_RULE)
 
 
 class Marker(BaseModel):

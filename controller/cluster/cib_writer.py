@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from controller.cib.diff import build_live_patch
 from controller.cib.document import CibVersion
-from controller.cib.marker import NODE_ATTR_RULE, OWN_RULES, Marker, read_marker, with_history, with_marker
+from controller.cib.marker import OWN_RULES, WRITE_RULES, Marker, read_marker, with_history, with_marker
 from controller.cib.normalize import IgnoreRule
 from controller.cib.render import ObjectChange
 from controller.cib.xml import to_bytes
@@ -198,7 +198,7 @@ def write_configuration(cluster: LiveCluster, desired: etree._Element, *,
         live_marker = read_marker(live)
         if marker is not None:
             wanted = with_marker(desired, with_history(live_marker, marker(live_marker)))
-        patch = build_live_patch(live, wanted, ignore=[*ignore, NODE_ATTR_RULE])
+        patch = build_live_patch(live, wanted, ignore=[*ignore, *WRITE_RULES])
         patch_xml = patch.patch_xml()
         if before_patch is not None:
             before_patch(attempt)

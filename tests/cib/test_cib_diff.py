@@ -92,3 +92,27 @@ def test_crm_diff_patch_needs_a_bumped_target(tmp_path: Path) -> None:
                   str(write(b, tmp_path / "b.xml"))], timeout=60, check=False).stdout
     assert cibadmin_patch(a, theirs, tmp_path)[0] != 0
     assert cibadmin_patch(a, bump_target(theirs), tmp_path)[0] == 0
+
+
+def test_an_ignored_set_lends_no_id_to_the_desired_set_of_its_rank() -> None:
+    """Property sets are matched by rank: a live set an ignore rule keeps (the sandbox's own options,
+    the marker's) must not be taken for the desired set at the same rank."""
+    from controller.cib.diff import build_live_patch
+    from controller.cib.marker import SANDBOX_SET_ID, WRITE_RULES, Marker, with_marker
+
+    live = etree.fromstring(
+        f'<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config>'
+        f'<cluster_property_set id="{SANDBOX_SET_ID}"><nvpair id="s-dc" name="dc-deadtime" value="2s"/>'
+        '</cluster_property_set><cluster_property_set id="cib-bootstrap-options"><nvpair id="o-cn" '
+        'name="cluster-name" value="k"/></cluster_property_set></crm_config><nodes/><resources/>'
+        "<constraints/></configuration><status/></cib>")
+    desired = etree.fromstring(
+        '<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config>'
+        '<cluster_property_set id="opts"><nvpair id="o-st" name="stonith-enabled" value="true"/>'
+        "</cluster_property_set></crm_config><nodes/><resources/><constraints/></configuration></cib>")
+    d = build_live_patch(live, with_marker(desired, Marker(revision="abc")), ignore=list(WRITE_RULES))
+    xml = d.patch.to_xml()
+    assert "cluster_property_set[@id=&apos;cib-bootstrap-options&apos;]" in xml and "stonith-enabled" in xml
+    assert SANDBOX_SET_ID not in xml  # neither renamed, filled nor deleted
+    new = d.new.find("configuration/crm_config")
+    assert [s.get("id") for s in new] == [SANDBOX_SET_ID, "cib-bootstrap-options", "ha-gitops"]
