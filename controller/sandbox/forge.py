@@ -203,7 +203,7 @@ def render_sshd_config(lay: ForgeLayout, address: str) -> str:
 
 def render_httpd_conf(lay: ForgeLayout, address: str) -> str:
     mods = ["mpm_prefork", "authn_core", "authn_file", "authz_core", "authz_user", "auth_basic", "alias",
-            "cgi", "env", "mime", "ssl", "socache_shmcb"]
+            "cgi", "env", "ssl", "socache_shmcb"]
     lines = ["# Written by the ha-gitops sandbox: the forge's https (git's http backend, token as password).",
              f"ServerRoot {lay.root}", "ServerName forge", f"Listen {address}:{FORGE_HTTPS_PORT}",
              f"PidFile {lay.run_dir}/httpd.pid", f"DefaultRuntimeDir {lay.run_dir}",

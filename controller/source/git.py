@@ -197,6 +197,7 @@ class GitSource:
         pairs: list[tuple[str, str]] = []
         if self.config.git_ca_file is not None:
             pairs.append(("http.sslCAInfo", str(self.config.git_ca_file)))
+            env["GIT_SSL_CAINFO"] = str(self.config.git_ca_file)  # an inherited one would beat the config
         if self.config.git_token_file is not None:
             # Read at every fetch (a rotated token is used at once); sent as a header from the environment,
             # so it is on no argv, in no URL and in no config file.
