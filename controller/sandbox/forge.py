@@ -283,15 +283,19 @@ def _git_ids() -> tuple[int, int]:
     return (free_id({p.pw_uid for p in pwd.getpwall()}), free_id({g.gr_gid for g in grp.getgrall()}))
 
 
+def check_tools() -> None:
+    for tool in (SSHD, APACHE, GIT_SHELL, GIT_HTTP_BACKEND, "ssh-keygen", "openssl", "htpasswd"):
+        if shutil.which(tool) is None and not Path(tool).exists():
+            raise ForgeError(f"{tool} not found: the sandbox's forge needs openssh-server, apache2, "
+                             "apache2-utils and openssl (deploy/install-debian-packages.sh)")
+
+
 def prepare(state_root: Path, spec: SandboxSpec) -> None:
     """A fresh forge: the bare repository cloned from the seed, the git user, sshd's host key and the
     nodes' deploy keys, the CA and the server certificate, the https token, the webhook secret, the hook."""
     forge = spec.forge
     assert forge is not None
-    for tool in (SSHD, APACHE, GIT_SHELL, GIT_HTTP_BACKEND, "ssh-keygen", "openssl", "htpasswd"):
-        if shutil.which(tool) is None and not Path(tool).exists():
-            raise ForgeError(f"{tool} not found: the sandbox's forge needs openssh-server, apache2, "
-                             "apache2-utils and openssl (deploy/install-debian-packages.sh)")
+    check_tools()
     lay = ForgeLayout(state_root)
     shutil.rmtree(lay.root, ignore_errors=True)
     for d in (lay.root, lay.ssh_dir, lay.tls_dir, lay.keys_dir, lay.logs, lay.run_dir, lay.home):

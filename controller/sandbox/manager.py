@@ -214,8 +214,11 @@ class Sandbox:
         if agents is not None and agents.forge and forge_seed is None:
             forge_seed = agents.repo_url
         if forge_seed is not None:
+            from controller.sandbox.forge import check_tools
+
             if any(n.name == FORGE for n in spec.nodes):
                 raise SandboxError(f"a cluster node is named {FORGE!r}: the forge needs that name")
+            check_tools()
             forge = ForgeSpec(address=spec.forge_address, seed=_seed_url(forge_seed),
                               repo=str(self.layout.root / "forge" / "cluster.git"))
             spec = spec.model_copy(update={"forge": forge})
@@ -309,8 +312,13 @@ class Sandbox:
         if self.layout.root.exists():
             if keep_logs:
                 for p in self.layout.root.iterdir():
-                    if p.name not in ("nodes", "supervisor.log"):
+                    if p.name not in ("nodes", "supervisor.log", "forge"):
                         _remove(p)
+                forge_dir = self.layout.root / "forge"
+                if forge_dir.is_dir():  # its daemons' logs and the webhook deliveries
+                    for p in forge_dir.iterdir():
+                        if p.name not in ("logs", "hooks.log"):
+                            _remove(p)
                 for node_dir in self.layout.nodes_dir.glob("*"):
                     for p in node_dir.iterdir():
                         if p.name not in ("logs", "var-log-pacemaker", "var-log-corosync"):
