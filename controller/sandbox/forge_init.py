@@ -70,8 +70,10 @@ class Daemons:
                 if self.running(name):
                     continue
                 log = open(self.logs / f"{name}.out", "ab")  # noqa: SIM115 - handed to the daemon
+                # A session of its own: Apache's parent signals its whole process group on SIGTERM, which
+                # must not reach this init.
                 self.procs[name] = _popen(self.cfg["services"][name]["argv"], stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=log, close_fds=True)
+                                          stdout=log, stderr=log, close_fds=True, start_new_session=True)
                 log.close()
             # Answer once they accept connections: an agent that fetches right after gets an answer.
             deadline = time.monotonic() + timeout
