@@ -5,6 +5,7 @@ credentials made wrong, and the agents must say so clearly and leave the cluster
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -64,6 +65,11 @@ def applied(sb: Sandbox, sha: str, stickiness: int, what: str, timeout: float = 
     wait_for(lambda: live_stickiness(sb) == str(stickiness) and revision(sb) == sha, timeout, what)
 
 
+def published_repo(sb: Sandbox, node: str) -> str | None:
+    repo: str | None = agent_status(sb, node).get("repo")
+    return repo
+
+
 def source_errors(sb: Sandbox, needle: str) -> dict[str, str] | None:
     """Every node's source error, once each of them names `needle`."""
     errors = {n: agent_status(sb, n).get("source_error") or "" for n in SANDBOX_NODES}
@@ -79,7 +85,8 @@ def test_status_shows_the_forge_and_agents_follow_it_over_ssh(sb: Sandbox) -> No
     assert forge["https_url"] == "https://10.220.1.253/cluster.git"
     assert Path(forge["ca_file"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
     for node in SANDBOX_NODES:
-        assert agent_status(sb, node)["repo"] == forge["ssh_url"]
+        repo = wait_for(functools.partial(published_repo, sb, node), 30, f"{node}'s first pass published")
+        assert repo == forge["ssh_url"]
         etc = sb.layout.node_dir(node) / ETC
         for name in ("deploy_key", "forge_known_hosts", "git-token", "forge-ca.crt", "webhook.secret"):
             assert (etc / name).stat().st_mode & 0o777 == 0o600, name
@@ -136,6 +143,26 @@ def test_a_wrong_deploy_key_is_refused_and_nothing_applied(sb: Sandbox) -> None:
     applied(sb, sha, 180, "applied once the right key is back")
 
 
+def test_a_host_key_that_is_not_the_pinned_one_is_refused(sb: Sandbox, tmp_path: Path) -> None:
+    """A forge answering with another host key (a man in the middle, or a reinstalled server)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True,
+                   timeout=30)
+    other = (tmp_path / "other.pub").read_text().split()
+    pins = {n: sb.layout.node_dir(n) / ETC / "forge_known_hosts" for n in SANDBOX_NODES}
+    saved = {n: p.read_text() for n, p in pins.items()}
+    before = revision(sb)
+    try:
+        for p in pins.values():
+            p.write_text(f"10.220.1.253 {other[0]} {other[1]}\n")
+        forge_push(sb, 185, "pushed while the pinned host key is another")
+        wait_for(lambda: source_errors(sb, "host key verification failed"), 45, "the host key refused")
+        assert revision(sb) == before
+    finally:
+        for n, p in pins.items():
+            p.write_text(saved[n])
+    wait_for(lambda: live_stickiness(sb) == "185" or None, 45, "applied once the pin matches again")
+
+
 def test_agents_follow_the_forge_over_https(sb: Sandbox) -> None:
     agents = sb.spec().agents
     assert agents is not None
@@ -144,7 +171,8 @@ def test_agents_follow_the_forge_over_https(sb: Sandbox) -> None:
     https_url = "https://10.220.1.253/cluster.git"
     sha = forge_push(sb, 190, "stickiness 190, followed over https")
     applied(sb, sha, 190, "the push over https applied", timeout=60)
-    assert all(agent_status(sb, n)["repo"] == https_url for n in SANDBOX_NODES)
+    wait_for(lambda: all(agent_status(sb, n).get("repo") == https_url for n in SANDBOX_NODES) or None, 30,
+             "every agent following the https URL")
 
     # A token the forge does not know: HTTP 401, named, and nothing applied.
     tokens = {n: sb.layout.node_dir(n) / ETC / "git-token" for n in SANDBOX_NODES}
