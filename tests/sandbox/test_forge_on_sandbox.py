@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,10 +71,23 @@ def published_repo(sb: Sandbox, node: str) -> str | None:
     return repo
 
 
-def source_errors(sb: Sandbox, needle: str) -> dict[str, str] | None:
-    """Every node's source error, once each of them names `needle`."""
-    errors = {n: agent_status(sb, n).get("source_error") or "" for n in SANDBOX_NODES}
-    return errors if all(needle in e for e in errors.values()) else None
+def source_errors(sb: Sandbox, needle: str, since: datetime | None = None) -> dict[str, str] | None:
+    """Every node's source error, once each of them names `needle` (in a pass published after `since`)."""
+    statuses = {n: agent_status(sb, n) for n in SANDBOX_NODES}
+    errors = {n: st.get("source_error") or "" for n, st in statuses.items()}
+    fresh = since is None or all(datetime.fromisoformat(st["time"]) > since for st in statuses.values())
+    return errors if fresh and all(needle in e for e in errors.values()) else None
+
+
+def push_refused(sb: Sandbox, stickiness: int, message: str, needle: str) -> tuple[str, dict[str, str]]:
+    """With every agent already refused (`needle`), push; once each has tried again since (a fetch that began
+    before the credentials broke cannot count), the errors. The retry backoff is at most 4 s here."""
+    wait_for(lambda: source_errors(sb, needle), 45, f"every agent refused ({needle})")
+    since = datetime.now(UTC) + timedelta(seconds=5)
+    sha = forge_push(sb, stickiness, message)
+    errors = wait_for(lambda: source_errors(sb, needle, since), 45,
+                      f"still refused after the push ({needle})")
+    return sha, errors
 
 
 def test_status_shows_the_forge_and_agents_follow_it_over_ssh(sb: Sandbox) -> None:
@@ -131,8 +145,8 @@ def test_a_wrong_deploy_key_is_refused_and_nothing_applied(sb: Sandbox) -> None:
             key.unlink()
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True,
                            timeout=30)
-        sha = forge_push(sb, 180, "pushed while the agents hold the wrong key")
-        errors = wait_for(lambda: source_errors(sb, "permission denied (publickey)"), 45, "the refusal")
+        sha, errors = push_refused(sb, 180, "pushed while the agents hold the wrong key",
+                                   "permission denied (publickey)")
         assert all("the server refused the deploy key" in e for e in errors.values()), errors
         assert live_stickiness(sb) == "170" and revision(sb) == before and config_epoch(sb) == epoch
     finally:
@@ -154,8 +168,7 @@ def test_a_host_key_that_is_not_the_pinned_one_is_refused(sb: Sandbox, tmp_path:
     try:
         for p in pins.values():
             p.write_text(f"10.220.1.253 {other[0]} {other[1]}\n")
-        forge_push(sb, 185, "pushed while the pinned host key is another")
-        wait_for(lambda: source_errors(sb, "host key verification failed"), 45, "the host key refused")
+        push_refused(sb, 185, "pushed while the pinned host key is another", "host key verification failed")
         assert revision(sb) == before
     finally:
         for n, p in pins.items():
@@ -180,8 +193,8 @@ def test_agents_follow_the_forge_over_https(sb: Sandbox) -> None:
     try:
         for t in tokens.values():
             t.write_text("not-the-token\n")
-        sha = forge_push(sb, 200, "pushed while the agents hold a wrong token")
-        errors = wait_for(lambda: source_errors(sb, "HTTP 401: authentication refused"), 45, "the 401")
+        sha, errors = push_refused(sb, 200, "pushed while the agents hold a wrong token",
+                                   "HTTP 401: authentication refused")
         assert all(e.startswith(f"cannot fetch {https_url}: ") and "not-the-token" not in e
                    for e in errors.values()), errors
         assert live_stickiness(sb) == "190"
