@@ -74,6 +74,14 @@ class AgentSettings(BaseSettings):
         None, description="GIT_SSH_COMMAND for ssh remotes, e.g. \"ssh -i /etc/ha-gitops/deploy_key "
                           "-o StrictHostKeyChecking=yes\". Default: ssh as configured for the agent's user "
                           "(always in batch mode: the agent never prompts).")
+    git_ca_file: Path | None = Field(
+        None, description="For https remotes: the CA certificate(s) (PEM) that signed the server's "
+                          "certificate, instead of the system's CA store (git's http.sslCAInfo).")
+    git_token_file: Path | None = Field(
+        None, description="For https remotes: a file holding the access token (one line; keep it 0600). "
+                          "It is sent as HTTP basic auth, with the URL's user name (https://bot@host/...) "
+                          "or \"git\"; it is read at every fetch and never put on a command line, in a URL "
+                          "or in a log.")
     retry_initial: float = Field(
         5.0, gt=0, description="Seconds before the first retry after a failed fetch; doubled after each "
                                "further failure (with up to 20% jitter), up to retry_max.")

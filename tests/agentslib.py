@@ -40,7 +40,9 @@ def agents_sandbox(name: str, folder: str, *, extra: dict[str, str] | None = Non
                    **agents: Any) -> Iterator[tuple[Sandbox, GitRepo]]:
     """The reference cluster in its own sandbox (state `sandbox_state(name)`), its agents following a
     repository seeded with the reference files (+ `extra`). With `synced`, returns once the initial sync
-    is applied; `ready(sb, repo)` waits for more. Torn down afterwards, logs kept."""
+    is applied; `ready(sb, repo)` waits for more. Torn down afterwards, logs kept. `forge=True` (and
+    `remote="https"`): the repository seeds the sandbox's forge and the agents follow the forge instead
+    (push in the forge's work clone then, see tests/sandbox/test_forge_on_sandbox.py)."""
     need_root()
     repo_dir = sandbox_repo_dir(name)
     shutil.rmtree(repo_dir, ignore_errors=True)

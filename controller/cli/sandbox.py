@@ -75,21 +75,33 @@ def sandbox() -> None:
               help="How fence requests reach the power switch: over the sandbox network (a cut node fences "
                    "nobody), or out of band (a separate management network no cut touches).")
 @AGENT_CONFIG_OPTION
+@click.option("--forge", is_flag=True,
+              help="Add a git server (sshd + https) on the sandbox network, seeded from --repo; with "
+                   "--agents the agents follow it instead of --repo.")
+@click.option("--remote", type=click.Choice(["ssh", "https"]), default="ssh", show_default=True,
+              help="With --forge --agents: how the agents reach the forge (a deploy key and a pinned host "
+                   "key, or the sandbox's CA and a token).")
 @SANDBOX_DIR_OPTION
 @FORMAT_OPTION
 @handles_errors
 def sandbox_up(cluster_dir: str, timeout: float, agents: bool, repo: str | None, branch: str, repo_path: str,
-               fencing_network: str, agent_config: str | None, state_dir: str | None, fmt: str) -> None:
+               fencing_network: str, agent_config: str | None, forge: bool, remote: str,
+               state_dir: str | None, fmt: str) -> None:
     """Start one node per corosync nodelist entry; return once quorate with a DC."""
     spec = None
     if agent_config is not None and not agents:
         raise click.UsageError("--agent-config needs --agents")
+    if (agents or forge) and not repo:
+        raise click.UsageError(f"{'--agents' if agents else '--forge'} needs --repo URL")
     if agents:
-        if not repo:
-            raise click.UsageError("--agents needs --repo URL")
+        assert repo is not None
         spec = _agents_spec(repo, branch, repo_path, agent_config)
+        if forge:
+            # The forge's post-receive hook sends every agent a signed push event, as GitHub would.
+            spec = spec.model_copy(update={"forge": True, "remote": remote, "webhooks": True})
     result = _sandbox(state_dir).up(cluster_dir, timeout=timeout, agents=spec,
-                                    fencing_network="oob" if fencing_network == "oob" else "cluster")
+                                    fencing_network="oob" if fencing_network == "oob" else "cluster",
+                                    forge_seed=repo if forge else None)
     if fmt == "json":
         print_json(result.model_dump())
         return
@@ -142,8 +154,12 @@ def sandbox_status(state_dir: str | None, fmt: str) -> None:
             return f"restart in {n.agent_restart_in:.0f}s"
         return yn(n.agent)
 
-    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}",
-              caption=f"fencing: {st.fencing_network} network, power switch at {st.power_switch}")
+    caption = f"fencing: {st.fencing_network} network, power switch at {st.power_switch}"
+    if st.forge is not None:
+        f = st.forge
+        caption += (f"\nforge at {f.address}: ssh {yn(f.ssh)} ({f.ssh_url}), https {yn(f.https)} "
+                    f"({f.https_url}, CA {f.ca_file}); push from {f.work}")
+    t = Table(title=f"sandbox {st.cluster_dir}: quorate={yn(st.quorate)} DC={st.dc or '-'}", caption=caption)
     for col in ("node", "address", "nodeid", "power", "network", "corosync", "pacemaker", "agent", "restarts",
                 "online", "standby", "DC"):
         t.add_column(col)
@@ -169,11 +185,14 @@ def sandbox_status(state_dir: str | None, fmt: str) -> None:
 @SANDBOX_DIR_OPTION
 @handles_errors
 def sandbox_exec(node: str, argv: tuple[str, ...], timeout: float, state_dir: str | None) -> None:
-    """Run a command inside NODE: `ha-gitops sandbox exec kamailio01 -- crm_mon -1`."""
+    """Run a command inside NODE (or the forge): `ha-gitops sandbox exec kamailio01 -- crm_mon -1`."""
     import subprocess
 
+    from controller.sandbox.topology import FORGE
+
     sb = _sandbox(state_dir)
-    sb.spec().node(node)
+    if node != FORGE:  # the forge is no cluster node, but commands run in it the same way
+        sb.spec().node(node)
     # Interactive pass-through: the user's terminal is the command's terminal.
     rc = subprocess.call([*sb.prefix(node), *argv], timeout=timeout)
     sys.exit(rc)
@@ -242,3 +261,22 @@ def sandbox_agents_stop(state_dir: str | None) -> None:
     """Stop every node's agent (a clean stop: not restarted); the cluster keeps running."""
     stopped = _sandbox(state_dir).agents_stop()
     out.print(f"agents stopped on {', '.join(stopped) or 'no node'}", markup=False)
+
+
+@sandbox.group("forge")
+def sandbox_forge() -> None:
+    """Stop or start the forge's sshd and https server (to rehearse a forge outage)."""
+
+
+def _forge_action(action: str, doc: str) -> None:
+    @sandbox_forge.command(action, help=doc)
+    @click.argument("service", type=click.Choice(["ssh", "https", "all"]), default="all")
+    @SANDBOX_DIR_OPTION
+    @handles_errors
+    def _cmd(service: str, state_dir: str | None) -> None:
+        _sandbox(state_dir).forge_request(action, service)
+        out.print(f"forge {action} {service}: done", markup=False)
+
+
+_forge_action("stop", "Stop the forge's sshd, its https server, or both (the repository stays).")
+_forge_action("start", "Start them again; returns once they accept connections.")

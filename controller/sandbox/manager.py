@@ -27,8 +27,10 @@ from controller.sandbox.fence_agent import render_plugin
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import SandboxNetwork
 from controller.sandbox.topology import (
+    FORGE,
     POWER_SWITCH_PORT,
     FencingNetwork,
+    ForgeSpec,
     NodeSpec,
     SandboxAgents,
     SandboxSpec,
@@ -58,6 +60,21 @@ class NodeStatus(BaseModel):
     is_dc: bool | None = None
 
 
+class ForgeStatus(BaseModel):
+    address: str
+    ssh_url: str
+    https_url: str
+    ca_file: str  # the CA that signed the forge's https certificate
+    repo: str  # the bare repository, on the host and in the forge
+    work: str  # a clone inside the forge to commit and push from (`sandbox exec forge -- git -C WORK ...`)
+    seed: str
+    running: bool
+    init_pid: int | None = None
+    ssh: bool | None = None  # sshd running
+    https: bool | None = None  # Apache running
+    hooks_log: str
+
+
 class SandboxStatus(BaseModel):
     running: bool
     state_dir: str
@@ -68,6 +85,7 @@ class SandboxStatus(BaseModel):
     power_switch: str | None = None  # where fence requests go: ADDRESS:PORT, or the unix socket (oob)
     nodes: list[NodeStatus] = []
     resources: list[dict[str, Any]] = []
+    forge: ForgeStatus | None = None
 
 
 class UpResult(BaseModel):
@@ -132,7 +150,34 @@ class Sandbox:
             raise SandboxError(f"node {node}: {resp.get('error')}")
         return resp
 
+    def forge_request(self, op: str, service: str = "all", timeout: float = 30) -> dict[str, Any]:
+        """Start, stop or ask about the forge's daemons (service: ssh, https or all)."""
+        from controller.sandbox.forge import ForgeLayout
+        from controller.sandbox.supervisor import forge_request
+
+        if self.spec().forge is None:
+            raise SandboxError(f"the sandbox in {self.layout.root} has no forge (`sandbox up --forge`)")
+        try:
+            resp = forge_request(ForgeLayout(self.layout.root).control_socket,
+                                 {"op": op, "service": service}, timeout=timeout)
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"the forge is not running: {exc}") from exc
+        if not resp.get("ok"):
+            raise SandboxError(f"forge {op} {service}: {resp.get('error')}")
+        return resp
+
+    def forge_stop(self, service: str = "all") -> dict[str, Any]:
+        return self.forge_request("stop", service)
+
+    def forge_start(self, service: str = "all") -> dict[str, Any]:
+        return self.forge_request("start", service)
+
     def init_pid(self, node: str) -> int:
+        if node == FORGE:
+            pid = (self._state().get("forge") or {}).get("init_pid")
+            if self.spec().forge is None or not pid or not _pid_alive(int(pid)):
+                raise SandboxError(f"the sandbox in {self.layout.root} has no running forge")
+            return int(pid)
         self.spec().node(node)
         pid = self._state().get("nodes", {}).get(node, {}).get("init_pid")
         if not pid or not _pid_alive(int(pid)):
@@ -155,18 +200,35 @@ class Sandbox:
 
     # ------------------------------------------------------------ up / down
     def up(self, cluster_dir: str | Path = "desired/kamailio", *, timeout: float = 60,
-           agents: SandboxAgents | None = None, fencing_network: FencingNetwork = "cluster") -> UpResult:
+           agents: SandboxAgents | None = None, fencing_network: FencingNetwork = "cluster",
+           forge_seed: str | None = None) -> UpResult:
         """Start the cluster; with `agents`, one ha-gitops agent per node following that repository
         (the repository must be on a path the nodes see: not under /tmp or /run, which are per node).
-        `fencing_network`: fence requests over the sandbox network ("cluster") or out of band ("oob")."""
+        `fencing_network`: fence requests over the sandbox network ("cluster") or out of band ("oob").
+        A forge (`forge_seed`, or agents with `forge`): a git server on the sandbox network seeded from that
+        repository (or the agents' repo_url), which the agents then follow over ssh or https."""
         if os.geteuid() != 0:
             raise SandboxError("the sandbox needs root (namespaces, mounts, veth)")
         for tool in ("corosync", "pacemakerd", "nsenter", "unshare", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(f"{tool} not found: run `make setup` (installs pacemaker, corosync, ...)")
         spec = build_spec(cluster_dir).model_copy(update={"fencing_network": fencing_network})
+        if agents is not None and agents.forge and forge_seed is None:
+            forge_seed = agents.repo_url
+        if forge_seed is not None:
+            from controller.sandbox.forge import check_tools
+
+            if any(n.name == FORGE for n in spec.nodes):
+                raise SandboxError(f"a cluster node is named {FORGE!r}: the forge needs that name")
+            check_tools()
+            forge = ForgeSpec(address=spec.forge_address, seed=_seed_url(forge_seed),
+                              repo=str(self.layout.root / "forge" / "cluster.git"))
+            spec = spec.model_copy(update={"forge": forge})
+            if agents is not None:
+                agents = agents.model_copy(update={"forge": True, "repo_url": forge.url(agents.remote)})
         if agents is not None:
-            _check_repo(agents)
+            if not agents.forge:
+                _check_repo(agents)
             spec = spec.model_copy(update={"agents": agents})
             _check_agent_config(spec, self.layout)
         if self.supervisor_alive():
@@ -190,6 +252,8 @@ class Sandbox:
         log.close()
         status = self.wait_healthy(timeout=timeout, expect_online=[n.name for n in spec.nodes])
         assert status.dc is not None
+        if spec.forge is not None:
+            self._check_forge()
         return UpResult(seconds=round(time.monotonic() - started, 2), dc=status.dc,
                         nodes=[n.name for n in spec.nodes], state_dir=str(self.layout.root))
 
@@ -222,6 +286,18 @@ class Sandbox:
         raise SandboxError(f"cluster not quorate with a DC after {timeout:g}s ({last}); logs: "
                            f"{self.layout.supervisor_log} " + " ".join(logs))
 
+    def _check_forge(self) -> None:
+        from controller.sandbox.forge import ForgeLayout
+
+        logs = ForgeLayout(self.layout.root).logs
+        try:
+            st = self.forge_request("status")
+        except SandboxError as exc:
+            raise SandboxError(f"{exc}; see {logs} and {self.layout.supervisor_log}") from exc
+        down = [s for s in ("ssh", "https") if not st.get(s)]
+        if down:
+            raise SandboxError(f"the forge's {' and '.join(down)} did not start; see {logs}")
+
     def _spec_or_none_nodes(self) -> list[str]:
         try:
             return [n.name for n in self.spec().nodes]
@@ -240,8 +316,13 @@ class Sandbox:
         if self.layout.root.exists():
             if keep_logs:
                 for p in self.layout.root.iterdir():
-                    if p.name not in ("nodes", "supervisor.log"):
+                    if p.name not in ("nodes", "supervisor.log", "forge"):
                         _remove(p)
+                forge_dir = self.layout.root / "forge"
+                if forge_dir.is_dir():  # its daemons' logs and the webhook deliveries
+                    for p in forge_dir.iterdir():
+                        if p.name not in ("logs", "hooks.log"):
+                            _remove(p)
                 for node_dir in self.layout.nodes_dir.glob("*"):
                     for p in node_dir.iterdir():
                         if p.name not in ("logs", "var-log-pacemaker", "var-log-corosync"):
@@ -254,6 +335,7 @@ class Sandbox:
         """Whatever a crashed supervisor left: its recorded processes (by PID) and our namespaces."""
         state = self._state()
         pids = [n.get("init_pid") for n in state.get("nodes", {}).values()]
+        pids.append((state.get("forge") or {}).get("init_pid"))
         sup = state.get("supervisor_pid")
         for pid in [*pids, sup]:
             if pid and _pid_alive(int(pid)) and _is_ours(int(pid)):
@@ -271,7 +353,8 @@ class Sandbox:
         if not self.supervisor_alive():
             return SandboxStatus(running=False, state_dir=str(self.layout.root))
         spec = self.spec()
-        sup = self.request("status")["nodes"]
+        sup_all = self.request("status")
+        sup, sup_forge = sup_all["nodes"], sup_all.get("forge")
         cluster: ClusterStatus | None = None
         for n in spec.nodes:
             if sup[n.name]["powered"]:
@@ -302,7 +385,25 @@ class Sandbox:
             quorate=cluster.quorate if cluster else None, dc=cluster.dc if cluster else None,
             fencing_network=spec.fencing_network, power_switch=self.power_switch(spec), nodes=nodes,
             resources=[{"id": r.id, "agent": r.agent, "role": r.role, "nodes": r.nodes}
-                       for r in (cluster.resources if cluster else [])])
+                       for r in (cluster.resources if cluster else [])],
+            forge=self._forge_status(spec, sup_forge))
+
+    def _forge_status(self, spec: SandboxSpec, sup: dict[str, Any] | None) -> ForgeStatus | None:
+        from controller.sandbox.forge import ForgeLayout
+
+        forge = spec.forge
+        if forge is None:
+            return None
+        lay = ForgeLayout(self.layout.root)
+        running = bool(sup and sup.get("running"))
+        daemons: dict[str, Any] = {}
+        if running:
+            with contextlib.suppress(SandboxError):
+                daemons = self.forge_request("status", timeout=5)
+        return ForgeStatus(address=forge.address, ssh_url=forge.ssh_url, https_url=forge.https_url,
+                           ca_file=str(lay.ca_cert), repo=forge.repo, work=str(lay.work), seed=forge.seed,
+                           running=running, init_pid=sup.get("init_pid") if sup else None,
+                           ssh=daemons.get("ssh"), https=daemons.get("https"), hooks_log=str(lay.hooks_log))
 
     def power_switch(self, spec: SandboxSpec | None = None) -> str:
         spec = spec or self.spec()
@@ -321,12 +422,18 @@ class Sandbox:
         Returns the nodes whose agent was started."""
         from controller.sandbox.supervisor import write_agent_config
 
-        _check_repo(agents)
         spec = self.spec()
         if not self.supervisor_alive():
             raise SandboxError(f"no sandbox running in {self.layout.root} (`ha-gitops sandbox up` first)")
         if spec.agents is not None:
             raise SandboxError("agents are already running (`ha-gitops sandbox agents stop` first)")
+        if agents.forge:
+            if spec.forge is None:
+                raise SandboxError(f"the sandbox in {self.layout.root} has no forge to follow "
+                                   "(`sandbox up --forge`)")
+            agents = agents.model_copy(update={"repo_url": spec.forge.url(agents.remote)})
+        else:
+            _check_repo(agents)
         spec = spec.model_copy(update={"agents": agents})
         _check_agent_config(spec, self.layout)
         self.layout.spec.write_text(spec.model_dump_json(indent=1))
@@ -396,6 +503,7 @@ class Sandbox:
         procs = []
         state = self._state()
         recorded = [n.get("init_pid") for n in state.get("nodes", {}).values()]
+        recorded.append((state.get("forge") or {}).get("init_pid"))
         for pid in [*recorded, state.get("supervisor_pid")]:
             if pid and _pid_alive(int(pid)):
                 procs.append(str(pid))
@@ -428,6 +536,12 @@ def _check_repo(agents: SandboxAgents) -> None:
         if agents.repo_url.removeprefix("file://").startswith(private):
             raise SandboxError(f"repository {agents.repo_url} is under {private}, which is private "
                                "to each node: put it where the nodes see it (e.g. /var/tmp)")
+
+
+def _seed_url(repo: str) -> str:
+    """The forge's seed as git clones it: a local path made absolute (the supervisor runs elsewhere)."""
+    local = Path(repo.removeprefix("file://"))
+    return str(local.resolve()) if repo.startswith("file://") or local.exists() else repo
 
 
 def _answer(line: str) -> dict[str, Any]:

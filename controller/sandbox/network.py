@@ -25,6 +25,12 @@ class SandboxNetwork:
     def node_ns(self, index: int) -> str:
         return f"hgs-{self.tag}-n{index}"
 
+    @property
+    def forge_ns(self) -> str:
+        return f"hgs-{self.tag}-forge"
+
+    FORGE_PORT = "portforge"
+
     @staticmethod
     def port(index: int) -> str:
         return f"port{index}"  # the bridge-side end of a node's veth, inside the bridge netns
@@ -61,6 +67,22 @@ class SandboxNetwork:
         run(["ip", "-n", self.bridge_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0",
              "netns", ns])
         run(["ip", "-n", self.bridge_ns, "link", "set", port, "master", BRIDGE, "up"])
+        return ns
+
+    def create_forge(self, address: str, prefixlen: int) -> str:
+        """The forge's machine: a netns cabled to the bridge like a node, with its address on at once (it
+        has no power switch: it is not part of the cluster)."""
+        ns = self.forge_ns
+        if self.exists(ns):
+            self.delete_ns(ns)
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", self.bridge_ns, "link", "del", self.FORGE_PORT], check=False)
+        run(["ip", "-n", self.bridge_ns, "link", "add", self.FORGE_PORT, "type", "veth", "peer", "name",
+             "eth0", "netns", ns])
+        run(["ip", "-n", self.bridge_ns, "link", "set", self.FORGE_PORT, "master", BRIDGE, "up"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"])
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         return ns
 
     def links(self, ns: str) -> list[str]:

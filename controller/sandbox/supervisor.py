@@ -28,7 +28,7 @@ from typing import Any
 from controller.cib.marker import SANDBOX_SET_ID
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import NETNS_DIR, SandboxNetwork
-from controller.sandbox.topology import POWER_SWITCH_PORT, NodeSpec, SandboxSpec
+from controller.sandbox.topology import POWER_SWITCH_PORT, NodeSpec, SandboxAgents, SandboxSpec
 
 HACLUSTER_DIRS = {  # per-node dirs Pacemaker writes as hacluster:haclient, with the package's modes
     "var-lib-pacemaker": 0o750, "var-lib-pacemaker/cib": 0o750, "var-lib-pacemaker/pengine": 0o750,
@@ -133,12 +133,19 @@ def prepare_node_dir(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> None:
 def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dict[str, Any]:
     """The node's agent.toml for spec.agents, and what its init needs to run the agent (node.json keys:
     agent_argv, agent_restart); no agents: none, and any agent.toml left from before is removed."""
-    toml = layout.node_dir(node.name) / "etc-ha-gitops" / "agent.toml"
+    etc = layout.node_dir(node.name) / "etc-ha-gitops"
+    toml = etc / "agent.toml"
+    if spec.forge is not None:
+        from controller.sandbox.forge import install_node_credentials
+
+        install_node_credentials(layout.root, node, etc)
     if spec.agents is None:
         toml.unlink(missing_ok=True)
         return {}
     secret = toml.with_name("webhook.secret")
-    if spec.agents.webhook_secret is not None:
+    if _hooks_from_forge(spec.agents):
+        pass  # the forge's own secret, put there by install_node_credentials
+    elif spec.agents.webhook_secret is not None:
         secret.touch(mode=0o600)
         secret.chmod(0o600)
         secret.write_text(spec.agents.webhook_secret + "\n")
@@ -148,6 +155,11 @@ def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dic
     return {"agent_argv": [sys.executable, "-m", "controller.cli", "agent", "--config",
                            "/etc/ha-gitops/agent.toml"],
             "agent_restart": agent_restart_policy()}
+
+
+def _hooks_from_forge(a: SandboxAgents) -> bool:
+    """The forge sends the push webhooks: its secret and listener win over the agents' own options."""
+    return a.forge and a.webhooks
 
 
 def _toml_str(value: str) -> str:
@@ -160,9 +172,20 @@ def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
 
     a = spec.agents
     assert a is not None
+    if a.forge:
+        from controller.sandbox.forge import agent_transport_toml
+
+        if spec.forge is None:
+            raise ValueError("agents follow the forge, but the sandbox has none (`sandbox up --forge`)")
+        source = agent_transport_toml(spec.forge, a.remote, a.webhooks)
+    else:
+        source = [f"repo_url = {_toml_str(a.repo_url)}"]
+    retry = [f"{k} = {v}" for k, v in (("retry_initial", a.retry_initial), ("retry_max", a.retry_max))
+             if v is not None]
     lines = [
         "# Written by `ha-gitops sandbox up --agents`: the agent of sandbox node " + node.name,
-        f"repo_url = {_toml_str(a.repo_url)}",
+        *source,
+        *retry,
         f"branch = {_toml_str(a.branch)}",
         f"path = {_toml_str(a.path)}",
         f"node_name = {_toml_str(node.name)}",
@@ -174,8 +197,10 @@ def agent_toml(spec: SandboxSpec, node: NodeSpec, layout: Layout) -> str:
         f"audit_url = {_toml_str(a.audit_url or 'sqlite:////var/lib/ha-gitops/audit.db')}",
         'cache_dir = "/var/lib/ha-gitops/repo"',
         *(["watch_source = false"] if not a.watch_source else []),
-        *([f"http_listen = {_toml_str(a.http_listen)}"] if a.http_listen is not None else []),
-        *(['webhook_secret_file = "/etc/ha-gitops/webhook.secret"'] if a.webhook_secret is not None else []),
+        *([f"http_listen = {_toml_str(a.http_listen)}"]
+          if a.http_listen is not None and not _hooks_from_forge(a) else []),
+        *(['webhook_secret_file = "/etc/ha-gitops/webhook.secret"']
+          if a.webhook_secret is not None and not _hooks_from_forge(a) else []),
         "# Restarting corosync/pacemaker is the node's own init, not systemd (there is none in a node).",
         "service_command = " + json.dumps([sys.executable, "-m", "controller.sandbox.service_ctl",
                                            str(layout.node_dir(node.name))]),
@@ -197,6 +222,8 @@ class Supervisor:
         self.net = SandboxNetwork(layout.tag)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.init_pids: dict[str, int] = {}
+        self.forge_proc: subprocess.Popen[bytes] | None = None
+        self.forge_pid: int | None = None
         self.lock = threading.RLock()
         self.stopping = threading.Event()
 
@@ -209,6 +236,8 @@ class Supervisor:
                       for n in self.spec.nodes},
             "bridge_netns": self.net.bridge_ns,
         }
+        if self.spec.forge is not None:
+            state["forge"] = {"init_pid": self.forge_pid, "netns": self.net.forge_ns}
         tmp = self.layout.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.layout.state)
@@ -236,6 +265,53 @@ class Supervisor:
             self.init_pids[name] = init_pid
             self._write_state()
             return {"ok": True, "init_pid": init_pid}
+
+    def start_forge(self) -> dict[str, Any]:
+        """The forge's machine: its init in the forge's network namespace, then sshd and Apache."""
+        from controller.sandbox.forge import ForgeLayout
+
+        assert self.spec.forge is not None
+        lay = ForgeLayout(self.layout.root)
+        with self.lock:
+            log = open(lay.logs / "init.out", "ab")  # noqa: SIM115
+            argv = ["nsenter", f"--net={NETNS_DIR / self.net.forge_ns}", "--",
+                    "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount",
+                    "--uts", "--ipc", "--", sys.executable, "-m", "controller.sandbox.forge_init",
+                    str(lay.root)]
+            self.forge_proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                               close_fds=True)
+            log.close()
+            self.forge_pid = _wait_child_pid(self.forge_proc.pid, 5.0)
+            self._write_state()
+            if self.forge_pid is None:
+                return {"ok": False, "error": f"the forge did not start; see {lay.logs / 'init.out'}"}
+        deadline = time.monotonic() + 10
+        while not lay.control_socket.exists():
+            if time.monotonic() > deadline or self.forge_proc.poll() is not None:
+                return {"ok": False,
+                        "error": f"the forge's init did not come up; see {lay.logs / 'init.out'}"}
+            time.sleep(0.02)
+        return forge_request(lay.control_socket, {"op": "start"}, timeout=30)
+
+    def stop_forge(self) -> None:
+        """Stop the daemons cleanly, then the forge's init (and with it anything left in its namespace)."""
+        from controller.sandbox.forge import ForgeLayout
+
+        p = self.forge_proc
+        if p is None or p.poll() is not None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            forge_request(ForgeLayout(self.layout.root).control_socket, {"op": "stop"}, timeout=20)
+        if self.forge_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.forge_pid, signal.SIGKILL)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        self.forge_pid = None
+        self._write_state()
 
     def poweroff(self, name: str) -> dict[str, Any]:
         """Pull the plug: SIGKILL the node's PID 1, which takes every process of the node with it."""
@@ -280,13 +356,18 @@ class Supervisor:
                 nodes[n.name] = {"powered": p is not None and p.poll() is None,
                                  "init_pid": self.init_pids.get(n.name),
                                  "netns": self.net.node_ns(n.index), "cut": self.net.is_cut(n.index)}
-            return {"ok": True, "supervisor_pid": os.getpid(), "nodes": nodes}
+            forge = None
+            if self.spec.forge is not None:
+                forge = {"running": self.forge_proc is not None and self.forge_proc.poll() is None,
+                         "init_pid": self.forge_pid, "netns": self.net.forge_ns}
+            return {"ok": True, "supervisor_pid": os.getpid(), "nodes": nodes, "forge": forge}
 
     def shutdown(self) -> dict[str, Any]:
         self.stopping.set()
         with self.lock:
             for name in list(self.procs):
                 self.poweroff(name)
+            self.stop_forge()
             self.net.destroy()
             if self.layout.control_socket.exists():
                 self.layout.control_socket.unlink()
@@ -363,6 +444,21 @@ class Supervisor:
             f.flush()
 
 
+def forge_request(sock: Path, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    """One JSON-line request to the forge's init."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(sock))
+    with s, s.makefile("rw") as f:
+        f.write(json.dumps(req) + "\n")
+        f.flush()
+        line = f.readline()
+    resp = json.loads(line) if line else {"ok": False, "error": "the forge's init did not answer"}
+    if not isinstance(resp, dict):
+        raise ValueError(f"not a JSON object: {line[:200]!r}")
+    return resp
+
+
 CLONE_NEWNET = 0x40000000
 
 
@@ -408,9 +504,18 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     sup.net.create_bridge()
     shutil.rmtree(layout.nodes_dir, ignore_errors=True)
+    if sup.spec.forge is not None:
+        from controller.sandbox.forge import prepare
+
+        sup.net.create_forge(sup.spec.forge.address, sup.spec.prefixlen)
+        prepare(layout.root, sup.spec)  # before the nodes: their agents get the forge's credentials
     for node in sup.spec.nodes:
         prepare_node_dir(layout, sup.spec, node)
     sup._write_state()
+    if sup.spec.forge is not None:
+        started = sup.start_forge()
+        print(f"{time.strftime('%H:%M:%S')} forge at {sup.spec.forge.address}: "
+              f"{'up' if started.get('ok') else started.get('error')}", flush=True)
     if sup.spec.fencing_network == "cluster":
         sup.net.add_switch_address(sup.spec.power_switch, sup.spec.prefixlen)
         srv = socket_in_netns(NETNS_DIR / sup.net.bridge_ns)

@@ -19,6 +19,14 @@ class NodeSpec(BaseModel):
     index: int  # 1-based position in the nodelist: names the veth on the bridge
 
 
+ForgeRemote = Literal["ssh", "https"]
+FORGE = "forge"  # the forge's name for `sandbox exec` and the CLI (no cluster node may have it)
+FORGE_GIT_USER = "git"
+FORGE_SSH_PORT = 22
+FORGE_HTTPS_PORT = 443
+AGENT_HOOK_PORT = 9811  # where the forge sends push webhooks (the agent's http_listen)
+
+
 class SandboxAgents(BaseModel):
     """`sandbox up --agents`: one ha-gitops agent per node, following this repository."""
 
@@ -38,6 +46,34 @@ class SandboxAgents(BaseModel):
     # agent_config.py): production settings, rehearsed. Kept as text: it may hold credentials.
     agent_config: str = ""
     agent_config_source: str = "--agent-config"
+    retry_initial: float | None = None  # the agents' fetch retry backoff (default: the agent's)
+    retry_max: float | None = None
+    # `--forge`: repo_url is the forge's (the repository given seeds it), reached over `remote`, with a
+    # deploy key and a pinned host key (ssh) or the sandbox's CA and a token (https).
+    forge: bool = False
+    remote: ForgeRemote = "ssh"
+    # The forge's push webhooks: the agent's HTTP listener and its secret in agent.toml. Off until the agent
+    # knows those settings (AgentSettings forbids unknown keys).
+    webhooks: bool = False
+
+
+class ForgeSpec(BaseModel):
+    """`sandbox up --forge`: a git server on the sandbox network (sshd + https), seeded from `seed`."""
+
+    address: str
+    seed: str  # the repository cloned (bare) into the forge on `up`
+    repo: str  # the bare repository's path on the host (and in the forge): <state dir>/forge/cluster.git
+
+    @property
+    def ssh_url(self) -> str:
+        return f"ssh://{FORGE_GIT_USER}@{self.address}{self.repo}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.address}/{Path(self.repo).name}"
+
+    def url(self, remote: ForgeRemote) -> str:
+        return self.ssh_url if remote == "ssh" else self.https_url
 
 
 # How a fence request reaches the sandbox's power switch. "cluster": over the sandbox network, to the switch's
@@ -56,6 +92,8 @@ class SandboxSpec(BaseModel):
     agents: SandboxAgents | None = None
     fencing_network: FencingNetwork = "cluster"
     power_switch: str = ""  # the switch's address on the sandbox network (set by build_spec)
+    forge_address: str = ""  # the forge's, if there is one (the next free address; set by build_spec)
+    forge: ForgeSpec | None = None
 
     def node(self, name: str) -> NodeSpec:
         for n in self.nodes:
@@ -69,6 +107,8 @@ def hosts_text(spec: SandboxSpec) -> str:
     host's own file: a name the host resolves elsewhere must not leak into the cluster)."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     lines += [f"{n.address}\t{n.name}" for n in spec.nodes]
+    if spec.forge is not None:
+        lines.append(f"{spec.forge.address}\t{FORGE}")
     return "\n".join(lines) + "\n"
 
 
@@ -140,20 +180,29 @@ def build_spec(cluster_dir: str | Path) -> SandboxSpec:
         # Nodes share one subnet on the sandbox bridge; a bindnetaddr ending in .0 implies /24.
         prefixlen = 24
     texts = [conf_text, *((folder / f).read_text() for f in ("cib.crm", "cib.xml") if (folder / f).exists())]
+    spare = free_addresses(nodes[0].address, prefixlen, texts, 2)
     return SandboxSpec(cluster_dir=str(folder.resolve()), cluster_name=cluster_name, prefixlen=prefixlen,
-                       nodes=nodes, corosync_conf=conf_text,
-                       power_switch=power_switch_address(nodes[0].address, prefixlen, texts))
+                       nodes=nodes, corosync_conf=conf_text, power_switch=spare[0], forge_address=spare[1])
 
 
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 
-def power_switch_address(node_address: str, prefixlen: int, texts: list[str]) -> str:
-    """The highest host address of the nodes' subnet that no node, VIP or other address in the cluster's
-    files uses: the power switch must never answer for an address a resource can hold."""
+def free_addresses(node_address: str, prefixlen: int, texts: list[str], count: int) -> list[str]:
+    """The `count` highest host addresses of the nodes' subnet that no node, VIP or other address in the
+    cluster's files uses: the sandbox's own machines (power switch, forge) must never answer for an
+    address a resource can hold."""
     net = ipaddress.IPv4Network(f"{node_address}/{prefixlen}", strict=False)
     used = {m for t in texts for m in _IPV4.findall(t)}
+    found: list[str] = []
     for host in reversed(list(net.hosts())):
         if str(host) not in used:
-            return str(host)
-    raise InputError(f"no free address in {net} for the sandbox's power switch")
+            found.append(str(host))
+            if len(found) == count:
+                return found
+    raise InputError(f"no {count} free addresses in {net} for the sandbox's power switch and forge")
+
+
+def power_switch_address(node_address: str, prefixlen: int, texts: list[str]) -> str:
+    """The highest free host address of the nodes' subnet (see free_addresses)."""
+    return free_addresses(node_address, prefixlen, texts, 1)[0]

@@ -102,8 +102,79 @@ def fetch_needed(remote_tip: str | None, local_tip: str | None) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """A URL fit for logs and audit: https://user:token@host -> https://***@host."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1***@", url, flags=re.I)
+    """A URL fit for logs and audit: https://user:token@host -> https://***@host. An ssh URL's user
+    (ssh://git@host/...) is a login name, never a secret: it stays, so the message names the account."""
+    m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/@]*)@", url, flags=re.I)
+    if m is None:
+        return url
+    if m[1].lower() in ("ssh://", "git+ssh://", "ssh+git://") and ":" not in m[2]:
+        return url
+    return m[1] + "***@" + url[m.end():]
+
+
+# --- transports (ssh, https) -----------------------------------------------------------------------------
+
+DEFAULT_HTTPS_USER = "git"
+
+
+def https_user(url: str) -> str:
+    """The user name an https token is sent with: the URL's own (https://bot@host/...), else "git" (forges
+    that authenticate by token ignore the name or accept any)."""
+    m = re.match(r"^https?://([^/@:]+)(?::[^/@]*)?@", url, flags=re.I)
+    return unquote(m[1]) if m else DEFAULT_HTTPS_USER
+
+
+def basic_auth_header(user: str, token: str) -> str:
+    import base64
+
+    return "Authorization: Basic " + base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
+
+
+def git_config_env(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """git configuration through the environment (GIT_CONFIG_COUNT/KEY_n/VALUE_n, git >= 2.31): never on
+    argv (any local user reads argv in /proc) and never written to the clone's config."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+# What git, ssh and curl print when the remote (not our cache) is the problem: the first match names it.
+# Order matters: ssh prints "Could not read from remote repository" after each of its own reasons.
+_TRANSPORT_ERRORS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("identity file",), "the deploy key file cannot be read (the -i file of git_ssh_command)"),
+    (("permission denied (publickey", "permission denied, please try again"),
+     "permission denied (publickey): the server refused the deploy key"),
+    (("host key verification failed", "remote host identification has changed"),
+     "host key verification failed: the server's host key is not the pinned one (known_hosts)"),
+    (("returned error: 401", "authentication failed for", "could not read username",
+      "could not read password"), "HTTP 401: authentication refused (the token of git_token_file)"),
+    (("returned error: 403",), "HTTP 403: access forbidden to this token"),
+    (("returned error: 404", "repository not found", "does not appear to be a git repository"),
+     "no repository at this URL"),
+    (("server certificate verification failed", "ssl certificate problem", "certificate verify failed"),
+     "TLS certificate verification failed (is git_ca_file the CA that signed the server's certificate?)"),
+    (("connection refused", "couldn't connect to server"), "connection refused: the server is down or not "
+                                                           "listening"),
+    (("connection timed out", "operation timed out", "timed out after"), "connection timed out"),
+    (("no route to host", "network is unreachable"), "the server is unreachable (no route)"),
+    (("could not resolve host", "could not resolve hostname", "name or service not known"),
+     "the server's host name does not resolve"),
+    (("connection closed by", "connection reset", "early eof", "the remote end hung up"),
+     "the server closed the connection"),
+)
+
+
+def transport_error(stderr: str) -> str | None:
+    """A fetch's stderr -> "REASON [the line of git's output that says so]", or None when it names no
+    problem of the remote or of the way to it (then it may be our cache's)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for markers, reason in _TRANSPORT_ERRORS:
+        for line in lines:
+            if any(m in line.lower() for m in markers):
+                return f"{reason} [{line[:200]}]"
+    return None
 
 
 # --- signatures ----------------------------------------------------------------------------------------

@@ -205,18 +205,45 @@ class GitSource:
                 timeout=self.config.git_timeout, env=self._git_env())
         except CommandError as exc:
             err = exc.stderr.lower()
-            if git_dir == self.git_dir and any(m in err for m in _CORRUPT_MARKERS) \
-                    and "remote" not in err and "does not appear to be a git repository" not in err:
-                raise CorruptCache(exc.stderr.strip()) from exc
             if "couldn't find remote ref" in err:
                 raise SourceError(f"branch {branch!r} does not exist in {self._url()}") from exc
-            raise SourceError(f"cannot fetch {self._url()}: {exc.stderr.strip() or exc}") from exc
+            # The remote's problems first: a refused key or a 401 is no reason to throw the cache away
+            # (and "unable to read askpass response" is not an unreadable object).
+            remote = decisions.transport_error(exc.stderr)
+            if remote is not None:
+                raise SourceError(f"cannot fetch {self._url()}: {remote}") from exc
+            if git_dir == self.git_dir and any(m in err for m in _CORRUPT_MARKERS) and "remote" not in err:
+                raise CorruptCache(exc.stderr.strip()) from exc
+            raise SourceError(f"cannot fetch {self._url()}: {_one_line(exc.stderr) or exc}") from exc
 
     def _git_env(self) -> dict[str, str]:
         ssh = self.config.git_ssh_command or os.environ.get("GIT_SSH_COMMAND") or "ssh"
         # Never wait for a password or a host-key question: a daemon has nobody to answer.
-        return {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": f"{ssh} -o BatchMode=yes",
-                "GIT_ASKPASS": "/bin/false", "LC_ALL": "C"}
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": f"{ssh} -o BatchMode=yes",
+               "GIT_ASKPASS": "/bin/false", "LC_ALL": "C"}
+        pairs: list[tuple[str, str]] = []
+        if self.config.git_ca_file is not None:
+            pairs.append(("http.sslCAInfo", str(self.config.git_ca_file)))
+            env["GIT_SSL_CAINFO"] = str(self.config.git_ca_file)  # an inherited one would beat the config
+        if self.config.git_token_file is not None:
+            # Read at every fetch (a rotated token is used at once); sent as a header from the environment,
+            # so it is on no argv, in no URL and in no config file.
+            pairs.append(("http.extraHeader",
+                          decisions.basic_auth_header(decisions.https_user(self.config.repo_url),
+                                                      self._token())))
+        return {**env, **decisions.git_config_env(pairs)} if pairs else env
+
+    def _token(self) -> str:
+        path = self.config.git_token_file
+        assert path is not None
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceError(f"cannot read git_token_file {path}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from exc
+        if not token or "\n" in token:
+            raise SourceError(f"git_token_file {path} must hold one token on one line")
+        return token
 
     def _check_objects(self, sha: str) -> None:
         """fsck-lite: the commit, the cluster folder's trees and its blobs are all readable."""
@@ -382,6 +409,11 @@ class GitSource:
         """Pin a commit (e.g. the applied one) so it survives gc after a force-push: rollback needs it."""
         with self._lock:
             self._git("update-ref", f"refs/ha-gitops/keep/{sha}", sha)
+
+
+def _one_line(stderr: str) -> str:
+    """git's stderr on one line (the error reaches status and the audit trail as one line)."""
+    return " | ".join(ln.strip() for ln in stderr.splitlines() if ln.strip())[:500]
 
 
 def _message(exc: BaseException) -> str:

@@ -87,6 +87,8 @@ class SourceConfig(BaseModel):
     cache_dir: Path
     git_timeout: float = 120.0
     git_ssh_command: str | None = None
+    git_ca_file: Path | None = None
+    git_token_file: Path | None = None
     retry_initial: float = 5.0
     retry_max: float = 300.0
     allowed_signers: list[str] = Field(default_factory=list)
@@ -101,5 +103,6 @@ class SourceConfig(BaseModel):
     def from_settings(cls, s: AgentSettings) -> SourceConfig:
         return cls(repo_url=s.require_repo("agent"), branch=s.branch, path=s.path, cache_dir=s.cache_dir,
                    git_timeout=s.git_timeout, git_ssh_command=s.git_ssh_command,
+                   git_ca_file=s.git_ca_file, git_token_file=s.git_token_file,
                    retry_initial=s.retry_initial, retry_max=s.retry_max,
                    allowed_signers=s.allowed_signers, enforce_signatures=s.enforce_signatures)
