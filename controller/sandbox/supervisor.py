@@ -143,7 +143,7 @@ def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dic
         toml.unlink(missing_ok=True)
         return {}
     secret = toml.with_name("webhook.secret")
-    if _hooks_from_forge(spec.agents):
+    if spec.forge is not None:
         pass  # the forge's own secret, put there by install_node_credentials
     elif spec.agents.webhook_secret is not None:
         secret.touch(mode=0o600)
