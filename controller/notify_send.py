@@ -5,13 +5,17 @@ with a timeout, and marks it sent or schedules the next try (controller.notifica
 never waits for it: the pass only adds rows, in the event's transaction. Rows survive a restart of the
 agent; a row claimed by a sender that died is due again once its lease ends (sent at least once).
 
-Apprise is imported only here, and only when a target is configured (about 0.2 s, plugins included).
+Apprise runs in a helper process (controller/notify_child.py), never in the agent: loading its plugins
+costs 16 MB that Python would keep for good, for a few messages a day.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,7 +27,6 @@ from controller.notifications import (
     NotifyTarget,
     backoff,
     message,
-    scheme,
     scrub,
     state_after_failure,
 )
@@ -35,59 +38,52 @@ BATCH = 5  # rows claimed per round: all of them are sent (or given up for the r
 KEEP_SENT = timedelta(days=30)  # delivered rows kept this long (the events themselves stay in the trail)
 
 
-def _apprise() -> Any:
-    """Apprise, its logger kept out of ours: what it says is captured per call and logged once, by us,
-    scrubbed (its messages may name a URL)."""
-    import apprise
+def _child(request: dict[str, Any], timeout: float, urls: Sequence[str]) -> dict[str, Any]:
+    """One request to Apprise in its own process (controller/notify_child.py says why); the helper's own
+    failures come back with every part of `urls` blanked."""
+    try:
+        r = subprocess.run([sys.executable, "-m", "controller.notify_child"], input=json.dumps(request),
+                           capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no answer from the notification helper within {timeout:g}s"}
+    if r.returncode != 0:
+        # Its traceback may quote the request (a URL): only its last line, scrubbed by the caller.
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        for url in urls:
+            last = scrub(last, url, "")
+        return {"error": f"the notification helper failed (exit {r.returncode}): {last}"}
+    answer = json.loads(r.stdout)
+    return answer if isinstance(answer, dict) else {"error": "the notification helper said nothing usable"}
 
-    logging.getLogger("apprise").propagate = False
-    return apprise
+
+def check_urls(urls: Sequence[str]) -> list[str | None]:
+    """For each URL: None when Apprise can send to it, else why not, without the URL (it may hold a
+    credential). One helper process for all of them."""
+    answer = _child({"op": "check", "urls": list(urls)}, timeout=60, urls=urls)
+    problems = answer.get("problems")
+    if not isinstance(problems, list) or len(problems) != len(urls):
+        raise ValueError(str(answer.get("error") or "the notification helper gave no answer"))
+    return [p if isinstance(p, str) else None for p in problems]
 
 
 def check_url(url: str) -> str | None:
-    """None when Apprise can send to this URL; else why not, without the URL (it may hold a credential)."""
-    apprise = _apprise()
-
-    with apprise.LogCapture(level=logging.ERROR):  # Apprise logs the URL it rejects: keep it out of logs
-        plugin = apprise.Apprise.instantiate(url)
-    if plugin is None:
-        return (f"Apprise cannot send to this URL: the scheme {scheme(url)!r} is unknown, or the URL lacks "
-                "what that service needs (see https://appriseit.com/services/)")
-    return None
+    return check_urls([url])[0]
 
 
 class Delivery:
-    """One target's Apprise plugin, made once, with the target's timeouts."""
+    """One target: its URL and timeouts; each send is one helper process (Apprise is never loaded into the
+    agent)."""
 
     def __init__(self, target: NotifyTarget) -> None:
-        apprise = _apprise()
-
         self.target = target
-        self._url = target.secret_url()
-        with apprise.LogCapture(level=logging.ERROR):
-            plugin = apprise.Apprise.instantiate(self._url)
-        if plugin is None:
-            raise ValueError(f"notify target {target.label}: {check_url(self._url)}")
-        # Connect and read timeouts (Apprise's cto/rto, 4 s by default): one delivery never hangs.
-        plugin.socket_connect_timeout = target.timeout
-        plugin.socket_read_timeout = target.timeout
-        self._plugin: Any = plugin
-        self._shown = str(plugin.url(privacy=True))
 
     def send(self, msg: Message) -> str | None:
         """None when delivered; else why not (scrubbed of the URL's secret parts)."""
-        apprise = _apprise()
-
-        try:
-            with apprise.LogCapture(level=logging.WARNING) as captured:
-                ok = self._plugin.notify(body=msg.body, title=msg.title, notify_type=msg.type)
-            logged = [ln.split(" - ", 2)[-1] for ln in captured.getvalue().splitlines() if ln.strip()]
-        except Exception as exc:  # a plugin's bug must not end the sender
-            ok, logged = False, [f"{type(exc).__name__}: {exc}"]
-        if ok:
-            return None
-        why = "; ".join(logged[-2:]) or "the service did not accept the notification"
-        return scrub(why, self._url, self._shown)
+        url = self.target.secret_url()
+        answer = _child({"op": "send", "url": url, "title": msg.title, "body": msg.body, "type": msg.type,
+                         "timeout": self.target.timeout}, timeout=2 * self.target.timeout + 30, urls=[url])
+        error = answer.get("error")  # scrubbed by the helper, which knows Apprise's privacy form of the URL
+        return str(error) if error else None
 
 
 Clock = Callable[[], datetime]

@@ -246,21 +246,23 @@ class AgentSettings(BaseSettings):
     def _notify_urls(cls, v: list[NotifyTarget]) -> list[NotifyTarget]:
         if not v:
             return v  # Apprise is imported only when there is something to send
-        from controller.notify_send import check_url
+        from controller.notify_send import check_urls
 
         keys: set[str] = set()
+        urls: list[str] = []
         for i, target in enumerate(v):
             # Messages name the table and its scheme, never the URL: it may hold a credential.
             try:
-                problem = check_url(target.secret_url())
+                urls.append(target.secret_url())
             except ValueError as exc:
-                problem = str(exc)
-            if problem:
-                raise ValueError(f"[{i}] ({target.label}): {problem}")
+                raise ValueError(f"[{i}] ({target.label}): {exc}") from None
             if target.key in keys:
                 raise ValueError(f"[{i}] ({target.label}): a second target of that name "
                                  "(give each its own name)")
             keys.add(target.key)
+        for i, (target, problem) in enumerate(zip(v, check_urls(urls), strict=True)):
+            if problem:
+                raise ValueError(f"[{i}] ({target.label}): {problem}")
         return v
 
     @field_validator("service_command", mode="before")
