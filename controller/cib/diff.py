@@ -64,6 +64,7 @@ def semantic_trees(live: etree._Element, desired: etree._Element,
     bare = len(desired.attrib) == 0  # a bare <configuration> file was wrapped in an empty <cib>
     live_c = _without_status(live)
     desired_c = _without_status(desired)
+    _drop_ignored(desired_c, ignore)  # normalize drops them anyway; before adoption they must not pair
     adopt(_without_ignored(live_c, ignore), desired_c)
     normalize(live_c, desired_c, ignore, bare_desired=bare)
     return live_c, desired_c
@@ -73,16 +74,20 @@ def _without_ignored(live: etree._Element, ignore: Sequence[IgnoreRule]) -> etre
     """Live as the desired ids are adopted from: without the elements ignore rules keep as they are
     live. Those are nobody's counterpart: a set of ours (the marker's, the sandbox's) at rank 0 would
     otherwise lend its id to the desired set at rank 0 (nvsets are matched by rank)."""
-    whole = [r for r in ignore if r.attribute is None]
-    if not whole:
+    if not any(r.attribute is None for r in ignore):
         return live
     out = copy.deepcopy(live)
-    for rule in whole:
-        for node in rule.select(out, side="live"):
-            parent = node.getparent()
-            if parent is not None:
-                parent.remove(node)
+    _drop_ignored(out, ignore, side="live")
     return out
+
+
+def _drop_ignored(tree: etree._Element, ignore: Sequence[IgnoreRule], side: str = "desired") -> None:
+    for rule in ignore:
+        if rule.attribute is None:
+            for node in rule.select(tree, side=side):
+                parent = node.getparent()
+                if parent is not None:
+                    parent.remove(node)
 
 
 def diff_cib(old: etree._Element, new: etree._Element, *, semantic: bool = False,

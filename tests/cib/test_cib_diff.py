@@ -116,3 +116,25 @@ def test_an_ignored_set_lends_no_id_to_the_desired_set_of_its_rank() -> None:
     assert SANDBOX_SET_ID not in xml  # neither renamed, filled nor deleted
     new = d.new.find("configuration/crm_config")
     assert [s.get("id") for s in new] == [SANDBOX_SET_ID, "cib-bootstrap-options", "ha-gitops"]
+
+
+def test_a_stored_configuration_holding_the_ignored_set_writes_a_valid_patch() -> None:
+    """A rollback writes a configuration recorded earlier, which holds the kept set too: neither copy of it
+    may lend its id to another set (a duplicate id: the patch breaks the schema)."""
+    from controller.cib.diff import build_live_patch
+    from controller.cib.marker import SANDBOX_SET_ID, WRITE_RULES, Marker, with_marker
+
+    sets = (f'<cluster_property_set id="{SANDBOX_SET_ID}"><nvpair id="s-dc" name="dc-deadtime" value="2s"/>'
+            '</cluster_property_set><cluster_property_set id="cib-bootstrap-options"><nvpair id="o-cn" '
+            'name="cluster-name" value="k"/>{extra}</cluster_property_set>')
+    cib = ('<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config>{sets}</crm_config>'
+           "<nodes/><resources/><constraints/></configuration><status/></cib>")
+    marked = Marker(revision="old")
+    live = with_marker(etree.fromstring(cib.format(sets=sets.format(extra=""))), marked)
+    before = with_marker(etree.fromstring(cib.format(sets=sets.format(
+        extra='<nvpair id="o-st" name="stonith-enabled" value="false"/>'))), marked)
+    d = build_live_patch(live, with_marker(before, Marker(revision="abc")), ignore=list(WRITE_RULES))
+    new = d.new.find("configuration/crm_config")
+    assert [s.get("id") for s in new] == [SANDBOX_SET_ID, "cib-bootstrap-options", "ha-gitops"]
+    xml = d.patch.to_xml()
+    assert "stonith-enabled" in xml and SANDBOX_SET_ID not in xml
