@@ -79,7 +79,7 @@ def secret() -> None:
 def secret_set(name: str, folder: Path, identity: Path | None) -> None:
     """Set secret NAME to the value read from stdin (one trailing newline dropped), re-encrypting
     secrets.age to cluster.toml's [secrets] recipients. Exit 0 written, 2 error."""
-    from controller.secrets.model import SecretsError, check_name
+    from controller.secrets.model import SecretsError, check_name, value_problem
 
     check_name(name)
     if sys.stdin.isatty():
@@ -88,8 +88,9 @@ def secret_set(name: str, folder: Path, identity: Path | None) -> None:
         value = sys.stdin.read()
         value = value[:-1] if value.endswith("\n") else value
         value = value[:-1] if value.endswith("\r") else value
-    if value == "":
-        raise SecretsError(f"secret {name!r}: empty value on stdin")
+    problem = value_problem(value)
+    if problem:
+        raise SecretsError(f"secret {name!r}: {problem} (Pacemaker's local secrets store cannot hold it)")
     secrets = _current(folder, identity)
     secrets[name] = value
     _write(folder, secrets, identity)

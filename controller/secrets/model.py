@@ -88,3 +88,15 @@ def store_sign(value: str) -> str:
     value, as cibsecret writes it and pacemaker-execd checks it)."""
     return hashlib.md5(value.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
 
+
+
+def value_problem(value: str) -> str | None:
+    """Why Pacemaker's local store could not hold this value exactly, None when it can: the store is a
+    text file whose trailing whitespace pacemaker-execd strips, one line."""
+    if value == "":
+        return "the value is empty"
+    if any(c in value for c in "\n\r\0"):
+        return "the value holds a newline or NUL character"
+    if value != value.strip():
+        return "the value starts or ends with whitespace"
+    return None
