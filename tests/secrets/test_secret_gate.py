@@ -28,7 +28,8 @@ def _decide(state: DesiredState, signals: dict[str, str], *, with_resource: bool
             **kw: Any) -> Decision:
     live = live_of(state, with_resource=with_resource, signals=signals)
     args: dict[str, Any] = {"revision": "c" * 40, "state": state, "findings": [],
-                            "cib": cib_plan(state, live), "live": live, "status": _status(), "marker": Marker(revision="b" * 40, event="e"),
+                            "cib": cib_plan(state, live), "live": live, "status": _status(),
+                            "marker": Marker(revision="b" * 40, event="e"),
                             "now": NOON, "live_corosync": None, "impact": None}
     args.update(kw)
     if args["impact"] is None:
