@@ -450,7 +450,9 @@ class Reconciler:
                 return load_desired(desired.folder, crm=self.crm if leader else self.observer_crm,
                                     identity=self.age_identity), []
         except DesiredStateError as exc:
-            return None, list(exc.findings)
+            # "cannot decrypt" names this node: the writer's refusal is read on every node's trail
+            return None, [f.model_copy(update={"message": f"node {self.node}: {f.message}"})
+                          if f.file.endswith(SECRETS_FILE) else f for f in exc.findings]
         except HaGitopsError as exc:
             return None, [Finding(severity="error", file=str(desired.folder), message=str(exc))]
 

@@ -7,10 +7,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from controller.limits import DESIRED_FILE_LIMITS
 from controller.secrets import age
 from controller.secrets.model import SECRETS_FILE, SecretsError, parse_plaintext, render_plaintext
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = DESIRED_FILE_LIMITS[SECRETS_FILE]
 
 
 def secrets_path(folder: Path) -> Path:
