@@ -71,7 +71,7 @@ def agent_env_value(sb: Sandbox, node: str) -> str | None:
         found = re.findall(r"^OCF_RESKEY_passwd=(.*)$", path.read_text(), re.M)
     except OSError:
         return None
-    return found[-1] if found else None
+    return str(found[-1]) if found else None
 
 
 def store_file(sb: Sandbox, node: str) -> Path:
