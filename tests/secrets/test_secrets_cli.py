@@ -95,3 +95,18 @@ def test_no_recipients_is_a_clear_error(tmp_path: Path, operator: tuple[Path, st
     folder = _folder(tmp_path)
     code, _, errs = _cli("secret", "set", "ipmi", "--dir", str(folder), "--identity", str(key), stdin=VALUE)
     assert code == 2 and "[secrets] recipients is empty" in errs
+
+
+def test_validate_checks_references_with_an_identity(tmp_path: Path, operator: tuple[Path, str]) -> None:
+    from tests.secrets.secretstestlib import folder as desired_folder
+
+    key, recipient = operator
+    d = desired_folder(tmp_path, ref="@secret:missing")
+    from controller.secrets.folder import write_secrets
+
+    write_secrets(d, {"pw": VALUE}, [recipient])
+    base = ["validate", str(d), "--no-agents", "--no-corosync-test"]
+    code, out, _ = _cli(*base)
+    assert code == 0, out  # no identity: references are not checked
+    code, out, _ = _cli(*base, "--identity", str(key))
+    assert code == 2 and "unknown secret 'missing'" in out and VALUE not in out
