@@ -645,6 +645,19 @@ class Reconciler:
         signalled = node_signals(live).get(self.node)
         wrong = [p for p in state.secret_params
                  if found[(p.resource, p.param)] != store_sign(state.secret_values[p.name])]
+        drift = bool(wrong) and signalled == want  # it held these values already: edited by hand since
+        if read_marker(live).suspended or (drift and self.drift_mode != "correct"):
+            # suspended: nothing is written; drift_mode report/off: drift is recorded (report) only
+            if drift and self.drift_mode == "report" and self._once(
+                    "secrets-drift", ",".join(f"{p.resource}.{p.param}" for p in wrong) + f":{want}"):
+                events.append(self._record(
+                    node=self.node, kind="drift-detected", outcome="success",
+                    commit=desired.commit if desired else None,
+                    summary="this node's secrets store differs from secrets.age ("
+                            + ", ".join(f"{p.resource}.{p.param}" for p in wrong) + "): not corrected",
+                    details={"secrets": [{"resource": p.resource, "param": p.param, "name": p.name,
+                                          "fingerprint": p.fingerprint} for p in wrong]}))
+            return found
         try:
             for p in wrong:
                 self.secret_store.write(p.resource, p.param, state.secret_values[p.name])
@@ -656,7 +669,6 @@ class Reconciler:
             return found
         if wrong:
             names = ", ".join(f"{p.resource}.{p.param}" for p in wrong)
-            drift = signalled == want  # it held these values already: edited by hand since
             events.append(self._record(
                 node=self.node, kind="drift-corrected" if drift else "secrets-stored", outcome="success",
                 commit=desired.commit if desired else None,
