@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,17 @@ def test_a_secret_parameter_reaches_the_resource_and_nothing_else(env: tuple[San
     live = sb.cluster(SANDBOX_NODES[0]).read_cib()
     nv = live.find(f".//primitive[@id='{RSC}']/instance_attributes/nvpair[@name='passwd']")
     assert nv is not None and nv.get("value") == "lrm://"
-    assert store_holds(sb, V1), "every node's store holds the value before (and after) the write"
+    assert store_holds(sb, V1)
+    # the order within the pass: every node's store held the value before the CIB change was written
+    writer = dc(sb)
+    applied = next(e for e in audit(sb, writer)
+                   if e["kind"] == "apply" and (e["commit"] or {}).get("sha") == sha)
+    for n in SANDBOX_NODES:
+        stored = [e for e in audit(sb, n) if e["kind"] == "secrets-stored"
+                  and (e["commit"] or {}).get("sha") == sha]
+        assert stored, f"{n} recorded storing its secrets"
+        assert datetime.fromisoformat(stored[-1]["time"]) < datetime.fromisoformat(applied["time"]), \
+            f"{n} stored its secrets before the write"
     node = resource_node(sb)
     wait_for(lambda: agent_env_value(sb, node) == V1, 30, "the resource agent's environment has the value")
     nowhere_but_the_store(sb, V1)
