@@ -29,7 +29,7 @@ Rules, in order (the README's "What the agent does with a revision" says the sam
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -43,11 +43,13 @@ from controller.cib.marker import OWN_RULES, Marker
 from controller.cib.render import ObjectChange
 from controller.corosync.rollout_plan import text_digest
 from controller.desired.findings import Finding
+from controller.desired.secret_gate import node_signals, pending, store_digest, undecryptable
 from controller.desired.state import DesiredState
 from controller.disruption import Violation, check_corosync_restart, check_disruption
 from controller.impact import Impact
 from controller.observed import ClusterStatus
-from controller.plan import CibPlan, Plan, corosync_part, plan_of, plan_steps
+from controller.plan import CibPlan, Plan, SecretChange, corosync_part, plan_of, plan_steps
+from controller.secrets.model import store_sign
 
 Verdict = Literal["no-change", "apply", "correct-drift", "report-drift", "refuse", "wait"]
 ReasonCode = Literal[
@@ -65,6 +67,8 @@ ReasonCode = Literal[
     "not-writer",      # another node's agent (the DC's) writes the CIB
     "stale-plan",      # `apply --plan`: the live CIB or the revision moved since the plan was made
     "first-contact",   # a cluster ha-gitops never managed, and the revision deletes: `ha-gitops adopt`
+    "secrets",         # a node cannot decrypt secrets.age (not a recipient, no identity): refused whole
+    "secrets-pending", # not every online node's secrets store holds the values yet: wait
 ]
 Role = Literal["writer", "observer", "operator"]
 DriftMode = Literal["correct", "report", "off"]
@@ -161,6 +165,9 @@ class DecideInput:
     can_rollout: bool = True  # agents run on every node to roll corosync.conf out
     cluster_name: str = "cluster"
     adopt: bool = False  # `ha-gitops adopt`: the operator confirmed the first write, deletions included
+    # This node's Pacemaker secrets store: (resource, parameter) -> its .sign (None: missing or its value
+    # does not match it). None: not read here (the plan then says "not decrypted here" / unknown).
+    secret_store: Mapping[tuple[str, str], str | None] | None = None
 
 
 def never_managed(marker: Marker) -> bool:
@@ -210,6 +217,7 @@ def decide(inp: DecideInput) -> Decision:
     unloaded = inp.state is None and not inp.source_refusal  # a refused commit is not even loaded
     if errors or unloaded or (inp.state is not None and inp.cib is None):
         held.append(_invalid(errors))
+    held += _undecryptable(inp)
     if held:
         return done("refuse", held, _held_drift(inp, suspended=inp.marker.suspended))
 
@@ -218,6 +226,7 @@ def decide(inp: DecideInput) -> Decision:
     basis.desired_digest, basis.config_digest = state.digest, cib.digest
     coro, coro_class = corosync_part(state, inp.live_corosync)
     plan = plan_of(state.name, inp.revision, cib, coro, coro_class, inp.impact)
+    plan.secrets = secret_changes(state, inp.secret_store)
     if inp.impact_error:
         plan.notes.append(f"impact prediction unavailable: {inp.impact_error}")
     rev, marker = inp.revision, inp.marker
@@ -284,9 +293,53 @@ def decide(inp: DecideInput) -> Decision:
                           "`ha-gitops adopt` (on any node) confirms it")]
         return done("wait", reasons + _waits(inp))
     waits = _waits(inp) if cib.changes or not accepted else []
+    if cib.changes and writes and not waits:
+        waits = _secrets_pending(inp)
     if waits:
         return done("wait", waits, _overwritten_drift(inp), rollout=accepted)
     return done("apply", rollout=True, record=not accepted and not cib.changes, drift=_overwritten_drift(inp))
+
+
+def _online(inp: DecideInput) -> list[str]:
+    return [n.name for n in inp.status.nodes if n.online]
+
+
+def _undecryptable(inp: DecideInput) -> list[Reason]:
+    """A node that says it cannot decrypt this secrets.age refuses the revision whole (every node needs
+    the values: a resource may run anywhere)."""
+    state = inp.state
+    if state is None or not state.secret_params:
+        return []
+    bad = undecryptable(node_signals(inp.live), _online(inp), state.secrets_file)
+    return [Reason(code="secrets", message=f"node {node} cannot decrypt secrets.age: {cause}; nothing of "
+                   "this revision is applied") for node, cause in bad]
+
+
+def _secrets_pending(inp: DecideInput) -> list[Reason]:
+    """The CIB change that refers to a secret waits until every online node's store holds its value."""
+    state = inp.state
+    if state is None:
+        return []
+    nodes = pending(node_signals(inp.live), _online(inp), store_digest(state.secret_params))
+    if not nodes:
+        return []
+    return [Reason(code="secrets-pending", message="waiting for the secrets store of node(s) "
+                   f"{', '.join(nodes)} to hold this revision's secrets before writing the CIB")]
+
+
+def secret_changes(state: DesiredState, store: Mapping[tuple[str, str], str | None] | None
+                   ) -> list[SecretChange]:
+    """Each secret parameter: changed (this node's store does not hold the value) or unchanged."""
+    out = []
+    for p in state.secret_params:
+        value = state.secret_values.get(p.name)
+        if store is None or value is None:
+            st: Literal["changed", "unchanged", "unknown"] = "unknown"
+        else:
+            st = "unchanged" if store.get((p.resource, p.param)) == store_sign(value) else "changed"
+        out.append(SecretChange(resource=p.resource, param=p.param, name=p.name, fingerprint=p.fingerprint,
+                                state=st))
+    return out
 
 
 def _invalid(errors: Sequence[Finding]) -> Reason:

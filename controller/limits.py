@@ -30,6 +30,7 @@ DESIRED_FILE_LIMITS: dict[str, int] = {
     "cib.xml": 8 * MB,
     "corosync.conf": 1 * MB,
     "cluster.toml": 1 * MB,
+    "secrets.age": 1 * MB,  # armored: a few hundred bytes per secret
 }
 
 

@@ -37,6 +37,16 @@ class PlanStep(BaseModel):
     gate: str  # what must hold before the step starts
 
 
+class SecretChange(BaseModel):
+    """A `@secret:` parameter in the plan: its fingerprint and whether this node's store holds it."""
+
+    resource: str
+    param: str
+    name: str
+    fingerprint: str | None = None
+    state: Literal["changed", "unchanged", "unknown"] = "unknown"  # unknown: not decrypted/observed here
+
+
 class Plan(BaseModel):
     cluster: str
     revision: str | None = None
@@ -48,6 +58,7 @@ class Plan(BaseModel):
     steps: list[PlanStep] = Field(default_factory=list)
     impact: Impact | None = None  # filled by the shell from the live status (crm_simulate)
     notes: list[str] = Field(default_factory=list)
+    secrets: list[SecretChange] = Field(default_factory=list)  # fingerprints only, never values
 
     @property
     def changed(self) -> bool:
@@ -166,7 +177,7 @@ def _summary(changes: Sequence[ObjectChange]) -> str:
 # ---------------------------------------------------------------- rendering
 def render_plan_text(plan: Plan) -> str:
     lines = [f"Plan for cluster {plan.cluster}" + (f" at {plan.revision[:12]}" if plan.revision else "")]
-    if not plan.changed:
+    if not plan.changed and not any(sc.state == "changed" for sc in plan.secrets):
         lines.append("No changes: the live cluster matches the desired state.")
     if plan.cib_changes:
         lines.append("")
@@ -178,6 +189,14 @@ def render_plan_text(plan: Plan) -> str:
         for c in plan.corosync_changes:
             lines.append(f"  ~ {c.path}: {c.old if c.old is not None else '(unset)'} -> "
                          f"{c.new if c.new is not None else '(unset)'}  [{c.change_class}]")
+    if plan.secrets:
+        lines.append("")
+        lines.append("Secrets (this node's Pacemaker secrets store; values never shown):")
+        for sc in plan.secrets:
+            what = {"changed": "secret changed", "unchanged": "unchanged",
+                    "unknown": "secret (not decrypted here)"}[sc.state]
+            lines.append(f"  {sc.resource}: {sc.param}: {what}  (@secret:{sc.name}"
+                         + (f", {sc.fingerprint}" if sc.fingerprint else "") + ")")
     if plan.impact is not None:
         lines.append("")
         lines.append(plan.impact.text().rstrip())

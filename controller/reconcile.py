@@ -59,12 +59,21 @@ from controller.cluster.cib_writer import (
 )
 from controller.cluster.fencing import FenceEvent, fence_history
 from controller.cluster.models import ClusterStatus
+from controller.cluster.secret_store import LocalSecretStore
 from controller.cluster.simulate import simulate
 from controller.corosync.rollout_plan import text_digest
 from controller.decide import DecideInput, Decision, Reason, Role, decide, decide_rollback, stale_plan
 from controller.desired.crm import CrmRunner
 from controller.desired.findings import Finding
-from controller.desired.load import load_desired
+from controller.desired.load import decrypt_cached, load_desired
+from controller.desired.secret_gate import (
+    ATTR_SECRETS,
+    error_value,
+    file_digest,
+    node_signals,
+    set_signal,
+    store_digest,
+)
 from controller.desired.state import DesiredState, DesiredStateError
 from controller.desired.substitute import Substitution
 from controller.desired.validate import validate_state
@@ -75,18 +84,20 @@ from controller.health import HealthProblem
 from controller.impact import Impact, SimulationError
 from controller.notifications import NotifyTarget, route
 from controller.plan import CibPlan, cib_plan, config_digest, proposed_configuration
+from controller.secrets.model import SECRETS_FILE, store_sign
 from controller.stages import StageTimer
 from controller.verify import ChangeScope, VerifyEvidence, VerifyVerdict, change_scope, cluster_whole, judge
 
 Outcome = Literal["no-change", "applied", "drift-corrected", "drift-reported", "drift-ignored", "refused",
                   "error", "suspended", "pinned", "waiting-for-dc", "no-quorum", "no-source", "rolled-back",
-                  "bad-revision", "waiting-for-adopt"]
+                  "bad-revision", "waiting-for-adopt", "waiting-for-secrets"]
 # The pass outcome a refusal is reported as, by its most telling reason.
 _REFUSED_AS: list[tuple[str, Outcome]] = [("suspended", "suspended"), ("pinned", "pinned"),
                                           ("bad-revision", "bad-revision")]
 _WAIT_AS: dict[str, Outcome] = {"no-quorum": "no-quorum", "no-dc": "waiting-for-dc",
                                 "not-writer": "waiting-for-dc", "no-source": "no-source",
-                                "first-contact": "waiting-for-adopt"}
+                                "first-contact": "waiting-for-adopt",
+                                "secrets-pending": "waiting-for-secrets"}
 # Summaries of refusal events, by first reason (`audit log` reads them).
 _REFUSAL_SUMMARY = {
     "invalid": "invalid desired state ({n} error(s)); live cluster untouched",
@@ -95,6 +106,7 @@ _REFUSAL_SUMMARY = {
     "impact-unknown": "refused: the impact could not be predicted; live cluster untouched",
     "unsupported": "refused: {message}",
     "stale-plan": "saved plan refused: {message}",
+    "secrets": "refused: {message}",
 }
 Validator = Callable[[DesiredState], list[Finding]]
 RECHECK_WHOLE_FOR = 8.0  # seconds the cluster stays whole before an inconclusive verify is judged again
@@ -186,8 +198,11 @@ class Reconciler:
                  substitutions: Sequence[Substitution] = (), shared_audit: bool = False,
                  max_attempts: int = 5, crm: CrmRunner | None = None,
                  observer_crm: CrmRunner | None = None, validator: Validator | None = None,
-                 corosync_path: str = "/etc/corosync/corosync.conf") -> None:
+                 corosync_path: str = "/etc/corosync/corosync.conf",
+                 age_identity: Path | None = None, secret_store: LocalSecretStore | None = None) -> None:
         self.node = node
+        self.age_identity = age_identity  # decrypts secrets.age (controller/secrets/)
+        self.secret_store = secret_store or LocalSecretStore()  # this node's Pacemaker secrets store
         # How crm syntax is converted: the DC's agent needs it fast (a warm crmsh); an observer's
         # conversion can wait for the DC's (observer_crm: the same at a lower CPU priority).
         self.crm = crm
@@ -432,9 +447,12 @@ class Reconciler:
         timer = timer or StageTimer()
         try:
             with timer.stage("load"):
-                return load_desired(desired.folder, crm=self.crm if leader else self.observer_crm), []
+                return load_desired(desired.folder, crm=self.crm if leader else self.observer_crm,
+                                    identity=self.age_identity), []
         except DesiredStateError as exc:
-            return None, list(exc.findings)
+            # "cannot decrypt" names this node: the writer's refusal is read on every node's trail
+            return None, [f.model_copy(update={"message": f"node {self.node}: {f.message}"})
+                          if f.file.endswith(SECRETS_FILE) else f for f in exc.findings]
         except HaGitopsError as exc:
             return None, [Finding(severity="error", file=str(desired.folder), message=str(exc))]
 
@@ -528,6 +546,7 @@ class Reconciler:
                 events = self._record_observed(live, marker, desired.commit if desired else None)
 
         state, findings = loaded
+        store_signs = self._secrets(state, desired, live, events, dry_run=dry_run)
         cib: CibPlan | None = None
         impact_future: Future[Impact] | None = None
         if state is not None:
@@ -558,7 +577,8 @@ class Reconciler:
             now=self.now(), live_corosync=live_corosync, impact=impact, impact_error=impact_error,
             source_refusal=desired.refusal if desired else None, last_write=self._last_write(marker),
             drift_mode=self.drift_mode, role=role,
-            can_rollout=self.corosync is not None or role == "observer", adopt=adopt))
+            can_rollout=self.corosync is not None or role == "observer", adopt=adopt,
+            secret_store=store_signs))
         if expect is not None:
             moved = stale_plan(expect, decision)
             if moved:
@@ -600,6 +620,89 @@ class Reconciler:
                                "rolled back; it is not retried until a newer commit")
         res.timings = timer.durations
         return res
+
+    # ------------------------------------------------------------------ secrets
+    def _secrets(self, state: DesiredState | None, desired: DesiredInput | None, live: etree._Element,
+                 events: list[int], *, dry_run: bool) -> dict[tuple[str, str], str | None] | None:
+        """Every node's own step, writer or not, before the decision: make this node's Pacemaker secrets
+        store hold the revision's values, then say so in its node attribute (controller.desired.
+        secret_gate), or say it cannot decrypt. Returns the store as it was found (for the plan)."""
+        if state is None:
+            if desired is not None and not dry_run:
+                self._signal_undecryptable(desired, live)
+            return None
+        if not state.secret_params or not state.secrets_decrypted:
+            return None
+        keys = [(p.resource, p.param) for p in state.secret_params]
+        try:
+            found = self.secret_store.signs(keys)
+        except HaGitopsError as exc:
+            log.error("secrets store: %s", exc)
+            return None
+        if dry_run:
+            return found
+        want = store_digest(state.secret_params)
+        signalled = node_signals(live).get(self.node)
+        wrong = [p for p in state.secret_params
+                 if found[(p.resource, p.param)] != store_sign(state.secret_values[p.name])]
+        drift = bool(wrong) and signalled == want  # it held these values already: edited by hand since
+        if read_marker(live).suspended or (drift and self.drift_mode != "correct"):
+            # suspended: nothing is written; drift_mode report/off: drift is recorded (report) only
+            if drift and self.drift_mode == "report" and self._once(
+                    "secrets-drift", ",".join(f"{p.resource}.{p.param}" for p in wrong) + f":{want}"):
+                events.append(self._record(
+                    node=self.node, kind="drift-detected", outcome="success",
+                    commit=desired.commit if desired else None,
+                    summary="this node's secrets store differs from secrets.age ("
+                            + ", ".join(f"{p.resource}.{p.param}" for p in wrong) + "): not corrected",
+                    details={"secrets": [{"resource": p.resource, "param": p.param, "name": p.name,
+                                          "fingerprint": p.fingerprint} for p in wrong]}))
+            return found
+        try:
+            for p in wrong:
+                self.secret_store.write(p.resource, p.param, state.secret_values[p.name])
+            if want is not None and signalled != want:
+                self.cluster.set_node_attribute(self.node, ATTR_SECRETS, want)
+                set_signal(live, self.node, want)  # this pass's decision sees it
+        except HaGitopsError as exc:
+            log.error("secrets store: %s", exc)
+            return found
+        if wrong:
+            names = ", ".join(f"{p.resource}.{p.param}" for p in wrong)
+            events.append(self._record(
+                node=self.node, kind="drift-corrected" if drift else "secrets-stored", outcome="success",
+                commit=desired.commit if desired else None,
+                summary=(f"this node's secrets store differed from secrets.age ({names}): corrected" if drift
+                         else f"this node's secrets store now holds {names}"),
+                details={"secrets": [{"resource": p.resource, "param": p.param, "name": p.name,
+                                      "fingerprint": p.fingerprint} for p in wrong],
+                         "store": str(self.secret_store.root), "drift": drift}))
+        return found
+
+    def _signal_undecryptable(self, desired: DesiredInput, live: etree._Element) -> None:
+        """This node could not load the revision because it cannot decrypt secrets.age: tell the writer,
+        which refuses the revision whole (once per secrets.age)."""
+        path = desired.folder / SECRETS_FILE
+        if self.age_identity is None or not path.is_file():
+            return
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return
+        if self.age_identity.is_file():
+            try:
+                decrypt_cached(self.age_identity, data.decode("utf-8", errors="replace"), str(path))
+                return  # it decrypts: the revision failed for another reason
+            except HaGitopsError as exc:
+                cause = "not-recipient" if "not one of its recipients" in str(exc) else "other"
+        else:
+            cause = "no-identity"
+        value = error_value(file_digest(data), cause)
+        if node_signals(live).get(self.node) != value:
+            try:
+                self.cluster.set_node_attribute(self.node, ATTR_SECRETS, value)
+            except HaGitopsError as exc:
+                log.error("secrets: cannot signal that this node cannot decrypt %s: %s", path, exc)
 
     # ------------------------------------------------------------------ carrying the decision out
     def _execute(self, decision: Decision, desired: DesiredInput | None, state: DesiredState | None,

@@ -146,6 +146,12 @@ class AgentSettings(BaseSettings):
         Path("/run/ha-gitops/agent-status.json"),
         description="Where the agent publishes its last pass for `ha-gitops status`, besides the audit "
                     "trail: off the audit disk, so `status` can say the trail cannot be written.")
+    age_identity: Path = Field(
+        Path("/etc/ha-gitops/age.key"),
+        description="This node's age identity (mode 0600, made with `age-keygen -o`): decrypts the desired "
+                    "folder's secrets.age, whose cluster.toml [secrets] recipients must list its public "
+                    "recipient (`age-keygen -y FILE`). A folder with secrets this node cannot decrypt is "
+                    "refused whole.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="The agent's log level.")
     http_listen: str = Field(

@@ -42,7 +42,8 @@ def build_reconciler(settings: AgentSettings, *, cluster: LiveCluster | None = N
     rec = Reconciler(node=settings.node_name, cluster=cluster, store=store, drift_mode=settings.drift_mode,
                      substitutions=settings.substitute,
                      shared_audit=settings.audit_url.startswith("postgres"), crm=crm,
-                     observer_crm=observer_crm, validator=node_validator(settings, cluster))
+                     observer_crm=observer_crm, validator=node_validator(settings, cluster),
+                     age_identity=settings.age_identity)
     rec.notify_targets = settings.notify
     if rollout:
         from controller.rollout import CorosyncRollout

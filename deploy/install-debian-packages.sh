@@ -3,7 +3,7 @@
 # Used by `make setup` and by the production install steps in the README.
 set -euo pipefail
 packages=(pacemaker pacemaker-cli-utils corosync crmsh resource-agents yamllint
-          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql)
+          iproute2 procps psmisc iputils-ping git gnupg openssh-client python3 python3-venv postgresql age)
 # Test tools, not for a cluster node (deploy/install.sh sets HA_GITOPS_KEEP_SERVICES=1): prometheus brings
 # promtool, which checks the metrics exposition and the alert rules; its server is not run (see below).
 # openssh-server, apache2 (+ apache2-utils, openssl) run the sandbox's forge, inside its namespace only.

@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     GAP = "gap"  # events this trail misses and could not backfill: when, and what says so
     FIRST_CONTACT = "first-contact"  # agents met a cluster ha-gitops never wrote (the plan, what they did)
     ADOPT = "adopt"  # `ha-gitops adopt`: an operator confirmed the first write (who, from where)
+    SECRETS_STORED = "secrets-stored"  # a node wrote its Pacemaker secrets store (fingerprints, no values)
 
 
 class Outcome(StrEnum):

@@ -131,3 +131,32 @@ def cluster_toml_skeleton(cib: etree._Element) -> str:
 # verify_timeout = "30s"    # after a reload, until every node's runtime values match
 # rejoin_timeout = "90s"    # after a restart, until the node is back in a quorate cluster
 """
+
+
+def secret_name_for(resource: str, param: str) -> str:
+    """The secrets.age name `export --move-secrets` gives a parameter: <resource>_<param>, made a name."""
+    import re
+
+    raw = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{resource}_{param}").lstrip(".-") or "secret"
+    return raw[:64]
+
+
+def move_secrets(cib: etree._Element, is_secret_name: Callable[[str], bool]) -> dict[str, str]:
+    """Replace every clear-text secret-looking parameter of a primitive's instance attributes in `cib`
+    (in place) with `@secret:NAME`; return {NAME: value} for secrets.age. Others (meta attributes, a
+    fence level) stay: Pacemaker's local store holds resource parameters only."""
+    from controller.secrets.model import REFERENCE_PREFIX, parse_reference
+
+    moved: dict[str, str] = {}
+    for nv in cib.iter("nvpair"):
+        name, value = nv.get("name") or "", nv.get("value")
+        parent = nv.getparent()
+        rsc = parent.getparent() if parent is not None else None
+        if not value or value == "lrm://" or parse_reference(value) is not None or not is_secret_name(name) \
+                or parent is None or parent.tag != "instance_attributes" or rsc is None \
+                or rsc.tag != "primitive" or not rsc.get("id"):
+            continue
+        secret = secret_name_for(rsc.get("id", ""), name)
+        moved[secret] = value
+        nv.set("value", REFERENCE_PREFIX + secret)
+    return moved

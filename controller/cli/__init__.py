@@ -10,6 +10,7 @@ from controller.cli import (  # noqa: F401  (each registers its verbs)
     operations,
     preview,
     sandbox,
+    secrets,
     snapshot,
     tools,
 )

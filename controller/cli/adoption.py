@@ -16,8 +16,8 @@ from controller.cli.operations import APPLY_EXIT, CONFIG_OPTION, DIR_OPTION, _de
 from controller.notifications import route
 
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
-SECRETS_HINT = ("keep them out of git: move them into an encrypted secrets file once ha-gitops supports it "
-                "(issue 13), or at least restrict who can read the repository")
+SECRETS_HINT = ("keep them out of git: `export --move-secrets` moves them into secrets.age, encrypted to "
+                "cluster.toml's [secrets] recipients (or --recipient), and the CIB then holds lrm://")
 
 
 @main.command("export")
@@ -28,8 +28,14 @@ SECRETS_HINT = ("keep them out of git: move them into an encrypted secrets file 
               help="cib.crm (crmsh's own `configure show`) or cib.xml (the <configuration> element).")
 @click.option("--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What export prints: text or json.")
+@click.option("--move-secrets", is_flag=True,
+              help="Move clear-text secret-looking resource parameters into secrets.age (`@secret:NAME` in "
+                   "the configuration), encrypted to cluster.toml's [secrets] recipients and --recipient.")
+@click.option("--recipient", "recipients", multiple=True, metavar="AGE_RECIPIENT",
+              help="With --move-secrets: an age recipient (repeatable; every node's and the operators').")
 @handles_errors
-def export_cmd(out_dir: Path, cib_format: str, fmt: str) -> None:
+def export_cmd(out_dir: Path, cib_format: str, fmt: str, move_secrets: bool,
+               recipients: tuple[str, ...]) -> None:
     """Write this cluster's configuration as a desired-state folder: corosync.conf, cib.crm or cib.xml
     (what the cluster writes itself left out) and a commented cluster.toml.
 
@@ -53,6 +59,10 @@ def export_cmd(out_dir: Path, cib_format: str, fmt: str) -> None:
     for other in ("cib.crm", "cib.xml"):  # exactly one of them in a desired folder
         (out_dir / other).unlink(missing_ok=True)
     (out_dir / "corosync.conf").write_text(corosync)
+    moved: dict[str, str] = {}
+    to_list: list[str] = []  # recipients cluster.toml does not list yet
+    if move_secrets:
+        moved, to_list = _move_secrets(stripped, out_dir, list(recipients))
     if cib_format == "crm":
         (out_dir / "cib.crm").write_text(configuration_to_crm(stripped))
     else:
@@ -61,15 +71,25 @@ def export_cmd(out_dir: Path, cib_format: str, fmt: str) -> None:
     kept = policy.exists()  # a policy someone wrote is never replaced by the skeleton
     if not kept:
         policy.write_text(cluster_toml_skeleton(stripped))
-    lost = [f"{c.kind} {c.id} ({c.action})" for c in residual_changes(out_dir, live)]
+    if moved and to_list:
+        _list_recipients(policy, to_list)
+    # a moved parameter is meant to change: clear text -> lrm:// (every node's store gets it first)
+    moved_rscs = {p.get("id") for p in stripped.iter("primitive")
+                  if p.xpath("instance_attributes/nvpair[starts-with(@value, '@secret:')]")}
+    lost = [f"{c.kind} {c.id} ({c.action})" for c in residual_changes(out_dir, live)
+            if not (c.id in moved_rscs and c.action == "modified")]
     hints = secret_hints(stripped, is_secret_name)
     files = ["corosync.conf", f"cib.{cib_format}", "cluster.toml"]
     if fmt == "json":
         print_json({"out": str(out_dir), "files": files, "cluster_toml_kept": kept,
-                    "secrets": [h.model_dump() for h in hints], "not_round_tripped": lost})
+                    "secrets": [h.model_dump() for h in hints], "moved_secrets": sorted(moved),
+                    "not_round_tripped": lost})
     else:
         out.print(f"exported {', '.join(files)} to {out_dir}"
                   + (" (the cluster.toml already there was kept)" if kept else ""), markup=False)
+        if moved:
+            out.print(f"moved {len(moved)} secret(s) into secrets.age: {', '.join(sorted(moved))} (the "
+                      "plan now writes lrm:// for them)", markup=False)
         for h in hints:
             err.print(f"warning: {h.text()}", markup=False)
         if hints:
@@ -80,6 +100,41 @@ def export_cmd(out_dir: Path, cib_format: str, fmt: str) -> None:
                       "own text back the same): " + ", ".join(lost)
                       + ("; `--format xml` keeps them exactly" if cib_format == "crm" else ""), markup=False)
     sys.exit(1 if lost else 0)
+
+
+def _move_secrets(stripped: Any, out_dir: Path, extra: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Clear-text secret parameters -> `@secret:` in `stripped`, their values into out_dir/secrets.age."""
+    from controller.audit.masking import is_secret_name
+    from controller.cib.export import move_secrets
+    from controller.desired.policy import load_policy
+    from controller.desired.policy_sections import SecretsPolicy
+    from controller.secrets.folder import write_secrets
+    from controller.secrets.model import SecretsError
+
+    policy = out_dir / "cluster.toml"
+    listed = load_policy(policy).secrets.recipients if policy.exists() else []
+    recipients = SecretsPolicy(recipients=[*listed, *extra]).recipients
+    if not recipients:
+        raise SecretsError("--move-secrets: no recipients (cluster.toml [secrets] recipients or --recipient)")
+    moved = move_secrets(stripped, is_secret_name)
+    if moved:
+        write_secrets(out_dir, moved, recipients)
+    return moved, recipients if recipients != listed else []
+
+
+def _list_recipients(policy: Path, recipients: list[str]) -> None:
+    """cluster.toml's [secrets] recipients := recipients (a [secrets] table appended when it has none)."""
+    import re
+
+    text = policy.read_text()
+    line = "recipients = [" + ", ".join(f'"{r}"' for r in recipients) + "]"
+    if re.search(r"^recipients\s*=", text, re.M):
+        text = re.sub(r"^recipients\s*=.*$", line, text, count=1, flags=re.M)
+    elif re.search(r"^\[secrets\]", text, re.M):
+        text = re.sub(r"^\[secrets\]\s*$", f"[secrets]\n{line}", text, count=1, flags=re.M)
+    else:
+        text += f"\n[secrets]\n{line}\n"
+    policy.write_text(text)
 
 
 def residual_changes(folder: Path, live: Any) -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape as rich_escape
 
 from controller.errors import HaGitopsError
 
@@ -37,7 +38,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except HaGitopsError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            err.print(f"[bold red]error:[/] {rich_escape(str(exc))}", markup=True)
             sys.exit(2)
 
     return wrapper

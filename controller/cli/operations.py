@@ -244,7 +244,7 @@ def _print_result(result: Any, fmt: str) -> None:
 APPLY_EXIT = {"no-change": 0, "applied": 0, "drift-corrected": 0, "drift-reported": 0, "drift-ignored": 0,
               "refused": 3, "suspended": 3, "pinned": 3, "bad-revision": 3, "rolled-back": 2, "error": 2,
               "no-quorum": 2, "waiting-for-dc": 2, "no-source": 2,
-              "waiting-for-adopt": 3}
+              "waiting-for-adopt": 3, "waiting-for-secrets": 2}
 
 
 @main.command("apply")

@@ -142,10 +142,14 @@ def _cib_of(path: Path) -> etree._Element:
               help="Run `corosync -t` on corosync.conf [default: when corosync is installed].")
 @click.option("--sandbox", is_flag=True,
               help="Check agents as the sandbox runs them (systemd: resources as ocf:pacemaker:Dummy).")
+@click.option("--identity", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              envvar="HA_GITOPS_AGE_IDENTITY",
+              help="An age identity to decrypt secrets.age with, so that every `@secret:NAME` is checked "
+                   "against it [default: $HA_GITOPS_AGE_IDENTITY; none: references are not checked].")
 @FORMAT_OPTION
 @handles_errors
 def validate(directory: Path, check_agents: bool | None, corosync_test: bool | None, sandbox: bool,
-             fmt: str) -> None:
+             identity: Path | None, fmt: str) -> None:
     """Validate a desired-state folder (corosync.conf, cib.crm or cib.xml, cluster.toml) with the checks
     the agent makes. Exit 0: valid (warnings allowed), 2: invalid."""
     from controller.cluster.agents import PacemakerAgents, local_agents
@@ -156,7 +160,7 @@ def validate(directory: Path, check_agents: bool | None, corosync_test: bool | N
     agents = local_agents() if check_agents is None else (PacemakerAgents() if check_agents else None)
     coro = local_corosync_check() if corosync_test is None else (CorosyncTest() if corosync_test else None)
     report = validate_desired(directory, agents=agents, corosync_check=coro,
-                              substitutions=SANDBOX_SUBSTITUTIONS if sandbox else ())
+                              substitutions=SANDBOX_SUBSTITUTIONS if sandbox else (), identity=identity)
     if fmt == "json":
         print_json([f.model_dump() for f in report.findings])
     else:

@@ -20,6 +20,7 @@ from controller.desired.policy_sections import (
     DisruptionPolicy,
     MaintenanceWindow,
     RolloutPolicy,
+    SecretsPolicy,
     SettlePolicy,
 )
 from controller.errors import InputError
@@ -36,6 +37,7 @@ class ClusterPolicy(_Strict):
     disruption: DisruptionPolicy = Field(default_factory=DisruptionPolicy)
     settle: SettlePolicy = Field(default_factory=SettlePolicy)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)
 
 
 def _key_line(text: str, key: str) -> int | None:

@@ -155,3 +155,28 @@ class RolloutPolicy(_Strict):
     # after the last rollout attribute changed is taken by the next node in the order (the one after it
     # waits twice as long); a node's own file write not taken this long abandons the rollout.
     takeover_timeout: Duration = timedelta(seconds=30)
+
+
+class SecretsPolicy(BaseModel):
+    """[secrets]: who secrets.age is encrypted to (controller/secrets/).
+
+        [secrets]
+        recipients = ["age1...node1", "age1...node2", "age1...operator"]  # every node's and the operators'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipients: list[str] = Field(default_factory=list)
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        from controller.secrets.model import RECIPIENT_RE
+
+        out = []
+        for r in value:
+            if not RECIPIENT_RE.fullmatch(r.strip()):
+                raise ValueError(f"not an age recipient: {r[:24]!r} (age1..., ssh-ed25519 or ssh-rsa)")
+            if r.strip() not in out:
+                out.append(r.strip())
+        return out

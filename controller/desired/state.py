@@ -6,6 +6,7 @@ Layout of a cluster folder (e.g. desired/kamailio)::
     cib.crm         the CIB configuration in crm shell syntax (what `crm configure show` prints)
     cib.xml         ... or as XML: a <configuration> element or a whole <cib>   (exactly one of the two)
     cluster.toml    optional policy (see controller.desired.policy)
+    secrets.age     optional: the values of `@secret:NAME` parameters, age-encrypted (controller/secrets/)
 
 Loading parses and converts; it does not judge (that is controller.desired.validate). This module is
 pure: cib.crm is converted by the function the caller passes (`read_desired(path, convert_crm=...)`);
@@ -15,24 +16,30 @@ pure: cib.crm is converted by the function the caller passes (`read_desired(path
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from lxml import etree
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.cib.xml import attr_items, parse_xml_bytes, parse_xml_file, source_line, to_bytes
 from controller.corosync import CorosyncConf, CorosyncDocument, corosync_model, parse_corosync
 from controller.desired.crm_syntax import CrmConversionError, CrmConverter, crm_id_lines
 from controller.desired.findings import DesiredStateError, Finding
 from controller.desired.policy import ClusterPolicy, load_policy
+from controller.desired.secret_gate import file_digest
+from controller.desired.secret_refs import SecretParam, resolve_secret_refs
 from controller.errors import InputError
 from controller.limits import size_error
+from controller.secrets.model import SECRETS_FILE
 
 COROSYNC_FILE = "corosync.conf"
 CRM_FILE = "cib.crm"
 XML_FILE = "cib.xml"
 POLICY_FILE = "cluster.toml"
+# (armored ciphertext, file name for messages) -> {name: value}; raises InputError (never quoting a value)
+SecretsDecryptor = Callable[[str, str], Mapping[str, str]]
 
 
 class DesiredState(BaseModel):
@@ -52,6 +59,13 @@ class DesiredState(BaseModel):
     policy_file: Path | None
     digest: str  # sha256 over the source files (name + bytes), stable across machines
     load_messages: list[Finding] = []  # warnings met while loading (e.g. from crmsh)
+    # `@secret:NAME` parameters (the configuration holds `lrm://` for each); fingerprints, never values
+    secret_params: list[SecretParam] = []
+    secrets_decrypted: bool = False  # False: no secrets.age, or no identity to decrypt it here
+    secrets_file: str | None = None  # secrets.age's digest (controller.desired.secret_gate.file_digest)
+    # The decrypted values the secret parameters need, for the agent's local store only: never
+    # serialised (exclude), never printed (repr).
+    secret_values: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     def configuration(self) -> etree._Element:
         """A fresh lxml <configuration> element (callers may modify it)."""
@@ -100,10 +114,13 @@ def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict
                      line=source_line(root))
 
 
-def read_desired(path: str | Path, *, convert_crm: CrmConverter) -> DesiredState:
+def read_desired(path: str | Path, *, convert_crm: CrmConverter,
+                 decrypt_secrets: SecretsDecryptor | None = None) -> DesiredState:
     """Load a cluster folder. Raises DesiredStateError (an InputError listing every problem with
     file and line) when a file is missing or cannot be parsed/converted. `convert_crm(text, source)`
-    turns cib.crm into its <configuration> (controller.desired.load.load_desired: with crmsh)."""
+    turns cib.crm into its <configuration> (controller.desired.load.load_desired: with crmsh).
+    `decrypt_secrets` decrypts secrets.age (None: not decrypted here; `@secret:` parameters still
+    become `lrm://`, without fingerprints)."""
     folder = Path(path)
     errors: list[Finding] = []
     if not folder.is_dir():
@@ -167,6 +184,34 @@ def read_desired(path: str | Path, *, convert_crm: CrmConverter) -> DesiredState
         errors.append(Finding(severity="error", file=str(folder),
                               message=f"no CIB configuration: add {CRM_FILE} or {XML_FILE}"))
 
+    secret_params: list[SecretParam] = []
+    secret_values: dict[str, str] = {}
+    decrypted = False
+    secrets_digest: str | None = None
+    if config_xml is not None:
+        secrets_file = folder / SECRETS_FILE
+        secrets: Mapping[str, str] | None = None
+        present = secrets_file.exists()
+        if present:
+            try:
+                data = _read(secrets_file)
+                sources[SECRETS_FILE] = data  # a rotated value is a new revision digest
+                secrets_digest = file_digest(data)
+                if decrypt_secrets is not None:
+                    secrets = decrypt_secrets(data.decode("utf-8", errors="replace"), str(secrets_file))
+                    decrypted = True
+            except InputError as exc:
+                errors.append(Finding.from_error(exc, str(secrets_file)))
+        config = parse_xml_bytes(config_xml, source=str(cib_file))
+        secret_params, ref_errors = resolve_secret_refs(
+            config, secrets, cluster=folder.resolve().name, source=str(cib_file), id_lines=id_lines,
+            secrets_present=present)
+        errors.extend(ref_errors)
+        if secret_params:
+            config_xml = to_bytes(config)
+            if secrets is not None:
+                secret_values = {p.name: secrets[p.name] for p in secret_params}
+
     if errors or corosync is None or config_xml is None:
         raise DesiredStateError(errors)
     digest = hashlib.sha256()
@@ -177,4 +222,5 @@ def read_desired(path: str | Path, *, convert_crm: CrmConverter) -> DesiredState
         corosync_file=coro_file, cib_file=cib_file, cib_format=cib_format, configuration_xml=config_xml,
         cib_attributes=cib_attrs, id_lines=id_lines, policy=policy,
         policy_file=policy_path if policy_path.exists() else None, digest=digest.hexdigest(),
-        load_messages=messages)
+        load_messages=messages, secret_params=secret_params, secrets_decrypted=decrypted,
+        secrets_file=secrets_digest, secret_values=secret_values)

@@ -71,10 +71,11 @@ def validate_state(state: DesiredState, *, agents: AgentCatalog | None = None,
 
 def validate_desired(path: str | Path, *, agents: AgentCatalog | None = None,
                      substitutions: Sequence[Substitution] = (), corosync_check: CorosyncCheck | None = None,
-                     crm: CrmRunner | None = None) -> ValidationReport:
-    """Load and validate a folder; errors first, then warnings, each by file and line."""
+                     crm: CrmRunner | None = None, identity: Path | None = None) -> ValidationReport:
+    """Load and validate a folder; errors first, then warnings, each by file and line. `identity`
+    decrypts secrets.age (None: `@secret:` references are not checked against it)."""
     try:
-        state = load_desired(path, crm=crm)
+        state = load_desired(path, crm=crm, identity=identity)
     except DesiredStateError as exc:
         return ValidationReport(path=str(path), findings=exc.findings)
     except InputError as exc:

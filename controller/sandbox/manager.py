@@ -58,6 +58,7 @@ class NodeStatus(BaseModel):
     cluster_online: bool | None = None
     standby: bool | None = None
     is_dc: bool | None = None
+    age_recipient: str | None = None  # the node's age identity's recipient (agents only), for [secrets]
 
 
 class ForgeStatus(BaseModel):
@@ -379,7 +380,8 @@ class Sandbox:
                                     agent_restarts=services.get("agent_restarts"),
                                     agent_restart_in=services.get("agent_restart_in"),
                                     cluster_online=cn.online if cn else None,
-                                    standby=cn.standby if cn else None, is_dc=cn.is_dc if cn else None))
+                                    standby=cn.standby if cn else None, is_dc=cn.is_dc if cn else None,
+                                    age_recipient=self.age_recipient(n.name)))
         return SandboxStatus(
             running=True, state_dir=str(self.layout.root), cluster_dir=spec.cluster_dir,
             quorate=cluster.quorate if cluster else None, dc=cluster.dc if cluster else None,
@@ -387,6 +389,15 @@ class Sandbox:
             resources=[{"id": r.id, "agent": r.agent, "role": r.role, "nodes": r.nodes}
                        for r in (cluster.resources if cluster else [])],
             forge=self._forge_status(spec, sup_forge))
+
+    def age_recipient(self, node: str) -> str | None:
+        from controller.sandbox.supervisor import AGE_RECIPIENT
+
+        path = self.layout.node_dir(node) / "etc-ha-gitops" / AGE_RECIPIENT
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
 
     def _forge_status(self, spec: SandboxSpec, sup: dict[str, Any] | None) -> ForgeStatus | None:
         from controller.sandbox.forge import ForgeLayout

@@ -152,9 +152,23 @@ def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dic
     else:
         secret.unlink(missing_ok=True)
     toml.write_text(agent_toml(spec, node, layout))
+    write_age_identity(etc)
     return {"agent_argv": [sys.executable, "-m", "controller.cli", "agent", "--config",
                            "/etc/ha-gitops/agent.toml"],
             "agent_restart": agent_restart_policy()}
+
+
+AGE_IDENTITY = "age.key"  # the agents' default age_identity, /etc/ha-gitops/age.key inside the node
+AGE_RECIPIENT = "age.recipient"  # its public half, for `sandbox status` (and cluster.toml's recipients)
+
+
+def write_age_identity(etc: Path) -> str:
+    """The node's age identity (kept across `sandbox up`: secrets.age stays decryptable); its recipient."""
+    from controller.secrets import age
+
+    recipient = age.keygen(etc / AGE_IDENTITY)
+    (etc / AGE_RECIPIENT).write_text(recipient + "\n")
+    return recipient
 
 
 def _hooks_from_forge(a: SandboxAgents) -> bool:

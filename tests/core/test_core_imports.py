@@ -43,6 +43,9 @@ PURE_CORE = [
     "controller.desired.findings",
     "controller.desired.checks",
     "controller.desired.agents",
+    "controller.desired.secret_refs",
+    "controller.desired.secret_gate",
+    "controller.secrets.model",
     "controller.snapshot",
 ]
 
