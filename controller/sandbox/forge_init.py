@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.sandbox import jsonline
 from controller.sandbox.node_init import PRIVATE_TMPFS, _hidden_by_tmpfs, _mount, _popen, _run, reap_forever
 
 SERVICES = ("ssh", "https")
@@ -119,34 +120,18 @@ def _names(req: dict[str, Any]) -> tuple[str, ...]:
 
 
 def serve(sock_path: Path, daemons: Daemons) -> None:
-    if sock_path.exists():
-        sock_path.unlink()
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(sock_path))
-    sock_path.chmod(0o600)
-    srv.listen(8)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=_handle, args=(conn, daemons), daemon=True).start()
+    jsonline.serve(sock_path, lambda req: _handle(req, daemons))
 
 
-def _handle(conn: socket.socket, daemons: Daemons) -> None:
-    with conn, conn.makefile("rw") as f:
-        try:
-            req = json.loads(f.readline() or "{}")
-            op = req.get("op")
-            if op == "start":
-                resp = daemons.start(_names(req))
-            elif op == "stop":
-                resp = daemons.stop(_names(req))
-            elif op == "status":
-                resp = daemons.status()
-            else:
-                resp = {"ok": False, "error": f"unknown op {op!r}"}
-        except Exception as exc:  # the control socket must outlive any bad request
-            resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        f.write(json.dumps(resp) + "\n")
-        f.flush()
+def _handle(req: dict[str, Any], daemons: Daemons) -> dict[str, Any]:
+    op = req.get("op")
+    if op == "start":
+        return daemons.start(_names(req))
+    if op == "stop":
+        return daemons.stop(_names(req))
+    if op == "status":
+        return daemons.status()
+    return {"ok": False, "error": f"unknown op {op!r}"}
 
 
 def main() -> None:

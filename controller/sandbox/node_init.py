@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.sandbox import jsonline
+
 # Host paths hidden behind per-node directories (host path -> name of the per-node directory).
 BIND_DIRS: dict[str, str] = {
     "/etc/corosync": "etc-corosync",
@@ -342,40 +344,27 @@ def reap_forever() -> None:
 
 
 def serve(sock_path: Path, services: Services) -> None:
-    if sock_path.exists():
-        sock_path.unlink()
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(sock_path))
-    srv.listen(8)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=_handle, args=(conn, services), daemon=True).start()
+    jsonline.serve(sock_path, lambda req: _handle(req, services))
 
 
-def _handle(conn: socket.socket, services: Services) -> None:
-    with conn, conn.makefile("rw") as f:
-        try:
-            req = json.loads(f.readline() or "{}")
-            op = req.get("op")
-            if op == "start":
-                resp = services.start()
-            elif op == "stop":
-                resp = services.stop(float(req.get("timeout", 60)),
-                                     tuple(req.get("services", ("pacemaker", "corosync"))))
-            elif op == "start-agent":
-                resp = services.start_agent()
-            elif op == "set-agent":
-                resp = services.set_agent(req.get("argv"), req.get("restart"))
-            elif op == "kill":
-                resp = services.kill(str(req.get("service")))
-            elif op == "status":
-                resp = services.status()
-            else:
-                resp = {"ok": False, "error": f"unknown op {op!r}"}
-        except Exception as exc:  # the control socket must outlive any bad request
-            resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        f.write(json.dumps(resp) + "\n")
-        f.flush()
+def _handle(req: dict[str, Any], services: Services) -> dict[str, Any]:
+    op = req.get("op")
+    if op == "start":
+        resp = services.start()
+    elif op == "stop":
+        resp = services.stop(float(req.get("timeout", 60)),
+                             tuple(req.get("services", ("pacemaker", "corosync"))))
+    elif op == "start-agent":
+        resp = services.start_agent()
+    elif op == "set-agent":
+        resp = services.set_agent(req.get("argv"), req.get("restart"))
+    elif op == "kill":
+        resp = services.kill(str(req.get("service")))
+    elif op == "status":
+        resp = services.status()
+    else:
+        resp = {"ok": False, "error": f"unknown op {op!r}"}
+    return resp
 
 
 def main() -> None:

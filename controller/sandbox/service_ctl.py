@@ -7,20 +7,14 @@ dependency order. Talks to the node's init (its PID 1) over the node's control s
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
 from pathlib import Path
 
+from controller.sandbox import jsonline
+
 
 def ask(node_dir: Path, req: dict[str, object], timeout: float = 180) -> dict[str, object]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(node_dir / "init.sock"))
-    with s, s.makefile("rw") as f:
-        f.write(json.dumps(req) + "\n")
-        f.flush()
-        return dict(json.loads(f.readline() or '{"ok": false, "error": "no answer"}'))
+    return jsonline.ask(node_dir / "init.sock", dict(req), timeout=timeout, who="the node's init")
 
 
 def main(argv: list[str]) -> int:

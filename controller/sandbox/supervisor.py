@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cib.marker import SANDBOX_SET_ID
+from controller.sandbox import jsonline
 from controller.sandbox.layout import Layout
 from controller.sandbox.network import NETNS_DIR, SandboxNetwork
 from controller.sandbox.topology import POWER_SWITCH_PORT, NodeSpec, SandboxAgents, SandboxSpec
@@ -460,17 +461,7 @@ class Supervisor:
 
 def forge_request(sock: Path, req: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
     """One JSON-line request to the forge's init."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(sock))
-    with s, s.makefile("rw") as f:
-        f.write(json.dumps(req) + "\n")
-        f.flush()
-        line = f.readline()
-    resp = json.loads(line) if line else {"ok": False, "error": "the forge's init did not answer"}
-    if not isinstance(resp, dict):
-        raise ValueError(f"not a JSON object: {line[:200]!r}")
-    return resp
+    return jsonline.ask(sock, req, timeout=timeout, who="the forge's init")
 
 
 CLONE_NEWNET = 0x40000000
