@@ -52,8 +52,9 @@ def test_adapter_models_match_crm_mon_and_other_tools(whole_sandbox: Sandbox) ->
             check=True)
     try:
         cluster = sb.cluster("kamailio02")
-        st = wait_for(lambda: s if (s := cluster.status()).resource("probe-dummy")
-                      and s.resource("probe-dummy").active else None, 30, "probe-dummy started")
+        # active is true from Starting on: wait for the start to have finished.
+        st = wait_for(lambda: s if (r := (s := cluster.status()).resource("probe-dummy"))
+                      and r.role == "Started" else None, 30, "probe-dummy started")
         text = sb.exec("kamailio02", ["crm_mon", "-1"]).stdout
         assert f"Current DC: {st.dc} " in text
         assert "partition with quorum" in text and st.quorate
