@@ -7,6 +7,7 @@ agent would refuse.
 from controller.cli import (  # noqa: F401  (each registers its verbs)
     adoption,
     audit,
+    notify,
     operations,
     preview,
     sandbox,

@@ -180,7 +180,8 @@ def test_saved_plan_is_applied_as_is_and_refused_once_the_cluster_moved(env: tup
     assert code == 1, out + err
     code, out, err = cli(sb, node, "apply", "--plan", plan_file, "--config", AGENT_TOML)
     assert code == 0 and out.startswith("applied"), out + err
-    applied = next(e for e in audit(sb, node) if e["kind"] == "apply" and e["details"].get("trigger") == "cli")
+    applied = next(e for e in audit(sb, node)
+                   if e["kind"] == "apply" and e["details"].get("trigger") == "cli")  # not a backfilled one
     assert [(d["kind"], d["action"]) for d in applied["diff"]] == [("rsc_default", "changed")]
     assert "130" in json.dumps(applied["diff"])
     # The agents follow git again (the folder is not the branch): the head's 100 comes back.
