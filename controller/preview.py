@@ -21,6 +21,7 @@ from controller.decision_render import decision_markdown, decision_text
 from controller.errors import InputError
 from controller.health import health_problems
 from controller.observed import ClusterStatus
+from controller.secrets.preview import PreviewSecrets
 from controller.snapshot import parse_snapshot
 
 Outcome = Literal["no-change", "applied", "refused", "rolled-back", "unhealthy", "inconclusive", "failed",
@@ -81,6 +82,7 @@ class Observation(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)  # the preview's phases, seconds
     timed_out: bool = False
     leftovers: dict[str, list[str]] = Field(default_factory=dict)
+    secrets: PreviewSecrets = Field(default_factory=PreviewSecrets)  # how secrets.age was made fit
 
 
 class PreviewReport(BaseModel):
@@ -106,6 +108,7 @@ class PreviewReport(BaseModel):
     agent_timings: dict[str, float]  # the apply event's stages (fetch, load, ..., write, verify)
     crm_mon: str
     leftovers: dict[str, list[str]]
+    secrets: PreviewSecrets = Field(default_factory=PreviewSecrets)
 
 
 def head_events(obs: Observation) -> list[PreviewEvent]:
@@ -213,7 +216,7 @@ def build_report(plan: Decision | None, obs: Observation) -> PreviewReport:
                  or (e.kind in ("verify", "auto-rollback") and e.details.get("stage") == "rollout")],
         health=problems, events=sorted(events, key=lambda e: e.time), timings=timings,
         agent_timings=dict(apply.details.get("timings") or {}) if apply is not None else {},
-        crm_mon=obs.crm_mon, leftovers={k: v for k, v in obs.leftovers.items() if v})
+        crm_mon=obs.crm_mon, leftovers={k: v for k, v in obs.leftovers.items() if v}, secrets=obs.secrets)
 
 
 def snapshot_base_files(text: str, source: str) -> dict[str, str]:
@@ -246,6 +249,8 @@ def report_text(r: PreviewReport) -> str:
              + f" ({r.base_revision[:12]}) in a sandbox",
              f"Outcome: {r.outcome} ({r.summary}); exit {r.exit_code}", _plan_line(r),
              f"Verify: {r.verify}"]
+    if r.secrets.note():
+        lines.append(f"Secrets: {r.secrets.note()}")
 
     def section(title: str, items: list[str], empty: str) -> None:
         lines.append(f"{title}:" + ("" if items else f" {empty}"))
@@ -283,6 +288,7 @@ def report_markdown(r: PreviewReport) -> str:
            f"{_plan_line(r)}", "",
            "| | |", "|---|---|",
            f"| verify | {_md(r.verify)} |",
+           *([f"| secrets | {_md(note)} |"] if (note := r.secrets.note()) else []),
            f"| predicted actions | {_md('; '.join(r.predicted) or 'none')} |",
            f"| observed actions | {_md('; '.join(r.observed) or 'none')} |",
            f"| fencing | {_md('; '.join(r.fencing) or 'none')} |",

@@ -71,9 +71,14 @@ def default_path(base: str, head: str, repo: Path) -> str | None:
                    "[env HA_GITOPS_PREVIEW_STATE_DIR; default: a new /var/lib/ha-gitops-preview-*].")
 @click.option("--timeout", default=300.0, show_default=True,
               help="Seconds to wait for the agents' verdict on the head.")
+@click.option("--identity", default=None, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="An age identity that can decrypt the folders' secrets.age: the preview's nodes get the "
+                   "real values (re-encrypted to them). Without it they get placeholders, and a change of a "
+                   "secret's value alone is not previewed.")
 @handles_errors
 def preview_cmd(base: str | None, snapshot: Path | None, head: str, repo: str, repo_path: str | None,
-                fmt: str, out_file: Path | None, state_dir: Path | None, timeout: float) -> None:
+                fmt: str, out_file: Path | None, state_dir: Path | None, timeout: float,
+                identity: Path | None) -> None:
     """Apply HEAD on a sandbox copy of BASE (or of a snapshot's configuration) through the real agents;
     report the plan beside what happened.
 
@@ -95,7 +100,7 @@ def preview_cmd(base: str | None, snapshot: Path | None, head: str, repo: str, r
         base_label, base_files = resolve_side(base, Path(repo), path)
     head_label, head_files = resolve_side(head, Path(repo), path)
     report = run_preview(base_label, head_label, base_files, head_files, state_dir=state_dir, timeout=timeout,
-                         snapshot=str(snapshot) if snapshot else None,
+                         snapshot=str(snapshot) if snapshot else None, identity=identity,
                          say=lambda text: err.print(text, markup=False))
     if fmt == "json":
         text = json.dumps(report_json(report), indent=2) + "\n"

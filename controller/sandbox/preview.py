@@ -29,6 +29,7 @@ from controller.observed import ClusterStatus
 from controller.preview import Fence, Observation, PreviewEvent, PreviewReport, build_report
 from controller.sandbox.manager import Sandbox, _pid_alive
 from controller.sandbox.topology import SandboxAgents
+from controller.secrets.preview import PreviewSecrets, preview_values, uses_secrets, with_secrets_file
 from controller.source.local import PrivateRepo
 
 FOLDER = "cluster"  # the desired folder inside the preview's repository
@@ -141,8 +142,42 @@ def _fences(sb: Sandbox, dc: str) -> list[FenceEvent]:
     return fence_history(sb.runner(dc)) or []
 
 
+def _fit_secrets(root: Path, base_files: dict[str, str], head_files: dict[str, str],
+                 identity: Path | None) -> tuple[dict[str, str], dict[str, str], PreviewSecrets, Path | None]:
+    """Both sides' secrets.age encrypted to age identities made here for the preview's nodes (real values
+    with `identity`, else placeholders: controller/secrets/preview.py); the identities' directory."""
+    from controller.sandbox.topology import build_spec
+    from controller.secrets import age
+    from controller.secrets.folder import decrypt_text
+    from controller.secrets.model import SECRETS_FILE, render_plaintext
+
+    if not (uses_secrets(base_files) or uses_secrets(head_files)):
+        return base_files, head_files, PreviewSecrets(), None
+    spec_dir = root / "base-folder"
+    spec_dir.mkdir()
+    for name, text in base_files.items():
+        (spec_dir / name).write_text(text)
+    keys = root / "age"
+    recipients = [age.keygen(keys / f"{n.name}.key") for n in build_spec(spec_dir).nodes]
+    names: set[str] = set()
+
+    def fit(label: str, files: dict[str, str]) -> dict[str, str]:
+        if SECRETS_FILE not in files:
+            return files  # references without the file: the agents refuse it, as they would on the cluster
+        decrypted = decrypt_text(files[SECRETS_FILE], identity, source=f"{label}: {SECRETS_FILE}") \
+            if identity is not None else None
+        values = preview_values(files, decrypted)
+        names.update(values)
+        return with_secrets_file(files, age.encrypt(render_plaintext(values), recipients))
+
+    base_fit, head_fit = fit("base", base_files), fit("head", head_files)
+    secrets = PreviewSecrets(mode="real" if identity is not None else "placeholder", names=sorted(names))
+    return base_fit, head_fit, secrets, keys
+
+
 def run_preview(base: str, head: str, base_files: dict[str, str], head_files: dict[str, str], *,
                 state_dir: Path | None = None, timeout: float = 300, snapshot: str | None = None,
+                identity: Path | None = None,
                 say: Callable[[str], None] = lambda _t: None) -> PreviewReport:
     """Bring a sandbox up on `base_files`, apply `head_files` through its agents, report; nothing is left
     behind (the state directory is removed)."""
@@ -166,7 +201,10 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
     if own_cache:
         os.environ["HA_GITOPS_CACHE_DIR"] = str(root / "crm-cache")
     try:
-        plan, obs = _run(sb, root, base, head, base_files, head_files, timeout, timings, say)
+        base_files, head_files, secrets, keys = _fit_secrets(root, base_files, head_files, identity)
+        if secrets.note():
+            say(f"preview: {secrets.note()}")
+        plan, obs = _run(sb, root, base, head, base_files, head_files, timeout, timings, say, keys)
     except HaGitopsError as exc:
         # The sandbox and its logs go with the teardown: what the agents said comes along in the error.
         raise PreviewError(f"{exc}\n{_agent_log_tails(sb)}") from exc
@@ -174,7 +212,7 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
         left = _teardown(sb, root, timings, say)
         if own_cache:
             os.environ.pop("HA_GITOPS_CACHE_DIR", None)
-    obs.leftovers, obs.snapshot = left, snapshot
+    obs.leftovers, obs.snapshot, obs.secrets = left, snapshot, secrets
     timings["total"] = round(time.monotonic() - started, 2)
     obs.timings = timings
     return build_report(plan, obs)
@@ -182,7 +220,7 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
 
 def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, str],
          head_files: dict[str, str], timeout: float, timings: dict[str, float],
-         say: Callable[[str], None]) -> tuple[Decision, Observation]:
+         say: Callable[[str], None], age_keys: Path | None) -> tuple[Decision, Observation]:
     repo = PrivateRepo(root / "repo")
     base_sha = repo.commit(FOLDER, base_files, f"preview base: {base}")
     head_dir = root / "head"
@@ -193,7 +231,9 @@ def _run(sb: Sandbox, root: Path, base: str, head: str, base_files: dict[str, st
     t = time.monotonic()
     say(f"preview: sandbox up on {base} in {root}")
     sb.up(repo.path / FOLDER, timeout=90, agents=SandboxAgents(repo_url=str(repo.path), path=FOLDER,
-                                                               poll_interval=5.0, drift_debounce=0.2))
+                                                               poll_interval=5.0, drift_debounce=0.2,
+                                                               age_identity_dir=str(age_keys) if age_keys
+                                                               else None))
     timings["sandbox_up"] = round(time.monotonic() - t, 2)
     trails = _Trails(sb)
     try:

@@ -153,6 +153,11 @@ def write_agent_config(layout: Layout, spec: SandboxSpec, node: NodeSpec) -> dic
     else:
         secret.unlink(missing_ok=True)
     toml.write_text(agent_toml(spec, node, layout))
+    if spec.agents.age_identity_dir is not None:  # identities made beforehand (preview encrypts to them)
+        given = Path(spec.agents.age_identity_dir) / f"{node.name}.key"
+        if given.is_file():
+            shutil.copyfile(given, etc / AGE_IDENTITY)
+            (etc / AGE_IDENTITY).chmod(0o600)
     write_age_identity(etc)
     return {"agent_argv": [sys.executable, "-m", "controller.cli", "agent", "--config",
                            "/etc/ha-gitops/agent.toml"],
@@ -164,7 +169,7 @@ AGE_RECIPIENT = "age.recipient"  # its public half, for `sandbox status` (and cl
 
 
 def write_age_identity(etc: Path) -> str:
-    """The node's age identity (kept across `sandbox up`: secrets.age stays decryptable); its recipient."""
+    """The node's age identity (made when there is none); its recipient."""
     from controller.secrets import age
 
     recipient = age.keygen(etc / AGE_IDENTITY)

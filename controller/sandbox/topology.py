@@ -55,6 +55,9 @@ class SandboxAgents(BaseModel):
     # The forge's push webhooks: the agent's HTTP listener and its secret in agent.toml. Off until the agent
     # knows those settings (AgentSettings forbids unknown keys).
     webhooks: bool = False
+    # A directory of <node>.key age identities to use instead of new ones (preview encrypts the folder's
+    # secrets to them before the sandbox exists).
+    age_identity_dir: str | None = None
 
 
 class ForgeSpec(BaseModel):

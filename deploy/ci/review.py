@@ -2,6 +2,7 @@
 """The review of a pull request, as CI runs it (GitHub Actions and GitLab CI run exactly this script).
 
   review.py --dir desired/kamailio [--base origin/main] [--snapshot cluster.snapshot] [--no-preview]
+            [--identity AGE_KEY]
             [--out review.md] [--forge github|gitlab [--number N]] [--ha-gitops CMD]
 
 Steps: `ha-gitops validate DIR`; with --snapshot, `ha-gitops plan --live SNAPSHOT --dir DIR` (the plan
@@ -61,6 +62,8 @@ def review(args: argparse.Namespace) -> tuple[int, str]:
         parts += ["### preview: not run (the folder is invalid)", ""]
     else:
         cmd = [*tool, "preview", "--base", args.base, "--head", args.dir, "--format", "markdown"]
+        if args.identity:  # real secret values in the preview (else placeholders)
+            cmd += ["--identity", args.identity]
         code, out, err = _run(cmd)
         codes.append(code if code in (2, 3) else 0)
         parts += [out.rstrip() if out.strip() else f"### preview failed (exit {code})\n\n{_block(err)}", ""]
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", default="origin/main", help="what the preview starts from: REV or DIR")
     ap.add_argument("--snapshot", default=None, help="`ha-gitops snapshot` of the production cluster")
     ap.add_argument("--no-preview", action="store_true")
+    ap.add_argument("--identity", default=os.environ.get("HA_GITOPS_PREVIEW_IDENTITY") or None,
+                    help="an age identity for the preview's secrets [env HA_GITOPS_PREVIEW_IDENTITY]")
     ap.add_argument("--out", default="ha-gitops-review.md")
     ap.add_argument("--forge", choices=["github", "gitlab"], default=None)
     ap.add_argument("--number", type=int, default=None)
