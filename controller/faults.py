@@ -4,13 +4,14 @@ HA_GITOPS_FAULT_FILE names a JSON file like {"before-patch": 3} (seconds). It is
 running agent can be paused between reading the CIB and patching it (to race a hand edit against it) or
 between writing the CIB and recording the event (to SIGKILL it there); `rollout-before-write` and
 `rollout-after-write` pause a corosync.conf rollout around this node's file write (a hung or killed
-agent in the middle of a rollout). {"fail": {"auto-rollback": "why"}}
-makes that step fail as a tool failure would (rehearsing a write that fails when it matters most).
-No file, no effect.
+agent in the middle of a rollout); while it is held, `<fault file>.paused` names the point.
+{"fail": {"auto-rollback": "why"}} makes that step fail as a tool failure would (rehearsing a write that
+fails when it matters most). No file, no effect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from controller.errors import HaGitopsError
 
 POINTS = ("before-patch", "after-patch", "after-write", "rollout-before-write", "rollout-after-write")
 FAIL_POINTS = ("auto-rollback",)
+PAUSED_SUFFIX = ".paused"  # <fault file>.paused: {"point", "seconds", "pid"} while a pause lasts
 
 
 class InjectedFault(HaGitopsError):
@@ -48,5 +50,13 @@ def pause(point: str) -> float:
     except (OSError, ValueError, AttributeError):
         return 0.0
     if seconds > 0:
-        time.sleep(seconds)
+        # Announced beside the fault file while it lasts: a rehearsal (or a test) acts once the agent is
+        # really held there, not after a guess at how long the pass takes to get there.
+        paused = Path(path + PAUSED_SUFFIX)
+        with contextlib.suppress(OSError):
+            paused.write_text(json.dumps({"point": point, "seconds": seconds, "pid": os.getpid()}))
+        try:
+            time.sleep(seconds)
+        finally:
+            paused.unlink(missing_ok=True)
     return seconds

@@ -93,6 +93,19 @@ def set_fault(sb: Sandbox, faults: dict[str, Any], *nodes: str) -> None:
         (sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json").write_text(json.dumps(faults))
 
 
+def wait_paused(sb: Sandbox, node: str, point: str, timeout: float = 60) -> None:
+    """Until `node`'s agent is held at the fault point `point` (controller/faults.py announces it)."""
+    paused = sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json.paused"
+
+    def held() -> bool:
+        try:
+            return bool(json.loads(paused.read_text()).get("point") == point)
+        except (OSError, ValueError):
+            return False
+
+    wait_for(held, timeout, f"{node}'s agent held at {point}")
+
+
 def agent_status(sb: Sandbox, node: str) -> dict[str, Any]:
     """What the node's agent published about its last pass (`status --format json`)."""
     code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")

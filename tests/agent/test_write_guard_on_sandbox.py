@@ -27,7 +27,16 @@ import pytest
 from controller.cib.marker import Marker, read_marker
 from controller.errors import HaGitopsError
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agent_status, agents_sandbox, audit, cli, dc, reference_files, set_fault
+from tests.agentslib import (
+    agent_status,
+    agents_sandbox,
+    audit,
+    cli,
+    dc,
+    reference_files,
+    set_fault,
+    wait_paused,
+)
 from tests.helpers import GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -101,7 +110,7 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
     try:
         sha = repo.commit({CRM: crm.replace("resource-stickiness=100", "resource-stickiness=150")}, "150")
         pushed = time.monotonic()
-        time.sleep(2)  # the DC's pass has read the CIB and is in its pause (push to patch: ~0.7 s)
+        wait_paused(sb, old, "before-patch", 30)  # the DC's pass has read the CIB and is held
         sb.cut(old)
         cut_at = time.monotonic()
         wait_for(lambda: not quorate(sb, old), 30, f"{old} to lose quorum")
