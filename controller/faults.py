@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from controller.env_names import FAULT_FILE_ENV
 from controller.errors import HaGitopsError
 
 POINTS = ("before-patch", "after-patch", "after-write", "rollout-before-write", "rollout-after-write")
@@ -30,7 +31,7 @@ class InjectedFault(HaGitopsError):
 
 def fail(point: str) -> None:
     """Raise InjectedFault when the fault file asks this point to fail."""
-    path = os.environ.get("HA_GITOPS_FAULT_FILE")
+    path = os.environ.get(FAULT_FILE_ENV)
     if not path:
         return
     try:
@@ -42,7 +43,7 @@ def fail(point: str) -> None:
 
 
 def pause(point: str) -> float:
-    path = os.environ.get("HA_GITOPS_FAULT_FILE")
+    path = os.environ.get(FAULT_FILE_ENV)
     if not path:
         return 0.0
     try:

@@ -28,12 +28,13 @@ from pydantic_settings import (
 
 from controller.audit import DEFAULT_URL as DEFAULT_AUDIT_URL
 from controller.desired.substitute import Substitution
+from controller.env_names import SETTINGS_PREFIX
 from controller.errors import InputError
 from controller.notifications import NotifyTarget
 
 DEFAULT_CONFIG_PATH = Path("/etc/ha-gitops/agent.toml")
 CONFIG_ENV = "HA_GITOPS_CONFIG"
-ENV_PREFIX = "HA_GITOPS_"
+ENV_PREFIX = SETTINGS_PREFIX
 
 DriftMode = Literal["correct", "report", "off"]
 DEFAULT_HTTP_LISTEN = "127.0.0.1:9811"

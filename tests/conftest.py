@@ -78,13 +78,13 @@ def need_root() -> None:
 def private_crm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A crm-conversion cache of the tests' own: they never read or fill the machine's cache."""
     cache = tmp_path_factory.mktemp("crm-cache")
-    old = os.environ.get("HA_GITOPS_CACHE_DIR")
-    os.environ["HA_GITOPS_CACHE_DIR"] = str(cache)
+    old = os.environ.get("HA_GITOPS_CRM_CACHE")
+    os.environ["HA_GITOPS_CRM_CACHE"] = str(cache)
     yield cache
     if old is None:
-        os.environ.pop("HA_GITOPS_CACHE_DIR", None)
+        os.environ.pop("HA_GITOPS_CRM_CACHE", None)
     else:
-        os.environ["HA_GITOPS_CACHE_DIR"] = old
+        os.environ["HA_GITOPS_CRM_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

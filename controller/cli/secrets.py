@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from controller.cli.common import FORMAT_OPTION, err, handles_errors, main, out, print_json
+from controller.errors import HaGitopsError
 
 DIR_OPTION = click.option("--dir", "folder", required=True, metavar="DIR",
                           type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -41,6 +42,18 @@ def _recipients(folder: Path) -> list[str]:
         raise SecretsError("[secrets] recipients is empty: list every node's age recipient and the "
                            "operators'", file=str(path))
     return recipients
+
+
+def _fingerprint_scope(folder: Path) -> str:
+    """The folder's cluster name, as the agents and `plan` salt fingerprints with (empty without one)."""
+    from controller.corosync import corosync_model, parse_corosync
+    from controller.desired.state import COROSYNC_FILE, fingerprint_scope
+
+    path = folder / COROSYNC_FILE
+    try:
+        return fingerprint_scope(corosync_model(parse_corosync(path.read_text(), source=str(path))))
+    except (OSError, HaGitopsError):
+        return ""
 
 
 def _current(folder: Path, identity: Path | None) -> dict[str, str]:
@@ -121,7 +134,7 @@ def secret_list(folder: Path, identity: Path | None, fmt: str) -> None:
     """The secrets' names and fingerprints (never their values). Exit 0, 2 error."""
     from controller.secrets.model import fingerprint
 
-    cluster = folder.resolve().name
+    cluster = _fingerprint_scope(folder)
     rows = [{"name": n, "fingerprint": fingerprint(cluster, n, v)}
             for n, v in sorted(_current(folder, identity).items())]
     if fmt == "json":

@@ -6,7 +6,8 @@ CIB file is created with ``cibadmin --empty`` and ``crm -F configure load replac
 A call costs about half a second (more with the text's size: its time budget grows with it,
 controller/limits.py `crm_budget`, and a timeout is an error naming the budget), so results are
 cached by the hash of the crm text, the crmsh version and the empty CIB template, in
-``$HA_GITOPS_CACHE_DIR`` (default /var/cache/ha-gitops when writable, else ~/.cache/ha-gitops).
+``$HA_GITOPS_CRM_CACHE`` (default /var/cache/ha-gitops when writable, else ~/.cache/ha-gitops; not
+``HA_GITOPS_CACHE_DIR``, which is the agent's `cache_dir` setting, its clone of the repository).
 
 crmsh numbers its messages by *statement* (lines joined at trailing backslashes, blank lines
 dropped, comment lines counted - crmsh's utils.lines2cli); ``crm_statements`` (crm_syntax.py) redoes
@@ -39,6 +40,7 @@ from controller.desired.crm_syntax import (
     crm_statements,
 )
 from controller.desired.findings import Finding, Severity
+from controller.env_names import CRM_CACHE_ENV
 from controller.errors import CommandError, HaGitopsError
 from controller.limits import TimeBudget, crm_budget
 
@@ -64,8 +66,11 @@ def _run_once(argv: list[str], *, timeout: float, env: Mapping[str, str] | None,
     return run(argv, timeout=timeout, env=env, check=check)
 
 
+CACHE_ENV = CRM_CACHE_ENV
+
+
 def cache_dir() -> Path:
-    env = os.environ.get("HA_GITOPS_CACHE_DIR")
+    env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
     system = Path("/var/cache/ha-gitops")

@@ -114,6 +114,11 @@ def _xml_configuration(path: Path) -> tuple[etree._Element, dict[str, str], dict
                      line=source_line(root))
 
 
+def fingerprint_scope(corosync: CorosyncConf | None) -> str:
+    """What a secret's fingerprint is salted with (controller/secrets/model.py): the cluster's name."""
+    return (corosync.totem.cluster_name if corosync is not None else None) or ""
+
+
 def read_desired(path: str | Path, *, convert_crm: CrmConverter,
                  decrypt_secrets: SecretsDecryptor | None = None) -> DesiredState:
     """Load a cluster folder. Raises DesiredStateError (an InputError listing every problem with
@@ -204,7 +209,9 @@ def read_desired(path: str | Path, *, convert_crm: CrmConverter,
                 errors.append(Finding.from_error(exc, str(secrets_file)))
         config = parse_xml_bytes(config_xml, source=str(cib_file))
         secret_params, ref_errors = resolve_secret_refs(
-            config, secrets, cluster=folder.resolve().name, source=str(cib_file), id_lines=id_lines,
+            # corosync's cluster_name, not the folder's name: the agent reads a revision from work/<sha>, a
+            # plan from wherever the folder is, and both must name a value by the same fingerprint.
+            config, secrets, cluster=fingerprint_scope(corosync), source=str(cib_file), id_lines=id_lines,
             secrets_present=present)
         errors.extend(ref_errors)
         if secret_params:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.env_names import FAULT_FILE_ENV, agent_environment
 from controller.sandbox import jsonline
 
 # Host paths hidden behind per-node directories (host path -> name of the per-node directory).
@@ -164,9 +165,12 @@ class Services:
 
     @staticmethod
     def _agent_env() -> dict[str, str]:
-        # Sandbox agents can be paused at named points (controller/faults.py) for incident rehearsals.
-        # MALLOC_ARENA_MAX as in deploy/ha-gitops-agent.service.
-        return {**os.environ, "HA_GITOPS_FAULT_FILE": "/etc/ha-gitops/faults.json", "MALLOC_ARENA_MAX": "2"}
+        # The node's agent.toml is its whole configuration: HA_GITOPS_<KEY> of whoever started the sandbox
+        # would win over it (HA_GITOPS_CACHE_DIR once gave every node one clone, HA_GITOPS_AGE_IDENTITY an
+        # operator's key). Sandbox agents can be paused at named points (controller/faults.py) for incident
+        # rehearsals. MALLOC_ARENA_MAX as in deploy/ha-gitops-agent.service.
+        return {**agent_environment(os.environ), FAULT_FILE_ENV: "/etc/ha-gitops/faults.json",
+                "MALLOC_ARENA_MAX": "2"}
 
     def running(self, name: str) -> bool:
         p = self.procs.get(name)

@@ -24,6 +24,7 @@ from controller.audit.store import AuditStore
 from controller.cib.marker import read_marker
 from controller.cluster.fencing import FenceEvent, fence_history
 from controller.decide import Decision
+from controller.env_names import CRM_CACHE_ENV
 from controller.errors import HaGitopsError
 from controller.observed import ClusterStatus
 from controller.preview import Fence, Observation, PreviewEvent, PreviewReport, build_report
@@ -197,9 +198,9 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
     sb = Sandbox(root / "sandbox")
     # crmsh's conversion cache (the agents' and plan's inside the nodes, which see the host's /var/cache)
     # goes in the private directory too, unless the caller chose one.
-    own_cache = "HA_GITOPS_CACHE_DIR" not in os.environ
+    own_cache = CRM_CACHE_ENV not in os.environ
     if own_cache:
-        os.environ["HA_GITOPS_CACHE_DIR"] = str(root / "crm-cache")
+        os.environ[CRM_CACHE_ENV] = str(root / "crm-cache")
     try:
         base_files, head_files, secrets, keys = _fit_secrets(root, base_files, head_files, identity)
         if secrets.note():
@@ -211,7 +212,7 @@ def run_preview(base: str, head: str, base_files: dict[str, str], head_files: di
     finally:
         left = _teardown(sb, root, timings, say)
         if own_cache:
-            os.environ.pop("HA_GITOPS_CACHE_DIR", None)
+            os.environ.pop(CRM_CACHE_ENV, None)
     obs.leftovers, obs.snapshot, obs.secrets = left, snapshot, secrets
     timings["total"] = round(time.monotonic() - started, 2)
     obs.timings = timings

@@ -43,7 +43,7 @@ def test_digest_follows_content(crm_cluster: Path) -> None:
 
 
 def test_crm_cache_avoids_second_crmsh_call(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("HA_GITOPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HA_GITOPS_CRM_CACHE", str(tmp_path / "cache"))
     text = (KAMAILIO / "cib.crm").read_text() + "\n# cache test\n"
     t0 = time.monotonic()
     first = crm_to_configuration(text)

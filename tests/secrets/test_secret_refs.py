@@ -21,7 +21,7 @@ def test_a_reference_becomes_lrm_with_a_fingerprint(tmp_path: Path) -> None:
     assert nv is not None and nv.get("value") == "lrm://"
     [p] = state.secret_params
     assert (p.resource, p.param, p.name) == ("d1", "passwd", "pw")
-    assert p.fingerprint == fingerprint("c1", "pw", VALUE)
+    assert p.fingerprint == fingerprint("kamailio", "pw", VALUE)  # corosync cluster_name
     assert VALUE not in state.configuration_xml.decode()
     assert VALUE not in state.model_dump_json() and VALUE not in repr(state)
 
@@ -81,3 +81,16 @@ def test_crm_syntax_reference(tmp_path: Path) -> None:
     state = load_desired(d, identity=key)
     assert [(p.resource, p.param, p.name) for p in state.secret_params] == [("d1", "passwd", "pw")]
     assert b'value="lrm://"' in state.configuration_xml
+
+
+def test_the_fingerprint_does_not_depend_on_where_the_folder_is(tmp_path: Path) -> None:
+    """The agent reads a revision from work/<sha>, `plan --dir` from wherever the copy is: the same value
+    must have the same fingerprint (and store digest) in both, or plan says `secrets-pending` where the
+    agent applies."""
+    import shutil
+
+    d = folder(tmp_path)
+    copy = tmp_path / "0123abcd-work-copy"
+    shutil.copytree(d, copy)
+    [a], [b] = load(d).secret_params, load(copy).secret_params
+    assert a.fingerprint == b.fingerprint is not None
