@@ -249,8 +249,8 @@ def report_text(r: PreviewReport) -> str:
              + f" ({r.base_revision[:12]}) in a sandbox",
              f"Outcome: {r.outcome} ({r.summary}); exit {r.exit_code}", _plan_line(r),
              f"Verify: {r.verify}"]
-    if r.secrets.note():
-        lines.append(f"Secrets: {r.secrets.note()}")
+    if note := r.secrets.note():
+        lines.append(f"Secrets: {note}")
 
     def section(title: str, items: list[str], empty: str) -> None:
         lines.append(f"{title}:" + ("" if items else f" {empty}"))

@@ -34,7 +34,6 @@ from controller.notifications import NotifyTarget
 
 DEFAULT_CONFIG_PATH = Path("/etc/ha-gitops/agent.toml")
 CONFIG_ENV = "HA_GITOPS_CONFIG"
-ENV_PREFIX = SETTINGS_PREFIX
 
 DriftMode = Literal["correct", "report", "off"]
 DEFAULT_HTTP_LISTEN = "127.0.0.1:9811"
@@ -46,7 +45,7 @@ _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[^\s~^:?*\[\\\x00-\x1
 class AgentSettings(BaseSettings):
     """What one agent follows and how it behaves. Field descriptions are the reference documentation."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True,
+    model_config = SettingsConfigDict(env_prefix=SETTINGS_PREFIX, extra="forbid", frozen=True,
                                       validate_default=True)
 
     repo_url: str | None = Field(
@@ -198,7 +197,7 @@ class AgentSettings(BaseSettings):
         """The repository URL, or an error saying where to set it and which verb needs it."""
         if self.repo_url is None:
             raise InputError(f"repo_url is not set: `ha-gitops {verb}` follows a git repository (set "
-                             f"repo_url in {config_path(None)} or {ENV_PREFIX}REPO_URL, or pass --dir)",
+                             f"repo_url in {config_path(None)} or {SETTINGS_PREFIX}REPO_URL, or pass --dir)",
                              element="repo_url")
         return self.repo_url
 
@@ -401,7 +400,7 @@ def _input_error(exc: ValidationError, file: Path, text: str, data: dict[str, An
         name, _, msg = (key + msg).partition(": ")
     if not key:
         return InputError(msg + more, file=str(file))
-    env = ENV_PREFIX + key.upper()
+    env = SETTINGS_PREFIX + key.upper()
     if env in os.environ:
         return InputError(f"{name}: {msg}{more}", file=f"environment {env}", element=key)
     if err["type"] == "missing":

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from controller.cib.marker import read_marker
+from controller.faults import PAUSED_SUFFIX
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
 from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
@@ -95,7 +96,7 @@ def set_fault(sb: Sandbox, faults: dict[str, Any], *nodes: str) -> None:
 
 def wait_paused(sb: Sandbox, node: str, point: str, timeout: float = 60) -> None:
     """Until `node`'s agent is held at the fault point `point` (controller/faults.py announces it)."""
-    paused = sb.layout.node_dir(node) / "etc-ha-gitops" / "faults.json.paused"
+    paused = sb.layout.node_dir(node) / "etc-ha-gitops" / ("faults.json" + PAUSED_SUFFIX)
 
     def held() -> bool:
         try:

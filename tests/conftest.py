@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+from tests.notify_receiver import Receiver
+
 REPO = Path(__file__).resolve().parents[1]
 # The real corpora live beside the checkout (../shared/corpus, see its README); a checkout elsewhere (a
 # clone under /tmp) names them with HA_GITOPS_CORPUS.
@@ -121,3 +124,12 @@ def _make_whole(sb: object) -> None:
             sb.heal(n.name)
         sb.start(n.name)
     sb.wait_healthy(timeout=90, expect_online=[n.name for n in spec.nodes])
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    """A real HTTP notification receiver on loopback (tests/notify_receiver.py), stopped afterwards."""
+    r = Receiver("127.0.0.1", free_port(), tmp_path / "received.jsonl")
+    r.start()
+    yield r
+    r.stop()

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 
 from controller.command import run
 from controller.errors import CommandError
+from tests.helpers import free_port
 
 PG_BIN = Path(os.environ.get("HA_GITOPS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -43,11 +43,6 @@ class PgServer:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')  # callers pass names of their own making
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(*argv: str | Path, timeout: float = 60.0) -> None:
@@ -81,7 +76,7 @@ def postgres_server(base: Path, *, socket_trust: bool = False) -> Iterator[PgSer
         _as_postgres(PG_BIN / "initdb", "-D", data, "-U", "postgres", "--pwfile", pwfile, "-E", "UTF8",
                      "--locale=C", "--auth-host=scram-sha-256",
                      f"--auth-local={'trust' if socket_trust else 'peer'}", "--no-sync")
-        port = _free_port()
+        port = free_port()
         with (data / "postgresql.conf").open("a") as conf:
             # Loopback only; durability off: this server lives for one test session.
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {port}\n"

@@ -66,11 +66,8 @@ def _run_once(argv: list[str], *, timeout: float, env: Mapping[str, str] | None,
     return run(argv, timeout=timeout, env=env, check=check)
 
 
-CACHE_ENV = CRM_CACHE_ENV
-
-
 def cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
+    env = os.environ.get(CRM_CACHE_ENV)
     if env:
         return Path(env)
     system = Path("/var/cache/ha-gitops")

@@ -30,7 +30,7 @@ from controller.observed import ClusterStatus
 from controller.preview import Fence, Observation, PreviewEvent, PreviewReport, build_report
 from controller.sandbox.manager import Sandbox, _pid_alive
 from controller.sandbox.topology import SandboxAgents
-from controller.secrets.preview import PreviewSecrets, preview_values, uses_secrets, with_secrets_file
+from controller.secrets.preview import PreviewSecrets, preview_values, uses_secrets
 from controller.source.local import PrivateRepo
 
 FOLDER = "cluster"  # the desired folder inside the preview's repository
@@ -169,7 +169,7 @@ def _fit_secrets(root: Path, base_files: dict[str, str], head_files: dict[str, s
             if identity is not None else None
         values = preview_values(files, decrypted)
         names.update(values)
-        return with_secrets_file(files, age.encrypt(render_plaintext(values), recipients))
+        return {**files, SECRETS_FILE: age.encrypt(render_plaintext(values), recipients)}
 
     base_fit, head_fit = fit("base", base_files), fit("head", head_files)
     secrets = PreviewSecrets(mode="real" if identity is not None else "placeholder", names=sorted(names))

@@ -66,13 +66,4 @@ def preview_values(files: Mapping[str, str], decrypted: Mapping[str, str] | None
     return {name: placeholder(name) for name in sorted(referenced_names(files))}
 
 
-def with_secrets_file(files: Mapping[str, str], ciphertext: str | None) -> dict[str, str]:
-    """The folder with its secrets.age replaced (None: removed)."""
-    out = {k: v for k, v in files.items() if k != SECRETS_FILE}
-    if ciphertext is not None:
-        out[SECRETS_FILE] = ciphertext
-    return out
-
-
-__all__ = ["PreviewSecrets", "placeholder", "preview_values", "referenced_names", "uses_secrets",
-           "with_secrets_file"]
+__all__ = ["PreviewSecrets", "placeholder", "preview_values", "referenced_names", "uses_secrets"]

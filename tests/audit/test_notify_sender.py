@@ -6,30 +6,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from controller.audit.models import NewEvent
 from controller.audit.store import AuditStore
 from controller.notifications import NotifyTarget
 from controller.notify_send import Sender
 from tests.notify_receiver import Receiver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    r = Receiver("127.0.0.1", _free_port(), tmp_path / "received.jsonl")
-    r.start()
-    yield r
-    r.stop()
 
 
 def _event(n: int) -> NewEvent:

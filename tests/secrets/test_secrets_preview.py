@@ -11,7 +11,6 @@ from controller.secrets.preview import (
     preview_values,
     referenced_names,
     uses_secrets,
-    with_secrets_file,
 )
 
 CRM = ('primitive fence-ipmi stonith:fence_ipmilan params ip=10.0.0.9 password="@secret:ipmi_pw" \\\n'
@@ -39,13 +38,6 @@ def test_without_an_identity_each_name_gets_a_placeholder_pacemaker_can_store() 
 def test_with_an_identity_the_decrypted_values_are_used_as_they_are() -> None:
     assert preview_values({"cib.crm": CRM}, {"ipmi_pw": "real-1", "other": "v"}) == {"ipmi_pw": "real-1",
                                                                                    "other": "v"}
-
-
-def test_the_secrets_file_is_replaced_or_removed() -> None:
-    files = {"cib.crm": CRM, "secrets.age": "old"}
-    assert with_secrets_file(files, "new") == {"cib.crm": CRM, "secrets.age": "new"}
-    assert with_secrets_file(files, None) == {"cib.crm": CRM}
-    assert files["secrets.age"] == "old"
 
 
 def test_the_report_says_how_secrets_were_handled_and_never_a_value() -> None:

@@ -4,31 +4,13 @@ nothing listens on is reported by name with exit 2, and its URL's credential is 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
+from tests.conftest import REPO
+from tests.helpers import free_port
 from tests.notify_receiver import Receiver
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    r = Receiver("127.0.0.1", _free_port(), tmp_path / "received.jsonl")
-    r.start()
-    yield r
-    r.stop()
 
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +25,7 @@ def _config(tmp_path: Path, targets: str) -> Path:
 
 
 def test_each_target_gets_one_message_and_a_dead_one_is_named(tmp_path: Path, receiver: Receiver) -> None:
-    dead = _free_port()  # nothing listens there
+    dead = free_port()  # nothing listens there
     config = _config(tmp_path, f'''
 [[notify]]
 name = "ops"
