@@ -13,7 +13,7 @@ import pytest
 from controller.cib.marker import Marker, read_marker
 from controller.observed import ClusterStatus, ResourceState
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agents_sandbox, audit, cli, dc
+from tests.agentslib import agents_sandbox, audit, cli, dc, wait_paused
 from tests.conftest import sandbox_repo_dir
 from tests.helpers import GitRepo, nice_of, node_processes, wait_for
 
@@ -187,9 +187,7 @@ def test_concurrent_hand_edit_during_an_apply_is_neither_lost_nor_fought_blindly
     try:
         sha = set_stickiness_in_git(repo, 170, "stickiness 170 (raced)")
         # While the DC's agent holds its plan, an operator edits something else by hand.
-        import time
-
-        time.sleep(1.5)
+        wait_paused(sb, leader, "before-patch", 30)
         sb.exec("kamailio02", ["crm_attribute", "-t", "crm_config", "-n", "cluster-recheck-interval", "-v",
                                "3min"], check=True)
         wait_for(lambda: stickiness(sb) == "170", 40, "the raced commit applied")
