@@ -119,11 +119,9 @@ def test_one_made_while_the_receiver_is_down_arrives_when_it_is_back(
     last = max((e["id"] for e in drift_events(sb, writer)), default=0)
     receiver.stop()
     try:
-        t0 = time.monotonic()
         hand_edit(sb, "9")
         # The pass is not held up by the receiver: the hand edit is undone as promptly as ever.
         wait_for(lambda: stickiness(sb) == wanted, 20, "drift corrected while the receiver is down")
-        assert time.monotonic() - t0 < 20
         events = wait_for(lambda: both_kinds(sb, writer, last), 20, "the writer's drift events")
         ids = {e["event_id"] for e in events}
         def failed() -> dict[str, Any] | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from lxml import etree
@@ -45,17 +44,12 @@ def test_digest_follows_content(crm_cluster: Path) -> None:
 def test_crm_cache_avoids_second_crmsh_call(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HA_GITOPS_CRM_CACHE", str(tmp_path / "cache"))
     text = (KAMAILIO / "cib.crm").read_text() + "\n# cache test\n"
-    t0 = time.monotonic()
     first = crm_to_configuration(text)
-    cold = time.monotonic() - t0
     assert not first.cached
     entries = list((cache_dir() / "crm").glob("*.json"))
     assert len(entries) == 1
-    t0 = time.monotonic()
     second = crm_to_configuration(text)
-    warm = time.monotonic() - t0
     assert second.cached and second.configuration == first.configuration
-    assert warm < cold / 5
     # proof that the cache, not crmsh, answered: a poisoned entry is returned as is
     data = json.loads(entries[0].read_text())
     data["configuration"] = data["configuration"].replace("kamailio01", "poisoned01")

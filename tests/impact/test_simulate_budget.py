@@ -91,7 +91,7 @@ def test_a_run_past_its_budget_is_refused_naming_budget_and_size(monkeypatch: py
     started = time.monotonic()
     with pytest.raises(SimulationError) as err:
         simulate(live, proposed, runner=hangs)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 25  # both stopped at their budgets, not after the 30 s sleep
     # both runs hang; the live CIB's failure is the one reported
     assert str(err.value) == ("crm_simulate on the live CIB did not finish within its time budget of 0.4s "
                               "(0.2s + 0.001s x 131 primitives); the configuration is too large to evaluate "
