@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.env_names import CRM_CACHE_ENV
 from tests.helpers import free_port
 from tests.notify_receiver import Receiver
 
@@ -77,17 +78,22 @@ def need_root() -> None:
         pytest.skip("the sandbox needs root")
 
 
-@pytest.fixture(scope="session")
-def private_crm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A crm-conversion cache of the tests' own: they never read or fill the machine's cache."""
-    cache = tmp_path_factory.mktemp("crm-cache")
-    old = os.environ.get("HA_GITOPS_CRM_CACHE")
-    os.environ["HA_GITOPS_CRM_CACHE"] = str(cache)
+@pytest.fixture(scope="session", autouse=True)
+def private_crm_cache() -> Iterator[Path]:
+    """The tests' own crm-conversion cache: they never read or fill the machine's. It lives beside the
+    sandboxes (not under /tmp, which is private in a node) so the sandbox agents and every CLI run in a
+    node share it: a cold conversion of the reference cib.crm costs seconds per process, and every module
+    starts three agents. Entries are keyed by crmsh's version and the text (controller/desired/crm.py), so
+    one kept from an earlier run is what crmsh would answer now; tests of the cache use their own."""
+    cache = Path(sandbox_state("crm-cache"))
+    cache.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get(CRM_CACHE_ENV)
+    os.environ[CRM_CACHE_ENV] = str(cache)
     yield cache
     if old is None:
-        os.environ.pop("HA_GITOPS_CRM_CACHE", None)
+        os.environ.pop(CRM_CACHE_ENV, None)
     else:
-        os.environ["HA_GITOPS_CRM_CACHE"] = old
+        os.environ[CRM_CACHE_ENV] = old
 
 
 @pytest.fixture(scope="session")

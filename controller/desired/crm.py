@@ -17,12 +17,14 @@ mapped through the element id they mention.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,8 +80,25 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def crmsh_version() -> str:
+    """`crm --version`, remembered on disk beside the conversions: asking costs a crmsh start (0.6 s) in
+    every process that converts, a cache hit included. Keyed by the crm program's inode, size and mtime,
+    which any reinstall or upgrade of crmsh changes (dpkg unpacks every file anew)."""
+    crm = shutil.which("crm")
+    memo: Path | None = None
+    if crm is not None:
+        st = Path(crm).resolve().stat()
+        memo = cache_dir() / "crm" / f"version-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}.txt"
+        with contextlib.suppress(OSError):
+            return memo.read_text()
     with tempfile.TemporaryDirectory(prefix="ha-gitops-crm-") as home:  # crmsh writes under HOME
-        return run(["crm", "--version"], timeout=60, env=_crm_env(Path(home))).stdout.strip()
+        version = run(["crm", "--version"], timeout=60, env=_crm_env(Path(home))).stdout.strip()
+    if memo is not None:
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(version)
+            os.replace(tmp, memo)
+    return version
 
 
 @functools.lru_cache(maxsize=1)

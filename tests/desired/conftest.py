@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.desired.desiredtestlib import KAMAILIO, crmsh_directly
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_crm_cache(private_crm_cache: Path) -> Iterator[Path]:
-    """Tests never read or fill the machine's cache."""
-    yield private_crm_cache
 
 
 @pytest.fixture(scope="session")

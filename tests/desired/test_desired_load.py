@@ -7,10 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from controller.desired import load_desired, validate_desired
-from controller.desired.crm import cache_dir, crm_statements, crm_to_configuration
+from controller.desired.crm import cache_dir, crm_statements, crm_to_configuration, crmsh_version
 from tests.desired.desiredtestlib import KAMAILIO, REPO, crmsh_directly
 
 CLI = str(REPO / ".venv" / "bin" / "ha-gitops")
@@ -99,3 +100,21 @@ def test_cluster_toml_ignore_rules(crm_cluster: Path) -> None:
     state = load_desired(crm_cluster)
     assert state.policy.ignore[0].reason == "written by pacemaker"
     assert state.policy_file == crm_cluster / "cluster.toml"
+
+
+def test_crmsh_version_is_asked_once_per_crmsh_install(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache hit must not start crmsh to learn its version (0.6 s in every CLI run and agent start):
+    the answer is kept beside the conversions, keyed by the crm program file."""
+    monkeypatch.setenv("HA_GITOPS_CRM_CACHE", str(tmp_path / "cache"))
+    crmsh_version.cache_clear()
+    try:
+        asked = crmsh_version()
+        assert asked == subprocess.run(["crm", "--version"], capture_output=True, text=True, timeout=60,
+                                       env={**os.environ, "HOME": str(tmp_path)}).stdout.strip()
+        [memo] = (tmp_path / "cache" / "crm").glob("version-*.txt")
+        memo.write_text("crm 0.0-from-the-memo")  # the next process reads it instead of asking crmsh
+        crmsh_version.cache_clear()
+        assert crmsh_version() == "crm 0.0-from-the-memo"
+    finally:
+        crmsh_version.cache_clear()

@@ -7,7 +7,6 @@ by that bare name.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,14 +29,8 @@ SCHEDULER_CORPUS = CORPUS / "cib" / "pacemaker-scheduler"
 KAMAILIO = REPO / "desired" / "kamailio"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_crm_cache(private_crm_cache: Path) -> Iterator[Path]:
-    """load_desired caches crm conversions: tests never read or fill the machine's cache."""
-    yield private_crm_cache
-
-
 @pytest.fixture(scope="module")
-def kamailio(_private_crm_cache: Path) -> DesiredState:
+def kamailio() -> DesiredState:
     return load_desired(KAMAILIO)
 
 
