@@ -399,7 +399,11 @@ class CorosyncRollout:
                                               f"{inp.desired_digest} written on {self.node}",
                                               {**base, "step": "write-file"}))
             t1 = time.monotonic()
-            self.cluster.restart_stack(self.service_command)
+            alone = self.cluster.restart_stack(self.service_command,
+                                               peers_timeout=self.rejoin_timeout if cluster_restart else None)
+            if not alone:
+                log.warning("cluster restart: another node's pacemaker was still running after %.0fs; "
+                            "%s restarted corosync anyway", self.rejoin_timeout, self.node)
             self.store.set_state("corosync-restarted", action.rollout, scope=self.node)
             # A cluster restart is back only when the cluster formed again: a node that came back
             # alone (an authkey or a network that differs between nodes) must fail within the timeout,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from controller.audit.models import AuditEvent
 from controller.cli.common import (
     FORMAT_OPTION,
     handles_errors,
@@ -29,6 +30,16 @@ def _audit_store(db_url: str | None) -> Any:
     from controller.audit.store import AuditStore
 
     return AuditStore(db_url, create=False)  # reading never creates an empty trail by mistake
+
+
+# `audit log --format json` leaves out the bulky texts (configurations, patch: see `audit show ID`).
+_BULKY = frozenset({"config_before", "config_after", "patch", "corosync_before", "corosync_after"})
+
+
+def log_entry(event: AuditEvent) -> dict[str, Any]:
+    """One event as `audit log --format json` prints it (the event already masked)."""
+    entry: dict[str, Any] = event.model_dump(mode="json", exclude=set(_BULKY))
+    return entry | {"summary": event.short_summary}
 
 
 @main.group()
@@ -54,9 +65,7 @@ def audit_log(limit: int, kinds: tuple[str, ...], node: str | None, commit: str 
     with _audit_store(db_url) as store:
         events = [e.masked() for e in store.list(limit=limit, kind=kinds or None, node=node, commit=commit)]
     if fmt == "json":
-        # Everything but the bulky texts (configurations, patch: see `audit show ID`).
-        bulky = {"config_before", "config_after", "patch", "corosync_before", "corosync_after"}
-        print_json([e.model_dump(mode="json", exclude=bulky) | {"summary": e.short_summary} for e in events])
+        print_json([log_entry(e) for e in events])
         return
     if not events:
         out.print("no events")

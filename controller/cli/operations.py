@@ -326,8 +326,8 @@ def status_cmd(config: str | None, fmt: str) -> None:
     st = cluster.status()
     marker = read_marker(cluster.read_cib())
     with AuditStore(settings.audit_url) as store:
-        agent = _agent_status_file(settings.status_file) or store.get_state("agent-status",
-                                                                           scope=settings.node_name)
+        agent = read_agent_status(settings.status_file) or store.get_state("agent-status",
+                                                                          scope=settings.node_name)
         last = store.last()
         outbox = store.outbox_summary([t.key for t in settings.notify]) if settings.notify else None
     data = {"node": settings.node_name, "dc": st.dc, "quorate": st.quorate,
@@ -381,7 +381,7 @@ def _outbox_line(outbox: dict[str, Any], targets: list[str]) -> str:
     return line
 
 
-def _agent_status_file(path: Path) -> dict[str, Any] | None:
+def read_agent_status(path: Path) -> dict[str, Any] | None:
     """The agent's last pass as it wrote it beside the trail (None: no agent ran since boot)."""
     try:
         found = json.loads(path.read_text())

@@ -36,6 +36,17 @@ CIB_HEAD_ARGV = ("cibadmin", "--query", "--local", "--xpath", "/cib", "--no-chil
 VERSION_ARGV = {"pacemaker": ("pacemakerd", "--version"), "corosync": ("corosync", "-v"),
                 "crmsh": ("crm", "--version")}
 _VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
+# Corosync's process groups, one "GROUP PID NODEID" line per member.
+CPGTOOL_ARGV = ("corosync-cpgtool", "-e", "-d", " ")  # -e: group names unescaped (NUL-ended)
+# The group every pacemaker-controld joins (Pacemaker daemons/controld: crm_cluster_connect with
+# crm_system_name "crmd"), present while the node's controller runs.
+CONTROLLER_GROUP = "crmd"
+
+
+def controller_members(cpgtool: str) -> int:
+    """The members of the controllers' group in `corosync-cpgtool -d " "` output."""
+    return sum(1 for line in cpgtool.splitlines()
+               if line.split(" ", 1)[0].rstrip("\x00") == CONTROLLER_GROUP)
 
 
 class Leadership(BaseModel):
@@ -216,13 +227,30 @@ class LiveCluster:
 
     # ------------------------------------------------------------------ services
     def restart_stack(self, service_command: Sequence[str], *, stop_timeout: float = 240,
-                      start_timeout: float = 120) -> None:
+                      start_timeout: float = 120, peers_timeout: float | None = None) -> bool:
         """Restart corosync, then start pacemaker, with the node's service command (systemctl).
 
         `systemctl restart corosync` stops pacemaker (it requires corosync) but does not start it.
+        With `peers_timeout` (every node restarting at once): pacemaker stops first, and corosync restarts
+        once no node's controller is left in corosync's membership, or after peers_timeout seconds (False
+        then). A node whose corosync came back while another's pacemaker was still stopping formed a
+        cluster in which that node's last state is "unclean", and fenced it as it came back (seen in the
+        sandbox); pcs `cluster stop --all` stops pacemaker everywhere before corosync for the same reason.
         """
+        alone = True
+        if peers_timeout is not None:
+            self.runner.run([*service_command, "stop", "pacemaker"], timeout=stop_timeout)
+            deadline = time.monotonic() + peers_timeout
+            while (alone := self.controllers_running() == 0) is False and time.monotonic() < deadline:
+                time.sleep(0.5)
         self.runner.run([*service_command, "restart", "corosync"], timeout=stop_timeout)
         self.runner.run([*service_command, "start", "pacemaker"], timeout=start_timeout)
+        return alone
+
+    def controllers_running(self) -> int:
+        """How many Pacemaker controllers are in corosync's membership now (0 when corosync is down)."""
+        r = self.runner.run(list(CPGTOOL_ARGV), timeout=15, check=False)
+        return controller_members(r.stdout) if r.returncode == 0 else 0
 
     # ------------------------------------------------------------------ scheduler
     def simulate(self, cib_xml: str, *, scratch_dir: str, timeout: float = 60) -> Result:

@@ -137,7 +137,7 @@ class SnapshotCluster(LiveCluster):
         raise self._refuse("standby")
 
     def restart_stack(self, service_command: Sequence[str], *, stop_timeout: float = 240,
-                      start_timeout: float = 120) -> None:
+                      start_timeout: float = 120, peers_timeout: float | None = None) -> bool:
         raise self._refuse("restarting corosync and pacemaker")
 
 

@@ -176,7 +176,7 @@ class Services:
         p = self.procs.get(name)
         return p is not None and p.poll() is None
 
-    def start(self) -> dict[str, Any]:
+    def start(self, names: tuple[str, ...] = ("corosync", "pacemaker")) -> dict[str, Any]:
         with self.lock:
             env = dict(os.environ)
             if not self.running("corosync"):
@@ -189,7 +189,7 @@ class Services:
                     time.sleep(0.1)
                 if not self.running("corosync"):
                     return {"ok": False, "error": f"corosync exited; see {self.log_dir}/corosync.out"}
-            if not self.running("pacemaker"):
+            if "pacemaker" in names and not self.running("pacemaker"):
                 env.update(PCMK_logfile="/var/log/pacemaker/pacemaker.log", PCMK_logfacility="none",
                            PCMK_debug="no")
                 self._spawn("pacemaker", ["pacemakerd"], env)
@@ -354,7 +354,7 @@ def serve(sock_path: Path, services: Services) -> None:
 def _handle(req: dict[str, Any], services: Services) -> dict[str, Any]:
     op = req.get("op")
     if op == "start":
-        resp = services.start()
+        resp = services.start(tuple(req.get("services", ("corosync", "pacemaker"))))
     elif op == "stop":
         resp = services.stop(float(req.get("timeout", 60)),
                              tuple(req.get("services", ("pacemaker", "corosync"))))

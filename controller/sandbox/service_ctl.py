@@ -1,8 +1,9 @@
 """`systemctl` for a sandbox node: the agent's service_command inside the sandbox.
 
 Usage: python -m controller.sandbox.service_ctl NODE_DIR start|stop|restart corosync|pacemaker
-As with the Debian units (pacemaker requires corosync), an action on either unit acts on both, in
-dependency order. Talks to the node's init (its PID 1) over the node's control socket.
+As with the Debian units (pacemaker.service Requires corosync.service): stopping corosync stops pacemaker
+first, starting pacemaker starts corosync first; stopping pacemaker or (re)starting corosync touches that
+unit alone. Talks to the node's init (its PID 1) over the node's control socket.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ def main(argv: list[str]) -> int:
                                                                                           "pacemaker"):
         sys.stderr.write("usage: service_ctl NODE_DIR start|stop|restart corosync|pacemaker\n")
         return 2
-    node_dir, action = Path(argv[0]), argv[1]
+    node_dir, action, unit = Path(argv[0]), argv[1], argv[2]
     if action in ("stop", "restart"):
-        resp = ask(node_dir, {"op": "stop", "timeout": 120})
+        # pacemaker.service Requires corosync: stopping corosync stops pacemaker, not the other way round
+        stop = ["pacemaker"] if unit == "pacemaker" else ["pacemaker", "corosync"]
+        resp = ask(node_dir, {"op": "stop", "timeout": 120, "services": stop})
         if not resp.get("ok"):
             sys.stderr.write(f"stop failed: {resp.get('error')}\n")
             return 1
     if action in ("start", "restart"):
-        resp = ask(node_dir, {"op": "start"})
+        # starting pacemaker starts corosync first; (re)starting corosync starts corosync alone
+        resp = ask(node_dir, {"op": "start", "services": ["corosync"] if unit == "corosync"
+                              else ["corosync", "pacemaker"]})
         if not resp.get("ok"):
             sys.stderr.write(f"start failed: {resp.get('error')}\n")
             return 1

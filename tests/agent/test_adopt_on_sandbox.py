@@ -26,7 +26,7 @@ from controller.cib.marker import MARKER_SET_ID, read_marker
 from controller.cib.xml import parse_xml_bytes, to_bytes
 from controller.command import run
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import audit, cli, dc, reference_files
+from tests.agentslib import agent_status, audit, cli, dc, reference_files
 from tests.conftest import CORPUS, REFERENCE, need_root, sandbox_repo_dir, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
@@ -160,12 +160,6 @@ def test_export_then_plan_is_a_no_op_on_corpus_configurations(sb: Sandbox, name:
                        str(shared(sb, "before.xml"))]))
 
 
-def _agent(sb: Sandbox, node: str) -> dict:
-    code, out, err = cli(sb, node, "status", "--config", AGENT_TOML, "--format", "json")
-    assert code == 0, err
-    return json.loads(out).get("agent") or {}
-
-
 def _agents(sb: Sandbox, *args: str, expect: int = 0) -> str:
     r = run([*HA_GITOPS, "sandbox", "agents", *args, "--state-dir", str(sb.layout.root)], timeout=120,
             check=False)
@@ -198,8 +192,8 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         assert all(n.agent for n in sb.status().nodes)  # one agent per node, supervised as with `up --agents`
         assert "already running" in _agents(sb, "start", "--repo", str(repo_dir), expect=2)
         writer = dc(sb)
-        state = wait_for(lambda: (a := _agent(sb, writer)).get("outcome") == "waiting-for-adopt" and a, 90,
-                         "the DC's agent waiting for adopt")
+        state = wait_for(lambda: (a := agent_status(sb, writer)).get("outcome") == "waiting-for-adopt" and a,
+                         90, "the DC's agent waiting for adopt")
         assert "ha-gitops adopt" in state["message"] and "HAND-01" in state["message"]
         code, text, _ = cli(sb, writer, "status", "--config", AGENT_TOML)
         assert code == 0 and "waiting-for-adopt" in text
@@ -208,7 +202,7 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         assert read_marker(sb.cluster("kamailio01").read_cib()).revision is None  # nothing written
         assert sb.cluster("kamailio01").read_cib().find(".//primitive[@id='HAND-01']") is not None
         other = next(n for n in NODES if n != writer)
-        assert wait_for(lambda: _agent(sb, other).get("outcome") == "waiting-for-adopt", 60,
+        assert wait_for(lambda: agent_status(sb, other).get("outcome") == "waiting-for-adopt", 60,
                         "an observer saying so too")
 
         # No terminal to ask on: refused, nothing written.
@@ -226,7 +220,7 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         adopted = next(e for e in audit(sb, other) if e["kind"] == "adopt")
         assert adopted["details"]["user"] == "root" and adopted["commit"]["sha"] == repo.head()
         # The agents follow git from here on: nothing left to do, and nothing left to adopt.
-        wait_for(lambda: _agent(sb, writer).get("outcome") == "no-change", 60, "the writer at rest")
+        wait_for(lambda: agent_status(sb, writer).get("outcome") == "no-change", 60, "the writer at rest")
         code, out, err = cli(sb, other, "adopt", "--yes", "--config", AGENT_TOML)
         assert code == 2 and "already managed" in err, out + err
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -19,8 +18,8 @@ from controller.cib.marker import read_marker
 from controller.errors import HaGitopsError
 from controller.rollout import ATTR_APPLIED, ATTR_FILE, text_digest
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agents_sandbox
-from tests.helpers import HA_GITOPS, GitRepo, wait_for
+from tests.agentslib import agents_sandbox, audit
+from tests.helpers import GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -61,15 +60,6 @@ def applied_everywhere(sb: Sandbox, digest: str, via: str = "kamailio01") -> boo
 
 def node_file(sb: Sandbox, node: str) -> str:
     return (sb.layout.node_dir(node) / "etc-corosync" / "corosync.conf").read_text()
-
-
-def audit(sb: Sandbox, node: str) -> list[dict]:
-    """The node's audit trail; empty while the node is powered off (or its CLI was cut short)."""
-    try:
-        r = sb.exec(node, [*HA_GITOPS, "audit", "log", "--limit", "500", "--format", "json"], timeout=60)
-    except HaGitopsError:
-        return []
-    return json.loads(r.stdout) if r.returncode == 0 else []
 
 
 def steps(sb: Sandbox, digest: str, step: str | None = None) -> list[dict]:
