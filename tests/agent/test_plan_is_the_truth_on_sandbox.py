@@ -35,9 +35,13 @@ timeout = "40s"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[Sandbox, GitRepo]]:
-    with agents_sandbox("truth", FOLDER, extra={POLICY: PROTECTED},
-                        message="kamailio, PROXY01 protected") as e:
-        yield e
+    try:
+        with agents_sandbox("truth", FOLDER, extra={POLICY: PROTECTED},
+                            message="kamailio, PROXY01 protected") as e:
+            yield e
+    finally:  # the folder copies of folder_with
+        for copy in REPO.parent.glob(f"{REPO.name}-*"):
+            shutil.rmtree(copy, ignore_errors=True)
 
 
 @pytest.fixture
