@@ -69,10 +69,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.sandbox)
         if item.path.relative_to(REPO).as_posix() in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
-    # The files with a sandbox first: each takes one to three minutes, the others seconds. Two workers
-    # given the long ones first finish together; alphabetically, a long secrets/ file came last, alone.
-    sandboxed = {item.path for item in items if item.get_closest_marker("sandbox")}
-    items.sort(key=lambda item: item.path not in sandboxed)  # stable: a file's tests keep their order
 
 
 def need_root() -> None:
