@@ -163,7 +163,12 @@ def test_drift_is_recorded_with_its_origin_and_corrected(env: tuple[Sandbox, Git
                            "resource-stickiness", "-v", "7"], check=True)
     wait_for(lambda: stickiness(sb) == wanted, 20, "drift corrected")
     leader = dc(sb)
-    events = audit(sb, leader)
+    # the correction is recorded a moment after its write: wait for the event, not just the CIB
+    def correction_recorded() -> list[dict[str, Any]] | None:
+        trail = audit(sb, leader)
+        return trail if any(e["kind"] == "drift-corrected" for e in trail) else None
+
+    events = wait_for(correction_recorded, 20, "the drift-corrected event")
     detected = next(e for e in events if e["kind"] == "drift-detected")
     origin = detected["details"]["origin"]
     assert origin["update-origin"] == "kamailio03" and origin["update-client"] == "crm_attribute"
@@ -272,9 +277,10 @@ def test_rollback_restores_and_pins_until_a_newer_commit(env: tuple[Sandbox, Git
     before = stickiness(sb)
     sha = set_stickiness_in_git(repo, 190, "stickiness 190 (to be rolled back)")
     wait_for(lambda: stickiness(sb) == "190", 30, "190 live")
-    node = "kamailio01"
+    node = dc(sb)  # the writer: another node's trail may first hold the apply as backfilled from the CIB,
+    # without the configuration to return to (rolling back from a non-writer: test_history_on_sandbox)
     ev = wait_for(lambda: next((e for e in audit(sb, node) if e["commit"] and e["commit"]["sha"] == sha
-                                and e["kind"] == "apply"), None), 20, "apply recorded on kamailio01")
+                                and e["kind"] == "apply"), None), 20, f"apply recorded on {node}")
     code, out, err = cli(sb, node, "rollback", str(ev["id"]))
     assert code == 0, out + err
     assert stickiness(sb) == before
