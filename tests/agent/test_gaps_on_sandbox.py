@@ -41,6 +41,9 @@ def push(sb: Sandbox, repo: GitRepo, value: int, writer: str) -> str:
     sha = repo.commit({f"{FOLDER}/cib.crm": text}, f"stickiness {value}")
     wait_for(lambda: read_marker(sb.cluster(writer).read_cib()).revision == sha, 60,
              f"stickiness {value} applied")
+    # the apply event is recorded a moment after the CIB write: wait for it too
+    wait_for(lambda: any(e["kind"] == "apply" and (e["commit"] or {}).get("sha") == sha
+                         for e in audit(sb, writer)), 30, f"stickiness {value}'s apply event on {writer}")
     return sha
 
 
