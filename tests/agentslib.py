@@ -18,6 +18,7 @@ from controller.cli.operations import read_agent_status
 from controller.faults import PAUSED_SUFFIX
 from controller.sandbox.manager import Sandbox
 from controller.sandbox.topology import SandboxAgents
+from controller.settings import AgentSettings
 from tests.conftest import REFERENCE, need_root, sandbox_repo_dir, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
@@ -75,14 +76,20 @@ def cli(sb: Sandbox, node: str, *args: str, timeout: float = 180) -> tuple[int, 
     return r.returncode, r.stdout, r.stderr
 
 
-def audit(sb: Sandbox, node: str, limit: int = 500) -> list[dict[str, Any]]:
-    """The node's audit trail, newest first, as `audit log --format json` prints it, read in this process
-    from the node's own trail file (the agents write sqlite:////var/lib/ha-gitops/audit.db). The tests poll
-    trails: one `ha-gitops audit` per node and poll cost a CPU second each, and kept both cores busy."""
+def _trail(sb: Sandbox, node: str) -> AuditStore | None:
+    """The node's own trail file (the agents write sqlite:////var/lib/ha-gitops/audit.db), read from here."""
     path = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
-    if not path.exists():
+    return AuditStore(f"sqlite:///{path}", create=False) if path.exists() else None
+
+
+def audit(sb: Sandbox, node: str, limit: int = 500) -> list[dict[str, Any]]:
+    """The node's audit trail, newest first, as `audit log --format json` prints it, read in this process.
+    The tests poll trails: one `ha-gitops audit` per node and poll cost a CPU second each, and kept both
+    cores busy."""
+    store = _trail(sb, node)
+    if store is None:
         return []
-    with AuditStore(f"sqlite:///{path}", create=False) as store:
+    with store:
         return [log_entry(e.masked()) for e in store.list(limit=limit)]
 
 
@@ -119,10 +126,9 @@ def agent_status(sb: Sandbox, node: str) -> dict[str, Any]:
     """What the node's agent published about its last pass, as `status --format json` shows it ("agent"):
     its status file, in the node's private /run (reached through the root of the node's init), else the
     trail's copy. Read in this process, as `audit` is: the tests poll it."""
-    found = read_agent_status(Path(f"/proc/{sb.init_pid(node)}/root/run/ha-gitops/agent-status.json"))
-    if found is None:
-        path = sb.layout.node_dir(node) / "var-lib-ha-gitops" / "audit.db"
-        if path.exists():
-            with AuditStore(f"sqlite:///{path}", create=False) as store:
-                found = store.get_state(STATUS_KEY, scope=node)
+    status_file = AgentSettings.model_fields["status_file"].default  # the sandbox agents keep the default
+    found = read_agent_status(Path(f"/proc/{sb.init_pid(node)}/root") / status_file.relative_to("/"))
+    if found is None and (store := _trail(sb, node)) is not None:
+        with store:
+            found = store.get_state(STATUS_KEY, scope=node)
     return found or {}

@@ -44,7 +44,7 @@ CONTROLLER_GROUP = "crmd"
 
 
 def controller_members(cpgtool: str) -> int:
-    """The members of the controllers' group in `corosync-cpgtool -d " "` output."""
+    """The members of the controllers' group in `corosync-cpgtool -e -d " "` output."""
     return sum(1 for line in cpgtool.splitlines()
                if line.split(" ", 1)[0].rstrip("\x00") == CONTROLLER_GROUP)
 
@@ -241,8 +241,10 @@ class LiveCluster:
         if peers_timeout is not None:
             self.runner.run([*service_command, "stop", "pacemaker"], timeout=stop_timeout)
             deadline = time.monotonic() + peers_timeout
-            while (alone := self.controllers_running() == 0) is False and time.monotonic() < deadline:
+            alone = self.controllers_running() == 0
+            while not alone and time.monotonic() < deadline:
                 time.sleep(0.5)
+                alone = self.controllers_running() == 0
         self.runner.run([*service_command, "restart", "corosync"], timeout=stop_timeout)
         self.runner.run([*service_command, "start", "pacemaker"], timeout=start_timeout)
         return alone
