@@ -150,9 +150,10 @@ def test_a_store_edited_by_hand_is_corrected(env: tuple[Sandbox, GitRepo, Path])
     node = SANDBOX_NODES[1]
     store_file(sb, node).write_text("edited-by-hand\n")
     wait_for(lambda: store_file(sb, node).read_text() == V2 + "\n", 60, "the hand edit corrected")
-    drift = [e for e in audit(sb, node) if e["kind"] == "drift-corrected"
-             and "secrets store differed" in (e.get("summary") or "")]
-    assert drift, "the correction is recorded as drift on that node"
+    # the correction is recorded a moment after the store is written: wait for the event
+    wait_for(lambda: [e for e in audit(sb, node) if e["kind"] == "drift-corrected"
+                      and "secrets store differed" in (e.get("summary") or "")], 20,
+             "the correction recorded as drift on that node")
 
 
 def test_a_secrets_file_a_node_cannot_decrypt_is_refused_whole(env: tuple[Sandbox, GitRepo, Path]) -> None:
