@@ -116,6 +116,7 @@ def test_crmsh_past_its_budget_is_an_error_naming_budget_and_size(tmp_path: Path
     text = crm_with(300)
     (path / "cib.crm").write_text(text)
     kb = -(-len(text.encode()) // 1024)
+    monkeypatch.setenv("HA_GITOPS_CRM_CACHE", str(tmp_path / "crm-cache"))  # a hit would never run crmsh
     monkeypatch.setattr(controller.limits, "CRM_BASE", 0.05)
     monkeypatch.setattr(controller.limits, "CRM_PER_KB", 0.001)  # crmsh alone needs more to start
     with pytest.raises(DesiredStateError) as err:
