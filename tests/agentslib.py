@@ -93,6 +93,13 @@ def audit(sb: Sandbox, node: str, limit: int = 500) -> list[dict[str, Any]]:
         return [log_entry(e.masked()) for e in store.list(limit=limit)]
 
 
+def recorded(sb: Sandbox, node: str, match: Callable[[dict[str, Any]], bool], what: str,
+             timeout: float = 30) -> dict[str, Any]:
+    """The newest event of the node's trail that `match`es, waited for: an agent records an event a
+    moment after the CIB write it is about, so a test that saw the write must still wait for the record."""
+    return wait_for(lambda: next((e for e in audit(sb, node) if match(e)), None), timeout, what)
+
+
 def dc(sb: Sandbox, via: str = "kamailio01") -> str:
     d = sb.cluster(via).status().dc
     assert d

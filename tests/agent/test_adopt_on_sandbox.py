@@ -26,7 +26,7 @@ from controller.cib.marker import MARKER_SET_ID, read_marker
 from controller.cib.xml import parse_xml_bytes, to_bytes
 from controller.command import run
 from controller.sandbox.manager import Sandbox
-from tests.agentslib import agent_status, audit, cli, dc, reference_files
+from tests.agentslib import agent_status, audit, cli, dc, recorded, reference_files
 from tests.conftest import CORPUS, REFERENCE, need_root, sandbox_repo_dir, sandbox_state
 from tests.helpers import HA_GITOPS, GitRepo, wait_for
 
@@ -197,7 +197,7 @@ def test_first_contact_waits_for_adopt_when_git_would_delete(sb: Sandbox) -> Non
         assert "ha-gitops adopt" in state["message"] and "HAND-01" in state["message"]
         code, text, _ = cli(sb, writer, "status", "--config", AGENT_TOML)
         assert code == 0 and "waiting-for-adopt" in text
-        first = next(e for e in audit(sb, writer) if e["kind"] == "first-contact")
+        first = recorded(sb, writer, lambda e: e["kind"] == "first-contact", "the first-contact event")
         assert first["outcome"] == "skipped" and "waiting for `ha-gitops adopt`" in first["summary"]
         assert read_marker(sb.cluster("kamailio01").read_cib()).revision is None  # nothing written
         assert sb.cluster("kamailio01").read_cib().find(".//primitive[@id='HAND-01']") is not None
@@ -244,8 +244,8 @@ def test_first_contact_that_deletes_nothing_is_applied_by_the_agents(sb: Sandbox
                         "resource-stickiness", "-G", "-q"])
         assert r.stdout.strip() == "100"
         writer = dc(sb)
-        first = next(e for e in audit(sb, writer) if e["kind"] == "first-contact")
+        first = recorded(sb, writer, lambda e: e["kind"] == "first-contact", "the first-contact event")
         assert first["outcome"] == "success" and "deletes nothing" in first["summary"]
-        assert any(e["kind"] == "apply" for e in audit(sb, writer))
+        recorded(sb, writer, lambda e: e["kind"] == "apply", "the writer's apply event")
     finally:
         _agents(sb, "stop")

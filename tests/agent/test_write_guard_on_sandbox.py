@@ -33,6 +33,7 @@ from tests.agentslib import (
     audit,
     cli,
     dc,
+    recorded,
     reference_files,
     set_fault,
     wait_paused,
@@ -173,8 +174,8 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
                         60, "the new DC's apply recorded on the once-isolated node")
     assert observed["details"]["observed_by"] == old
     # What the guard cost the new DC's write (votequorum + the <cib> element, right before its patch).
-    write = next(e for e in audit(sb, new) if e["kind"] == "apply" and e["node"] == new
-                 and (e["commit"] or {}).get("sha") == sha)
+    write = recorded(sb, new, lambda e: e["kind"] == "apply" and e["node"] == new
+                     and (e["commit"] or {}).get("sha") == sha, "the new DC's apply event")
     guard = write["details"]["guard_seconds"]
     assert guard > 0, guard  # its cost is measured (bench, README), not asserted: machines are noisy
     print(f"\ncut -> {old} lost quorum: {quorum_lost:.1f}s; push -> applied by {new}: {applied_after:.1f}s; "

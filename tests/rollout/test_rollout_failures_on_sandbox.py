@@ -129,9 +129,10 @@ def test_reload_whose_runtime_never_matches_times_out_and_is_rolled_back(
     assert all(node_file(sb, n) == good for n in NODES)
     assert len(steps(sb, digest, "write-file")) == 3 and len(steps(sb, digest, "reload")) == 1
     # The CIB part of the revision was applied before the rollout, and is rolled back with it.
-    cib_back = [e for n in NODES for e in audit(sb, n) if e["kind"] == "auto-rollback"
-                and (e.get("details") or {}).get("part") == "cib"
-                and e["details"].get("bad_revision") == rev]
+    cib_back = wait_for(lambda: [e for n in NODES for e in audit(sb, n) if e["kind"] == "auto-rollback"
+                                 and (e.get("details") or {}).get("part") == "cib"
+                                 and e["details"].get("bad_revision") == rev], 30,
+                        "the CIB part's auto-rollback recorded")
     assert cib_back and "its CIB part is restored too" in cib_back[0]["summary"], cib_back
     assert all(stickiness(sb, n) == "100" for n in NODES)
     time.sleep(3)  # and it stays back: not taken for a hand edit of the head

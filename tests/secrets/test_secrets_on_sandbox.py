@@ -18,7 +18,7 @@ from controller.cib.xml import to_bytes
 from controller.sandbox.manager import Sandbox
 from controller.secrets import age
 from controller.secrets.folder import write_secrets
-from tests.agentslib import AGENT_TOML, SANDBOX_NODES, agents_sandbox, audit, cli, dc
+from tests.agentslib import AGENT_TOML, SANDBOX_NODES, agents_sandbox, audit, cli, dc, recorded
 from tests.helpers import GitRepo, wait_for
 
 pytestmark = pytest.mark.sandbox
@@ -116,8 +116,8 @@ def test_a_secret_parameter_reaches_the_resource_and_nothing_else(env: tuple[San
     assert store_holds(sb, V1)
     # the order within the pass: every node's store held the value before the CIB change was written
     writer = dc(sb)
-    applied = next(e for e in audit(sb, writer)
-                   if e["kind"] == "apply" and (e["commit"] or {}).get("sha") == sha)
+    applied = recorded(sb, writer, lambda e: e["kind"] == "apply" and (e["commit"] or {}).get("sha") == sha,
+                       "the writer's apply event")
     for n in SANDBOX_NODES:
         stored = [e for e in audit(sb, n) if e["kind"] == "secrets-stored"
                   and (e["commit"] or {}).get("sha") == sha]
