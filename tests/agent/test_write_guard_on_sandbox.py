@@ -169,9 +169,9 @@ def test_a_dc_cut_off_between_read_and_patch_writes_nothing_and_the_commit_is_no
     wait_for(converged, 120, "every node on the commit the new DC applied")
     converged_after = time.monotonic() - healed
     # The once-isolated node's trail has the new DC's apply, observed: the history is whole there too.
-    observed = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "apply"
-                                      and e["node"] == new and (e["commit"] or {}).get("sha") == sha), None),
-                        60, "the new DC's apply recorded on the once-isolated node")
+    observed = recorded(sb, old, lambda e: e["kind"] == "apply" and e["node"] == new
+                        and (e["commit"] or {}).get("sha") == sha,
+                        "the new DC's apply recorded on the once-isolated node", 60)
     assert observed["details"]["observed_by"] == old
     # What the guard cost the new DC's write (votequorum + the <cib> element, right before its patch).
     write = recorded(sb, new, lambda e: e["kind"] == "apply" and e["node"] == new
@@ -201,9 +201,8 @@ def test_a_patch_that_lands_as_quorum_goes_is_recorded_as_a_lost_race_not_a_succ
         wait_for(lambda: marker_at(sb, old, sha), 30, "the DC's patch landing")
         sb.cut(old)
         wait_for(lambda: not quorate(sb, old), 30, f"{old} to lose quorum")
-        lost = wait_for(lambda: next((e for e in audit(sb, old) if e["kind"] == "apply"
-                                      and (e["commit"] or {}).get("sha") == sha), None),
-                        PAUSE + 30, "the DC's record of its write")
+        lost = recorded(sb, old, lambda e: e["kind"] == "apply" and (e["commit"] or {}).get("sha") == sha,
+                        "the DC's record of its write", PAUSE + 30)
         set_fault(sb, {}, old)
         assert lost["outcome"] == "failure", lost["summary"]
         assert lost["details"]["reason"] == lost["details"]["lost_race"]["reason"] == "LostQuorum"

@@ -151,8 +151,8 @@ def test_a_store_edited_by_hand_is_corrected(env: tuple[Sandbox, GitRepo, Path])
     store_file(sb, node).write_text("edited-by-hand\n")
     wait_for(lambda: store_file(sb, node).read_text() == V2 + "\n", 60, "the hand edit corrected")
     # the correction is recorded a moment after the store is written: wait for the event
-    wait_for(lambda: [e for e in audit(sb, node) if e["kind"] == "drift-corrected"
-                      and "secrets store differed" in (e.get("summary") or "")], 20,
+    recorded(sb, node, lambda e: e["kind"] == "drift-corrected"
+             and "secrets store differed" in (e.get("summary") or ""),
              "the correction recorded as drift on that node")
 
 
